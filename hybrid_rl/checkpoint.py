@@ -1,0 +1,101 @@
+"""Checkpoints: policy (Hugging Face folder), optimizer, scheduler, RNG states, data position.
+
+Saving writes into a temporary folder and renames it into place, so a crash mid-save leaves
+the previous checkpoint whole. A manifest of SHA-256 checksums is verified on load.
+
+Layout: <run>/checkpoints/step_000100/{policy/, trainer_state.pt, manifest.json}
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+STATE_FILE = "trainer_state.pt"
+MANIFEST = "manifest.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt or does not fit this run."""
+
+
+def rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_manifest(folder: Path) -> None:
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    manifest = {str(p.relative_to(folder)): _sha256(p) for p in files}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
+
+
+def verify_manifest(folder: Path) -> None:
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        raise CheckpointError(f"{folder} has no {MANIFEST}: not a complete checkpoint")
+    for name, digest in json.loads(manifest_path.read_text()).items():
+        path = folder / name
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {folder} is missing {name}")
+        if _sha256(path) != digest:
+            raise CheckpointError(f"checkpoint {folder}: {name} does not match its checksum (corrupt)")
+
+
+def save_checkpoint(
+    run_dir: Path, step: int, *, policy, tokenizer, optimizer, scheduler, state: dict[str, Any], keep_last: int
+) -> Path:
+    root = Path(run_dir) / "checkpoints"
+    final = root / f"step_{step:06d}"
+    tmp = root / f".step_{step:06d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    policy.save_pretrained(tmp / "policy")
+    tokenizer.save_pretrained(tmp / "policy")
+    torch.save(
+        {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+         "rng": rng_state(), **state},
+        tmp / STATE_FILE,
+    )
+    _write_manifest(tmp)
+    if final.exists():  # re-saving the same step (e.g. final save right after a periodic one)
+        shutil.rmtree(final)
+    tmp.rename(final)
+    for old in sorted(root.glob("step_*"))[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def find_checkpoint(path: str | Path) -> Optional[Path]:
+    """A checkpoint folder itself, or the latest complete one inside a run folder."""
+    path = Path(path).expanduser()
+    if (path / STATE_FILE).is_file():
+        return path
+    candidates = sorted((path / "checkpoints").glob("step_*")) if path.is_dir() else []
+    return candidates[-1] if candidates else None
+
+
+def load_trainer_state(folder: Path) -> dict[str, Any]:
+    verify_manifest(folder)
+    try:
+        return torch.load(folder / STATE_FILE, weights_only=False)  # our own file: RNG states are tuples
+    except Exception as exc:
+        raise CheckpointError(f"cannot read {folder / STATE_FILE}: {exc}") from exc

@@ -1,0 +1,322 @@
+"""Config schema: dataclasses registered in Hydra's ConfigStore.
+
+The dataclasses are the schema and YAML files under conf/ only set values. Hydra rejects an
+unknown key at composition ("Key 'lrr' is not in struct"); `Config.__post_init__` then checks
+every value and raises one ConfigError that names each offending field by its full path.
+Only the entry scripts (and hybrid_rl/build.py on their behalf) read this tree: components
+take plain arguments.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, Dict, Iterator, List, Optional
+
+from hydra.core.config_store import ConfigStore
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the field."""
+
+
+def _choice(name: str, value: Any, choices) -> Iterator[str]:
+    if value not in choices:
+        yield f"{name}: must be one of {sorted(choices)}, got {value!r}"
+
+
+def _positive(name: str, value, allow_zero: bool = False) -> Iterator[str]:
+    if value is None:
+        return
+    if value < 0 or (value == 0 and not allow_zero):
+        yield f"{name}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}"
+
+
+# ---------------------------------------------------------------- model ----
+@dataclass
+class TinyModelConfig:
+    """Shape of the built-in Llama (used when model.source=builtin)."""
+
+    hidden_size: int = 128  # width of the residual stream
+    num_layers: int = 4  # transformer blocks
+    num_heads: int = 4  # attention heads (no grouped-query attention)
+    intermediate_size: int = 512  # MLP width
+    max_position_embeddings: int = 256  # longest prompt + completion, in characters
+    init_seed: int = 0  # seed of the random initialisation
+
+    def problems(self) -> Iterator[str]:
+        for f in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings"):
+            yield from _positive(f, getattr(self, f))
+        if self.num_heads > 0 and self.hidden_size % self.num_heads:
+            yield f"hidden_size: {self.hidden_size} is not divisible by num_heads={self.num_heads}"
+
+
+@dataclass
+class ModelConfig:
+    """Which policy to train and how to load it."""
+
+    name: str = "tiny"  # label used in run folders and logs
+    source: str = "builtin"  # builtin (created locally) | hf (folder or hub id) | gguf (a .gguf file)
+    path: Optional[str] = None  # hf: folder or hub id; gguf: folder holding gguf_file
+    package: Optional[str] = None  # load from the folder of this installed Python package instead of path
+    gguf_file: Optional[str] = None  # gguf: file name inside path/package
+    dtype: str = "float32"  # float32 | bfloat16 | float16 (weights and training)
+    chat_template: bool = False  # wrap each prompt with the tokenizer's chat template
+    warmup_sft: bool = False  # run (or reuse a cached) SFT warm-up on task demonstrations before GRPO
+    gradient_checkpointing: bool = False  # trade compute for activation memory
+    trust_remote_code: bool = False  # allow model code from the folder (hf only)
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)  # built-in model shape
+
+    def problems(self) -> Iterator[str]:
+        yield from _choice("source", self.source, {"builtin", "hf", "gguf"})
+        yield from _choice("dtype", self.dtype, {"float32", "bfloat16", "float16"})
+        if self.source in ("hf", "gguf") and not (self.path or self.package):
+            yield f"path: source={self.source} needs model.path (or model.package)"
+        if self.source == "gguf" and not self.gguf_file:
+            yield "gguf_file: source=gguf needs the name of the .gguf file"
+        yield from (f"tiny.{p}" for p in self.tiny.problems())
+
+
+# ----------------------------------------------------------------- task ----
+@dataclass
+class DataConfig:
+    """Where a task's prompts and reference answers come from."""
+
+    source: str = "generator"  # generator | jsonl | json | parquet | csv | hf
+    generator: str = "arithmetic"  # source=generator: a registered generator name
+    generator_args: Dict[str, Any] = field(default_factory=dict)  # keyword arguments of the generator
+    path: Optional[str] = None  # files: train file; hf: dataset id or local dataset folder
+    eval_path: Optional[str] = None  # files: held-out file (else split off the train file)
+    name: Optional[str] = None  # hf: dataset configuration name (e.g. "main" for gsm8k)
+    split: str = "train"  # hf: training split
+    eval_split: Optional[str] = "test"  # hf: held-out split (None: split off the train split)
+    prompt_field: str = "question"  # column holding the problem text
+    answer_field: str = "answer"  # column holding the reference answer or solution
+    answer_format: str = "plain"  # plain | gsm8k (text after ####) | boxed (last \boxed{} of a solution)
+    prompt_template: str = "{prompt}"  # how a problem becomes the model's prompt
+    num_train: Optional[int] = 20000  # training problems (None: all rows)
+    num_eval: Optional[int] = 200  # held-out problems (None: all rows)
+    eval_fraction: float = 0.1  # share split off for held-out when no eval file/split exists
+    seed: int = 1234  # generator and shuffling seed
+    on_bad_row: str = "error"  # error: stop naming file and row | skip: drop and count it
+
+    def problems(self) -> Iterator[str]:
+        yield from _choice("source", self.source, {"generator", "jsonl", "json", "parquet", "csv", "hf"})
+        yield from _choice("answer_format", self.answer_format, {"plain", "gsm8k", "boxed"})
+        yield from _choice("on_bad_row", self.on_bad_row, {"error", "skip"})
+        if self.source != "generator" and not self.path:
+            yield f"path: source={self.source} needs task.data.path"
+        if "{prompt}" not in self.prompt_template:
+            yield "prompt_template: must contain the placeholder {prompt}"
+        yield from _positive("num_train", self.num_train)
+        yield from _positive("num_eval", self.num_eval)
+        if not 0.0 < self.eval_fraction < 1.0:
+            yield f"eval_fraction: must be in (0, 1), got {self.eval_fraction}"
+
+
+@dataclass
+class SignalConfig:
+    """One reward signal of a task: which verifier produces it and how much it weighs."""
+
+    verifier: str = "math"  # registered verifier name
+    weight: float = 1.0  # multiplier in the summed reward (0 = logged only)
+
+
+@dataclass
+class TaskConfig:
+    """A task: its data and the reward signals that judge its completions."""
+
+    name: str = "math"  # task label, stored on every sample
+    data: DataConfig = field(default_factory=DataConfig)  # prompts and references
+    rewards: Dict[str, SignalConfig] = field(default_factory=dict)  # signal name -> verifier, weight
+    accuracy_signal: str = "correctness"  # signal whose pass rate is reported as accuracy
+
+    def problems(self) -> Iterator[str]:
+        if not self.rewards:
+            yield "rewards: a task needs at least one reward signal"
+        if self.rewards and self.accuracy_signal not in self.rewards:
+            yield f"accuracy_signal: {self.accuracy_signal!r} is not one of the task's signals {sorted(self.rewards)}"
+        yield from (f"data.{p}" for p in self.data.problems())
+
+
+# -------------------------------------------------------------- rollout ----
+@dataclass
+class RolloutConfig:
+    """How completions are sampled."""
+
+    backend: str = "hf"  # registered rollout backend (hf = transformers generate)
+    max_new_tokens: int = 8  # completion length limit, in tokens
+    temperature: float = 1.0  # sampling temperature (also applied to training log-probs)
+    top_p: float = 1.0  # nucleus sampling (1 = off)
+    top_k: int = 0  # top-k sampling (0 = off)
+    max_batch_sequences: int = 512  # most sequences per generate() call
+
+    def problems(self) -> Iterator[str]:
+        yield from _positive("max_new_tokens", self.max_new_tokens)
+        yield from _positive("temperature", self.temperature)
+        yield from _positive("top_k", self.top_k, allow_zero=True)
+        yield from _positive("max_batch_sequences", self.max_batch_sequences)
+        if not 0.0 < self.top_p <= 1.0:
+            yield f"top_p: must be in (0, 1], got {self.top_p}"
+
+
+# -------------------------------------------------------------- trainer ----
+@dataclass
+class TrainerConfig:
+    """GRPO optimisation settings (see README 'GRPO knobs')."""
+
+    prompts_per_step: int = 32  # B: prompts sampled per step
+    num_generations: int = 8  # G: completions per prompt (group size)
+    max_steps: int = 200  # GRPO steps (rollout + update)
+    max_time_s: Optional[float] = None  # stop after this many seconds of training, if set
+    learning_rate: float = 5e-5  # AdamW peak learning rate
+    lr_schedule: str = "constant"  # constant | cosine | linear (decay to 0 at max_steps)
+    warmup_steps: int = 0  # linear warm-up of the learning rate, in optimizer steps
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    adam_betas: List[float] = field(default_factory=lambda: [0.9, 0.99])  # AdamW betas
+    max_grad_norm: float = 1.0  # gradient clipping (0 = off)
+    mu: int = 1  # optimizer passes over each rollout (importance ratio vs the rollout policy)
+    micro_batch_size: int = 256  # sequences per forward/backward (gradient accumulation)
+    advantage_scale: str = "group"  # group | batch | none (Dr. GRPO)
+    std_estimator: str = "sample"  # sample (unbiased, n-1) | population (n)
+    advantage_eps: float = 1e-4  # added to the std before dividing
+    epsilon: float = 0.2  # lower clip: ratio >= 1 - epsilon
+    epsilon_high: float = 0.2  # upper clip: ratio <= 1 + epsilon_high (DAPO uses 0.28)
+    beta: float = 0.0  # KL(k3) coefficient; 0 loads no reference model
+    loss_type: str = "dapo"  # grpo | bnpo | dapo | dr_grpo (token aggregation)
+    mask_truncated_completions: bool = False  # no loss on completions that hit max_new_tokens
+    dynamic_sampling: str = "off"  # off | drop (skip all-equal groups) | fill (resample to refill)
+    max_fill_rounds: int = 4  # dynamic_sampling=fill: extra rollout rounds per step at most
+
+    def problems(self) -> Iterator[str]:
+        from hybrid_rl.grpo import ADVANTAGE_SCALES, LOSS_AGGREGATIONS, STD_ESTIMATORS
+
+        yield from _positive("prompts_per_step", self.prompts_per_step)
+        if self.num_generations < 2:
+            yield f"num_generations: group advantages need at least 2 completions per prompt, got {self.num_generations}"
+        yield from _positive("max_steps", self.max_steps)
+        yield from _positive("max_time_s", self.max_time_s)
+        yield from _positive("learning_rate", self.learning_rate)
+        yield from _choice("lr_schedule", self.lr_schedule, {"constant", "cosine", "linear"})
+        yield from _positive("warmup_steps", self.warmup_steps, allow_zero=True)
+        yield from _positive("weight_decay", self.weight_decay, allow_zero=True)
+        yield from _positive("max_grad_norm", self.max_grad_norm, allow_zero=True)
+        yield from _positive("mu", self.mu)
+        yield from _positive("micro_batch_size", self.micro_batch_size)
+        yield from _choice("advantage_scale", self.advantage_scale, ADVANTAGE_SCALES)
+        yield from _choice("std_estimator", self.std_estimator, STD_ESTIMATORS)
+        yield from _positive("advantage_eps", self.advantage_eps, allow_zero=True)
+        yield from _positive("epsilon", self.epsilon, allow_zero=True)
+        yield from _positive("epsilon_high", self.epsilon_high, allow_zero=True)
+        yield from _positive("beta", self.beta, allow_zero=True)
+        yield from _choice("loss_type", self.loss_type, LOSS_AGGREGATIONS)
+        yield from _choice("dynamic_sampling", self.dynamic_sampling, {"off", "drop", "fill"})
+        yield from _positive("max_fill_rounds", self.max_fill_rounds, allow_zero=True)
+        if len(self.adam_betas) != 2 or not all(0.0 <= b < 1.0 for b in self.adam_betas):
+            yield f"adam_betas: must be two numbers in [0, 1), got {list(self.adam_betas)}"
+
+
+# --------------------------------------------------------------- reward ----
+@dataclass
+class RewardConfig:
+    """How verifiers are run."""
+
+    max_error_rate: float = 0.5  # stop when more than this share of a signal's scores fail in a step
+    failures_file: str = "reward_failures.jsonl"  # offending samples are appended here (run folder)
+
+    def problems(self) -> Iterator[str]:
+        if not 0.0 <= self.max_error_rate <= 1.0:
+            yield f"max_error_rate: must be in [0, 1], got {self.max_error_rate}"
+
+
+# ------------------------------------------------------------ the rest ----
+@dataclass
+class SFTConfig:
+    """Supervised warm-up on task demonstrations (loss on answer tokens only)."""
+
+    steps: int = 600  # optimizer steps
+    batch_size: int = 128  # demonstrations per step
+    learning_rate: float = 1e-3  # AdamW peak learning rate (cosine decay, 5% warm-up)
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    log_every: int = 50  # print the loss every this many steps
+
+    def problems(self) -> Iterator[str]:
+        yield from _positive("steps", self.steps)
+        yield from _positive("batch_size", self.batch_size)
+        yield from _positive("learning_rate", self.learning_rate)
+        yield from _positive("log_every", self.log_every)
+
+
+@dataclass
+class EvalConfig:
+    """Held-out evaluation (greedy decoding, accuracy by the task's accuracy signal)."""
+
+    every_steps: int = 25  # evaluate every this many steps (0 = only at start and end)
+    at_start: bool = True  # evaluate the starting policy before any update
+    batch_size: int = 256  # prompts per generate() call
+
+    def problems(self) -> Iterator[str]:
+        yield from _positive("every_steps", self.every_steps, allow_zero=True)
+        yield from _positive("batch_size", self.batch_size)
+
+
+@dataclass
+class LoggingConfig:
+    """Metrics, samples and plots written to the run folder."""
+
+    every_steps: int = 1  # write metrics every this many steps
+    samples_every_steps: int = 25  # write example completions every this many steps (0 = never)
+    num_samples: int = 4  # example completions written each time
+    tensorboard: bool = True  # also write TensorBoard event files (run folder/tensorboard)
+    progress_bar: bool = True  # live progress bar on the console
+
+    def problems(self) -> Iterator[str]:
+        yield from _positive("every_steps", self.every_steps)
+        yield from _positive("samples_every_steps", self.samples_every_steps, allow_zero=True)
+        yield from _positive("num_samples", self.num_samples, allow_zero=True)
+
+
+@dataclass
+class CheckpointConfig:
+    """When to save and where to resume from."""
+
+    every_steps: int = 100  # save every this many steps (0 = only at the end)
+    keep_last: int = 2  # how many step checkpoints to keep
+    save_final: bool = True  # save after the last step
+    resume: Optional[str] = None  # None | auto (latest in this run folder) | a run folder or checkpoint path
+
+    def problems(self) -> Iterator[str]:
+        yield from _positive("every_steps", self.every_steps, allow_zero=True)
+        yield from _positive("keep_last", self.keep_last)
+
+
+@dataclass
+class Config:
+    """Top-level config of train.py and sft.py."""
+
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    seed: int = 0  # seeds python, numpy and torch
+    cache_dir: str = "${oc.env:HYBRID_RL_CACHE,'~/.cache/hybrid_rl'}"  # built-in and warmed-up models are kept here
+    num_threads: Optional[int] = 2  # torch CPU threads (None: torch's default)
+
+    def __post_init__(self) -> None:
+        found = []
+        for f in fields(self):
+            section = getattr(self, f.name)
+            if is_dataclass(section):
+                found += [f"{f.name}.{p}" for p in section.problems()]
+        found += list(_positive("num_threads", self.num_threads))
+        if found:
+            raise ConfigError("invalid config:\n  " + "\n  ".join(found))
+
+
+def register_configs() -> None:
+    """Put the schema in Hydra's ConfigStore; conf/config.yaml names it first in its defaults."""
+    cs = ConfigStore.instance()
+    cs.store(name="hybrid_rl_schema", node=Config)

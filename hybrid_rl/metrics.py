@@ -1,0 +1,82 @@
+"""Run outputs: metrics.jsonl, TensorBoard events, samples.jsonl and the final plot."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+METRICS_FILE = "metrics.jsonl"
+SAMPLES_FILE = "samples.jsonl"
+PLOT_FILE = "training_curves.png"
+
+
+def _truncate_after(path: Path, step: int) -> None:
+    """Drop lines logged after `step`: a resumed run re-logs them, so no step appears twice."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+class MetricsWriter:
+    def __init__(self, run_dir: Path, tensorboard: bool = True, resume_step: Optional[int] = None):
+        self.run_dir = Path(run_dir)
+        self.metrics_path = self.run_dir / METRICS_FILE
+        self.samples_path = self.run_dir / SAMPLES_FILE
+        if resume_step is not None:
+            _truncate_after(self.metrics_path, resume_step)
+            _truncate_after(self.samples_path, resume_step)
+        self._tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"), purge_step=resume_step)
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
+        with open(self.metrics_path, "a") as fh:
+            fh.write(json.dumps({"step": step, "time": round(time.time(), 3), **clean}) + "\n")
+        if self._tb is not None:
+            for key, value in metrics.items():
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    self._tb.add_scalar(key, value, step)
+
+    def log_samples(self, step: int, rows: list[dict[str, Any]]) -> None:
+        with open(self.samples_path, "a") as fh:
+            for row in rows:
+                fh.write(json.dumps({"step": step, **row}) + "\n")
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / METRICS_FILE
+    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
+
+
+def plot_training(run_dir: Path, reward_key: str = "reward/total/mean", accuracy_key: str = "eval/accuracy") -> Path:
+    """PNG of the training reward and the held-out accuracy over steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on training machines
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(run_dir)
+    fig, (ax_r, ax_a) = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, title in ((ax_r, reward_key, "training reward (mean)"), (ax_a, accuracy_key, "held-out accuracy")):
+        points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+        if points:
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, marker="o" if len(xs) < 30 else None)
+        ax.set_title(title)
+        ax.set_xlabel("GRPO step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = Path(run_dir) / PLOT_FILE
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -1,0 +1,122 @@
+"""Scoring completions with each reward signal of their task, and combining the signals.
+
+Each signal is kept and logged under its own name; the summed reward is what GRPO uses.
+A verifier that raises is never allowed to score a batch as 0 silently: the batch is
+retried sample by sample, the failing samples get None (no opinion) and are written to a
+failures file, and the error count is reported per signal every step.
+"""
+from __future__ import annotations
+
+import json
+import math
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from hybrid_rl.data import Sample
+from verifiers import Verifier
+
+
+class RewardFailure(RuntimeError):
+    """Too many of a signal's scores failed in one step."""
+
+
+@dataclass
+class Signal:
+    name: str
+    verifier: Verifier
+    weight: float
+
+
+@dataclass
+class SignalScores:
+    values: dict[str, list[Optional[float]]]  # signal -> one score (or None) per completion
+    errors: dict[str, int] = field(default_factory=dict)  # signal -> failed scores this batch
+
+    def tensor(self, name: str) -> torch.Tensor:
+        """[N] float, NaN where the signal had no opinion."""
+        return torch.tensor([math.nan if v is None else float(v) for v in self.values[name]])
+
+
+class RewardScorer:
+    """Runs every signal of every task over a batch. `signals_by_task` maps a task name to its
+    signals, so a mixed-task batch routes each sample to its own task's verifiers and weights."""
+
+    def __init__(
+        self, signals_by_task: dict[str, list[Signal]], failures_path: Optional[Path] = None,
+        max_error_rate: float = 1.0,
+    ):
+        self.signals_by_task = signals_by_task
+        self.failures_path = failures_path
+        self.max_error_rate = max_error_rate
+        self.signal_names = sorted({s.name for sigs in signals_by_task.values() for s in sigs})
+
+    def score(self, samples: Sequence[Sample], completions: Sequence[str]) -> SignalScores:
+        values = {name: [None] * len(samples) for name in self.signal_names}
+        errors = {name: 0 for name in self.signal_names}
+        for task, signals in self.signals_by_task.items():
+            rows = [i for i, s in enumerate(samples) if s.task == task]
+            if not rows:
+                continue
+            for signal in signals:
+                scores, failed = self._run(signal, [samples[i] for i in rows], [completions[i] for i in rows])
+                errors[signal.name] += failed
+                for i, v in zip(rows, scores):
+                    values[signal.name][i] = v
+                if failed > self.max_error_rate * len(rows):
+                    raise RewardFailure(
+                        f"verifier {signal.name!r} failed on {failed} of {len(rows)} {task!r} completions "
+                        f"(> reward.max_error_rate={self.max_error_rate}); see {self.failures_path}"
+                    )
+        return SignalScores(values, errors)
+
+    def _run(self, signal: Signal, samples, completions) -> tuple[list[Optional[float]], int]:
+        refs = [s.reference for s in samples]
+        try:
+            return self._checked(signal, signal.verifier(completions, refs, samples=samples), len(samples)), 0
+        except Exception:  # isolate the offending samples: retry one by one
+            pass
+        scores, failed = [], 0
+        for sample, completion in zip(samples, completions):
+            try:
+                scores.append(self._checked(signal, signal.verifier([completion], [sample.reference], samples=[sample]), 1)[0])
+            except Exception as exc:
+                failed += 1
+                scores.append(None)
+                self._record_failure(signal.name, sample, completion, exc)
+        return scores, failed
+
+    @staticmethod
+    def _checked(signal: Signal, scores, expected: int) -> list[Optional[float]]:
+        scores = list(scores)
+        if len(scores) != expected:
+            raise ValueError(f"verifier {signal.name!r} returned {len(scores)} scores for {expected} completions")
+        for v in scores:
+            if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v)):
+                raise ValueError(f"verifier {signal.name!r} returned a non-finite or non-numeric score {v!r}")
+        return scores
+
+    def _record_failure(self, name: str, sample: Sample, completion: str, exc: Exception) -> None:
+        if self.failures_path is None:
+            return
+        entry = {
+            "signal": name, "task": sample.task, "prompt": sample.prompt, "reference": sample.reference,
+            "completion": completion, "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(limit=5),
+        }
+        with open(self.failures_path, "a") as fh:
+            fh.write(json.dumps(entry) + "\n")
+
+
+def combine_signals(scores: SignalScores, samples: Sequence[Sample], weights_by_task: dict[str, dict[str, float]]) -> torch.Tensor:
+    """[N] weighted sum of each sample's signals under its own task's weights; a signal with
+    no opinion (None) adds nothing."""
+    total = torch.zeros(len(samples))
+    for name in scores.values:
+        values = scores.tensor(name)
+        weights = torch.tensor([weights_by_task[s.task].get(name, 0.0) for s in samples])
+        total += torch.where(torch.isnan(values), torch.zeros_like(values), values * weights)
+    return total

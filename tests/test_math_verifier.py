@@ -1,0 +1,76 @@
+"""Answer extraction and numeric equivalence of the first math verifier."""
+import time
+
+import pytest
+
+from verifiers import available_verifiers, get_verifier
+from verifiers.math import answers_match, extract_answer, last_boxed, verify_math
+
+
+@pytest.mark.parametrize(
+    "completion, expected",
+    [
+        ("so \\boxed{42}.", "42"),
+        ("first \\boxed{1} then \\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),  # the last box counts
+        ("\\boxed{\\frac{\\sqrt{3}}{2}}", "\\frac{\\sqrt{3}}{2}"),  # nested braces
+        ("\\fbox{7}", "7"),
+        ("Thus the answer is 17.", "17"),
+        ("The answer is: $-3/4$.", "-3/4"),
+        ("work...\n#### 1,234", "1,234"),
+        ("I think 12 then 15", "15"),  # else the last number
+        ("347+589=936", "936"),
+        ("-12", "-12"),
+        ("no digits here", None),
+        ("\\boxed{unclosed", None),  # unbalanced box: falls through, and there is no number
+    ],
+)
+def test_extract_answer(completion, expected):
+    assert extract_answer(completion) == expected
+
+
+def test_last_boxed_handles_unbalanced():
+    assert last_boxed("\\boxed{1") is None
+    assert last_boxed("nothing") is None
+
+
+@pytest.mark.parametrize(
+    "pred, gold",
+    [
+        ("42", "42"), ("42.0", "42"), ("0.5", "\\frac{1}{2}"), ("1/2", "0.5"), ("\\dfrac{3}{4}", "0.75"),
+        ("-\\frac{1}{4}", "-0.25"), ("1,000", "1000"), ("3e5", "300000"), ("0.0833333333", "\\frac{1}{12}"),
+        ("$12$", "12"), ("\\text{12}", "12"), ("12.", "12"), ("\\tfrac{2}{4}", "\\frac{1}{2}"),
+    ],
+)
+def test_equivalent_numbers(pred, gold):
+    assert answers_match(pred, gold)
+
+
+@pytest.mark.parametrize(
+    "pred, gold",
+    [
+        ("12", "120"), ("-5", "5"), ("0.33", "\\frac{1}{3}"), ("1/3", "0.3"), ("3.14", "3.1416"),
+        ("", "1"), ("1,2", "12"), ("\\frac{1}{0}", "0"),
+    ],
+)
+def test_near_misses_are_rejected(pred, gold):
+    assert not answers_match(pred, gold)
+
+
+def test_verify_math_on_completions_and_boxed_golds():
+    assert verify_math("The answer is \\boxed{\\frac{1}{2}}", "0.5") == 1.0
+    assert verify_math("=936", "\\boxed{936}") == 1.0
+    assert verify_math("=935", "936") == 0.0
+    assert verify_math("", "1") == 0.0
+
+
+def test_huge_numbers_are_refused_quickly():
+    start = time.time()
+    assert verify_math("9" * 1_000_000, "1") == 0.0
+    assert verify_math("1/" + "9" * 5000, "0") == 0.0
+    assert time.time() - start < 2.0
+
+
+def test_registered_batch_verifier_returns_none_without_reference():
+    assert "math" in available_verifiers()
+    scores = get_verifier("math")(["=3", "=4", "x"], ["3", "5", None])
+    assert scores == [1.0, 0.0, None]

@@ -1,0 +1,189 @@
+"""GRPO training: `python train.py task=math` (any config value can be overridden, see README).
+
+Reads top to bottom: set-up, one loop (rollout -> rewards -> advantages -> update), wrap-up.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from hybrid_rl import build, grpo
+from hybrid_rl.checkpoint import find_checkpoint, load_trainer_state, save_checkpoint, set_rng_state
+from hybrid_rl.config import Config, register_configs
+from hybrid_rl.data import PromptStream
+from hybrid_rl.evaluation import heldout_accuracy
+from hybrid_rl.metrics import MetricsWriter, plot_training
+from hybrid_rl.optim import make_optimizer, make_scheduler
+from hybrid_rl.rollout import concat_batches
+from hybrid_rl.rewards import combine_signals
+from hybrid_rl.trainer import UpdateSettings, grpo_update
+
+log = logging.getLogger("hybrid_rl")
+register_configs()
+
+
+def resolve_resume(resume: str | None, run_dir: Path) -> Path | None:
+    if resume is None:
+        return None
+    ckpt = find_checkpoint(run_dir if resume == "auto" else resume)
+    if ckpt is None and resume != "auto":
+        raise FileNotFoundError(f"checkpoint.resume={resume}: no checkpoint found there")
+    return ckpt
+
+
+def rollout_groups(cfg: Config, stream, rollout, scorer, weights, pad_token_id: int):
+    """Sample B prompts x G completions and score them. With dynamic sampling, groups whose
+    rewards are all equal are dropped (and, with 'fill', replaced by fresh prompts)."""
+    t = cfg.trainer
+    samples, batches, scores, rewards, kept_equal, seen_equal, seen = [], [], [], [], 0, 0, 0
+    for _ in range(1 + (t.max_fill_rounds if t.dynamic_sampling == "fill" else 0)):
+        prompts = stream.next(t.prompts_per_step)
+        group_samples = [s for s in prompts for _ in range(t.num_generations)]
+        batch = rollout.generate([s.prompt for s in prompts], t.num_generations)
+        sc = scorer.score(group_samples, batch.texts)
+        reward = combine_signals(sc, group_samples, weights)
+        equal = grpo.equal_reward_groups(reward, t.num_generations)
+        seen, seen_equal = seen + len(prompts), seen_equal + int(equal.sum())
+        keep = ~equal if t.dynamic_sampling != "off" else torch.ones_like(equal)
+        rows = torch.arange(len(batch)).view(-1, t.num_generations)[keep].reshape(-1)
+        samples += [group_samples[i] for i in rows.tolist()]
+        batches.append(batch.select(rows))
+        scores.append({k: [v[i] for i in rows.tolist()] for k, v in sc.values.items()})
+        rewards.append(reward[rows])
+        errors = sc.errors
+        if t.dynamic_sampling != "fill" or len(samples) >= t.prompts_per_step * t.num_generations:
+            break
+    n = t.prompts_per_step * t.num_generations  # 'fill' may overshoot: keep whole groups up to B
+    batch = concat_batches(batches, pad_token_id).select(torch.arange(min(n, len(samples))))
+    values = {k: sum((s[k] for s in scores), [])[:n] for k in scores[0]}
+    return samples[:n], batch, values, torch.cat(rewards)[:n], errors, seen_equal / seen
+
+
+def step_metrics(cfg: Config, values, reward, batch, errors, equal_share) -> dict[str, float]:
+    m = {"reward/total/mean": reward.mean().item() if len(reward) else math.nan,
+         "reward/total/std": reward.std().item() if len(reward) > 1 else math.nan,
+         "groups/all_equal_fraction": equal_share}
+    for name, vals in values.items():
+        scored = torch.tensor([v for v in vals if v is not None])
+        m[f"reward/{name}/mean"] = scored.mean().item() if len(scored) else math.nan
+        m[f"reward/{name}/std"] = scored.std().item() if len(scored) > 1 else math.nan
+        m[f"reward/{name}/errors"] = float(errors.get(name, 0))
+    m["accuracy"] = m[f"reward/{cfg.task.accuracy_signal}/mean"]
+    lengths = batch.completion_mask.sum(1).float()
+    m["completion/mean_length"] = lengths.mean().item() if len(lengths) else math.nan
+    m["completion/max_length"] = lengths.max().item() if len(lengths) else math.nan
+    m["completion/truncated_fraction"] = batch.truncated.float().mean().item() if len(lengths) else math.nan
+    return m
+
+
+@hydra.main(config_path="conf", config_name="config", version_base="1.3")
+def main(dcfg: DictConfig) -> float:
+    cfg = build.to_config(dcfg)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(dcfg, resolve=True))
+    build.seed_everything(cfg.seed, cfg.num_threads)
+    t = cfg.trainer
+
+    # ---- set-up: data, starting model (SFT warm-up if configured), rewards, rollouts ----
+    train, held = build.task_samples(cfg)
+    location, tokenizer, train, held = build.prepare_start(cfg, train, held)
+    ckpt = resolve_resume(cfg.checkpoint.resume, run_dir)
+    state = load_trainer_state(ckpt) if ckpt else {}
+    policy, reference = build.load_models(cfg, location, str(ckpt / "policy") if ckpt else None)
+    scorer, weights = build.build_scorer(cfg, run_dir)
+    rollout = build.build_rollout(cfg, policy, tokenizer)
+    optimizer = make_optimizer(policy, t.learning_rate, t.weight_decay, t.adam_betas)
+    scheduler = make_scheduler(optimizer, t.lr_schedule, t.warmup_steps, t.max_steps * t.mu)
+    stream = PromptStream(train, cfg.seed)
+    settings = UpdateSettings(
+        t.loss_type, t.epsilon, t.epsilon_high, t.beta, t.mu, t.micro_batch_size, cfg.rollout.max_new_tokens,
+        cfg.rollout.temperature, t.max_grad_norm, t.mask_truncated_completions,
+    )
+    start_step, elapsed = state.get("step", 0), state.get("elapsed_s", 0.0)
+    if ckpt:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        stream.load_state_dict(state["data"])
+        set_rng_state(state["rng"])
+        log.info("resumed from %s at step %d", ckpt, start_step)
+    metrics = MetricsWriter(run_dir, cfg.logging.tensorboard, resume_step=start_step if ckpt else None)
+    n_params = sum(p.numel() for p in policy.parameters())
+    log.info("policy %s (%.2fM parameters) from %s; run folder %s", cfg.model.name, n_params / 1e6, location, run_dir)
+
+    def evaluate(step: int) -> float:
+        res = heldout_accuracy(rollout, held, scorer, cfg.task.accuracy_signal, cfg.eval.batch_size)
+        metrics.log(step, {"eval/accuracy": res.accuracy, "eval/mean_length": res.mean_length})
+        log.info("step %d held-out accuracy %.3f (%d problems), e.g. %r -> %r", step, res.accuracy,
+                 res.num_scored, res.examples[0]["prompt"][-40:], res.examples[0]["completion"][:60])
+        return res.accuracy
+
+    start_acc = state.get("start_accuracy")
+    if start_acc is None and cfg.eval.at_start:
+        start_acc = evaluate(0)
+
+    def checkpoint(step: int) -> None:
+        extra = {"data": stream.state_dict(), "elapsed_s": elapsed, "start_accuracy": start_acc}
+        path = save_checkpoint(run_dir, step, policy=policy, tokenizer=tokenizer, optimizer=optimizer,
+                               scheduler=scheduler, state=extra, keep_last=cfg.checkpoint.keep_last)
+        log.info("saved checkpoint %s", path)
+
+    # ---- the loop ----
+    bar = tqdm(range(start_step + 1, t.max_steps + 1), desc="GRPO", disable=not cfg.logging.progress_bar,
+               initial=start_step, total=t.max_steps)
+    step = start_step
+    for step in bar:
+        t0 = time.time()
+        samples, batch, values, reward, errors, equal_share = rollout_groups(
+            cfg, stream, rollout, scorer, weights, tokenizer.pad_token_id)
+        t1 = time.time()
+        m = step_metrics(cfg, values, reward, batch, errors, equal_share)
+        if len(batch):
+            adv = grpo.group_advantages(reward, t.num_generations, t.advantage_scale, t.std_estimator, t.advantage_eps)
+            m.update(grpo_update(policy, reference, optimizer, scheduler, batch, adv, settings))
+            rollout.sync_weights(policy)
+        else:  # dynamic sampling left no group with signal: nothing to learn from this step
+            adv = reward
+            log.warning("step %d: every group had equal rewards; no update", step)
+        t2 = time.time()
+        elapsed += t2 - t0
+        m.update({"lr": scheduler.get_last_lr()[0], "time/step_s": t2 - t0, "time/rollout_s": t1 - t0,
+                  "time/update_s": t2 - t1, "throughput/tokens_per_s": batch.completion_mask.sum().item() / (t2 - t0)})
+        if step % cfg.logging.every_steps == 0:
+            metrics.log(step, m)
+        bar.set_postfix(reward=f"{m['reward/total/mean']:.3f}", acc=f"{m['accuracy']:.3f}")
+        if cfg.logging.samples_every_steps and step % cfg.logging.samples_every_steps == 0:
+            rows = [{"prompt": s.prompt, "completion": batch.texts[i], "reference": s.reference,
+                     "reward": reward[i].item(), "advantage": adv[i].item(),
+                     **{f"signal/{k}": v[i] for k, v in values.items()}}
+                    for i, s in enumerate(samples[: cfg.logging.num_samples])]
+            metrics.log_samples(step, rows)
+        last = step == t.max_steps or (t.max_time_s is not None and elapsed >= t.max_time_s)
+        if cfg.eval.every_steps and step % cfg.eval.every_steps == 0 and not last:
+            evaluate(step)
+        if cfg.checkpoint.every_steps and step % cfg.checkpoint.every_steps == 0 and not last:
+            checkpoint(step)
+        if last:
+            break
+    bar.close()
+
+    # ---- wrap-up: final evaluation, checkpoint, plot ----
+    final_acc = evaluate(step)
+    if cfg.checkpoint.save_final and step > start_step:
+        checkpoint(step)
+    metrics.close()
+    plot = plot_training(run_dir)
+    log.info("held-out accuracy: start %.3f -> final %.3f after %d steps (%.0fs of training); plot %s",
+             start_acc if start_acc is not None else math.nan, final_acc, step, elapsed, plot)
+    return final_acc
+
+
+if __name__ == "__main__":
+    main()
