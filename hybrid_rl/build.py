@@ -69,7 +69,7 @@ def prepare_start(cfg: Config, train: list[Sample], held: list[Sample]):
             location, train, cache_dir=cfg.cache_dir,
             key_parts={"task": cfg.task.name, "data": asdict(cfg.task.data), "chat": cfg.model.chat_template},
             steps=cfg.sft.steps, batch_size=cfg.sft.batch_size, learning_rate=cfg.sft.learning_rate,
-            weight_decay=cfg.sft.weight_decay, seed=cfg.seed, log_every=cfg.sft.log_every, log=log.info,
+            lr_schedule=cfg.sft.lr_schedule, weight_decay=cfg.sft.weight_decay, seed=cfg.seed, log_every=cfg.sft.log_every, log=log.info,
         ))
     return location, tokenizer, train, held
 

@@ -232,14 +232,16 @@ class RewardConfig:
 class SFTConfig:
     """Supervised warm-up on task demonstrations (loss on answer tokens only)."""
 
-    steps: int = 600  # optimizer steps
+    steps: int = 800  # optimizer steps
     batch_size: int = 128  # demonstrations per step
-    learning_rate: float = 1e-3  # AdamW peak learning rate (cosine decay, 5% warm-up)
+    learning_rate: float = 1e-3  # AdamW peak learning rate (5% linear warm-up)
+    lr_schedule: str = "constant"  # constant | cosine | linear (decay to 0 at the last step)
     weight_decay: float = 0.0  # AdamW decoupled weight decay
     log_every: int = 50  # print the loss every this many steps
 
     def problems(self) -> Iterator[str]:
         yield from _positive("steps", self.steps)
+        yield from _choice("lr_schedule", self.lr_schedule, {"constant", "cosine", "linear"})
         yield from _positive("batch_size", self.batch_size)
         yield from _positive("learning_rate", self.learning_rate)
         yield from _positive("log_every", self.log_every)

@@ -75,9 +75,13 @@ def _generated_samples(cfg, task: str) -> tuple[list[Sample], list[Sample]]:
     make = GENERATORS[cfg.generator]
     try:
         train = make(cfg.num_train, cfg.seed, **cfg.generator_args)
-        # Held-out problems come from another seed, minus anything seen in training.
-        seen = {problem for problem, _, _ in train}
-        held = [t for t in make(cfg.num_eval * 2, cfg.seed + 1, **cfg.generator_args) if t[0] not in seen]
+        # Held-out problems come from other seeds, minus anything seen in training (and duplicates).
+        seen, held = {problem for problem, _, _ in train}, []
+        for offset in range(1, 11):
+            for t in make(cfg.num_eval * 2, cfg.seed + offset, **cfg.generator_args):
+                if t[0] not in seen and len(held) < cfg.num_eval:
+                    seen.add(t[0])
+                    held.append(t)
     except TypeError as exc:  # a typo'd generator argument
         raise DataError(f"generator {cfg.generator!r}: {exc}") from exc
     to_sample = lambda t: Sample(cfg.prompt_template.format(prompt=t[0]), t[1], task, t[2])  # noqa: E731

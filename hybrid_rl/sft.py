@@ -45,13 +45,13 @@ def collate(examples, pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Te
 
 def sft_train(
     model, tokenizer, prompts: Sequence[str], demos: Sequence[str], *, steps: int, batch_size: int,
-    learning_rate: float, weight_decay: float = 0.0, seed: int = 0, log_every: int = 50,
-    log: Callable[[str], None] = print,
+    learning_rate: float, lr_schedule: str = "constant", weight_decay: float = 0.0, seed: int = 0,
+    log_every: int = 50, log: Callable[[str], None] = print,
 ) -> list[float]:
     """Train in place; returns the loss of every step."""
     examples = encode_demonstrations(tokenizer, prompts, demos)
     optimizer = make_optimizer(model, learning_rate, weight_decay)
-    scheduler = make_scheduler(optimizer, "cosine", max(1, steps // 20), steps)
+    scheduler = make_scheduler(optimizer, lr_schedule, max(1, steps // 20), steps)
     rng = random.Random(seed)
     losses, start = [], time.time()
     model.train()
@@ -71,11 +71,11 @@ def sft_train(
 
 def warm_start(
     base_folder: str | Path, samples: Sequence[Sample], *, cache_dir: str | Path, key_parts: dict,
-    steps: int, batch_size: int, learning_rate: float, weight_decay: float, seed: int, log_every: int,
-    log: Callable[[str], None] = print,
+    steps: int, batch_size: int, learning_rate: float, lr_schedule: str, weight_decay: float, seed: int,
+    log_every: int, log: Callable[[str], None] = print,
 ) -> Path:
     """Folder of the base model after SFT on `samples`' demonstrations; cached by settings."""
-    key = settings_key(str(base_folder), key_parts, steps, batch_size, learning_rate, weight_decay, seed)
+    key = settings_key(str(base_folder), key_parts, steps, batch_size, learning_rate, lr_schedule, weight_decay, seed)
     folder = Path(cache_dir).expanduser() / "sft" / key
     if (folder / "config.json").is_file():
         log(f"[sft] reusing cached warm-up model {folder} (same settings)")
@@ -89,7 +89,7 @@ def warm_start(
     torch.manual_seed(seed)
     sft_train(
         model, tokenizer, [s.prompt for s in demos], [s.demonstration for s in demos], steps=steps,
-        batch_size=batch_size, learning_rate=learning_rate, weight_decay=weight_decay, seed=seed,
+        batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, weight_decay=weight_decay, seed=seed,
         log_every=log_every, log=log,
     )
     tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")

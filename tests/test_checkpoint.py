@@ -1,0 +1,84 @@
+"""Checkpoints: round trip, atomic replacement, keep-last, corruption detection."""
+import random
+
+import pytest
+import torch
+
+from hybrid_rl.checkpoint import CheckpointError, find_checkpoint, load_trainer_state, save_checkpoint, set_rng_state
+from hybrid_rl.models import builtin_model_folder, load_policy, load_tokenizer
+from hybrid_rl.optim import make_optimizer, make_scheduler
+
+TINY = dict(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, max_position_embeddings=32, init_seed=0)
+
+
+@pytest.fixture
+def parts(tmp_path):
+    folder = builtin_model_folder(TINY, tmp_path / "cache")
+    model, tok = load_policy(str(folder)), load_tokenizer(str(folder))
+    opt = make_optimizer(model, 1e-3, 0.0)
+    sched = make_scheduler(opt, "cosine", 2, 10)
+    model(input_ids=torch.tensor([[5, 6, 7]]), labels=torch.tensor([[5, 6, 7]])).loss.backward()
+    opt.step()
+    sched.step()
+    return model, tok, opt, sched
+
+
+def _save(run, step, parts, keep=2):
+    model, tok, opt, sched = parts
+    return save_checkpoint(run, step, policy=model, tokenizer=tok, optimizer=opt, scheduler=sched,
+                           state={"data": {"epoch": 0, "index": step}}, keep_last=keep)
+
+
+def test_round_trip_restores_everything(tmp_path, parts):
+    random.seed(5)
+    torch.manual_seed(5)
+    path = _save(tmp_path, 3, parts)
+    expected = (random.random(), torch.rand(1).item())
+    state = load_trainer_state(path)
+    set_rng_state(state["rng"])
+    assert (random.random(), torch.rand(1).item()) == expected
+    assert state["step"] == 3 and state["data"]["index"] == 3
+    assert state["scheduler"]["last_epoch"] == 1 and state["optimizer"]["state"]
+    reloaded = load_policy(str(path / "policy"))
+    for a, b in zip(parts[0].state_dict().values(), reloaded.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_keep_last_and_latest(tmp_path, parts):
+    for step in (1, 2, 3):
+        _save(tmp_path, step, parts, keep=2)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["step_000002", "step_000003"]
+    assert find_checkpoint(tmp_path).name == "step_000003"
+    assert find_checkpoint(tmp_path / "checkpoints" / "step_000002").name == "step_000002"
+    assert find_checkpoint(tmp_path / "nothing") is None
+
+
+def test_interrupted_save_leaves_previous_checkpoint(tmp_path, parts):
+    _save(tmp_path, 1, parts)
+    model, tok, opt, sched = parts
+
+    class Boom(RuntimeError):
+        pass
+
+    def broken_state_dict():
+        raise Boom("disk full")
+
+    opt.state_dict = broken_state_dict
+    with pytest.raises(Boom):
+        _save(tmp_path, 2, parts)
+    assert find_checkpoint(tmp_path).name == "step_000001"
+    load_trainer_state(find_checkpoint(tmp_path))  # still whole and verified
+
+
+def test_corruption_is_detected(tmp_path, parts):
+    path = _save(tmp_path, 1, parts)
+    weights = path / "policy" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="does not match its checksum"):
+        load_trainer_state(path)
+    (path / "manifest.json").unlink()
+    with pytest.raises(CheckpointError, match="not a complete checkpoint"):
+        load_trainer_state(path)

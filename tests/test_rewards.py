@@ -1,0 +1,74 @@
+"""Reward scoring: per-task routing, None, weights, loud verifier failures."""
+import json
+import math
+
+import pytest
+import torch
+
+from hybrid_rl.data import Sample
+from hybrid_rl.rewards import RewardFailure, RewardScorer, Signal, combine_signals
+from verifiers import get_verifier
+
+
+def exact(completions, references, **_):
+    return [None if r is None else float(c == r) for c, r in zip(completions, references)]
+
+
+def length_bonus(completions, references, **_):
+    return [len(c) / 10 for c in completions]
+
+
+def crashes_on_x(completions, references, **_):
+    if any("x" in c for c in completions):
+        raise ZeroDivisionError("cannot score x")
+    return [1.0] * len(completions)
+
+
+def _samples(task="t", refs=("a", "b", None)):
+    return [Sample(f"p{i}", r, task) for i, r in enumerate(refs)]
+
+
+def test_each_signal_kept_and_weighted_sum():
+    scorer = RewardScorer({"t": [Signal("correct", exact, 1.0), Signal("length", length_bonus, 0.5)]})
+    samples = _samples()
+    scores = scorer.score(samples, ["a", "c", "zz"])
+    assert scores.values == {"correct": [1.0, 0.0, None], "length": [0.1, 0.1, 0.2]}
+    total = combine_signals(scores, samples, {"t": {"correct": 1.0, "length": 0.5}})
+    assert torch.allclose(total, torch.tensor([1.05, 0.05, 0.1]))  # None adds nothing
+    assert math.isnan(scores.tensor("correct")[2].item())
+
+
+def test_mixed_tasks_route_to_their_own_signals_and_weights():
+    scorer = RewardScorer({"m": [Signal("correct", exact, 1.0)], "s": [Signal("length", length_bonus, 2.0)]})
+    samples = [Sample("p", "a", "m"), Sample("q", None, "s")]
+    scores = scorer.score(samples, ["a", "abcd"])
+    assert scores.values == {"correct": [1.0, None], "length": [None, 0.4]}
+    total = combine_signals(scores, samples, {"m": {"correct": 1.0}, "s": {"length": 2.0}})
+    assert torch.allclose(total, torch.tensor([1.0, 0.8]))
+
+
+def test_verifier_crash_isolates_the_sample_and_records_it(tmp_path):
+    failures = tmp_path / "fail.jsonl"
+    scorer = RewardScorer({"t": [Signal("fragile", crashes_on_x, 1.0)]}, failures, max_error_rate=0.5)
+    scores = scorer.score(_samples(refs=("a", "b", "c")), ["ok", "x", "fine"])
+    assert scores.values["fragile"] == [1.0, None, 1.0] and scores.errors["fragile"] == 1
+    row = json.loads(failures.read_text())
+    assert row["completion"] == "x" and "ZeroDivisionError: cannot score x" in row["error"]
+
+
+def test_too_many_failures_stop_with_the_verifier_named(tmp_path):
+    scorer = RewardScorer({"t": [Signal("fragile", crashes_on_x, 1.0)]}, tmp_path / "f.jsonl", max_error_rate=0.5)
+    with pytest.raises(RewardFailure, match="verifier 'fragile' failed on 2 of 3"):
+        scorer.score(_samples(refs=("a", "b", "c")), ["x", "x", "fine"])
+
+
+@pytest.mark.parametrize("bad", [[], [float("nan"), 1.0, 1.0], ["1", 1.0, 1.0]])
+def test_malformed_verifier_output_counts_as_failure(bad):
+    scorer = RewardScorer({"t": [Signal("odd", lambda c, r, **_: bad, 1.0)]})
+    assert scorer.score(_samples(), ["a", "b", "c"]).errors["odd"] == 3
+
+
+def test_math_verifier_through_the_scorer():
+    scorer = RewardScorer({"math": [Signal("correctness", get_verifier("math"), 1.0)]})
+    samples = [Sample("1+1=", "2", "math"), Sample("2+2=", "4", "math")]
+    assert scorer.score(samples, ["2", "5"]).values["correctness"] == [1.0, 0.0]
