@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -84,105 +85,145 @@ def step_metrics(cfg: Config, values, reward, batch, errors, equal_share) -> dic
     return m
 
 
-@hydra.main(config_path="conf", config_name="config", version_base="1.3")
-def main(dcfg: DictConfig) -> float:
-    cfg = build.to_config(dcfg)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(dcfg, resolve=True))
-    build.seed_everything(cfg.seed, cfg.num_threads)
-    t = cfg.trainer
+@dataclass
+class Run:
+    """Everything the loop touches, built once by `setup`."""
 
-    # ---- set-up: data, starting model (SFT warm-up if configured), rewards, rollouts ----
+    cfg: Config
+    run_dir: Path
+    policy: torch.nn.Module
+    reference: torch.nn.Module | None
+    tokenizer: object
+    rollout: object
+    scorer: object
+    weights: dict
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    stream: PromptStream
+    held: list
+    metrics: MetricsWriter
+    settings: UpdateSettings
+    step: int = 0  # last completed step
+    elapsed: float = 0.0  # seconds spent in training steps (survives resume)
+    start_accuracy: float | None = None
+
+
+def setup(cfg: Config, run_dir: Path) -> Run:
+    """Data, starting model (SFT warm-up if configured), rewards, rollouts, optimizer; resume."""
+    t = cfg.trainer
     train, held = build.task_samples(cfg)
     location, tokenizer, train, held = build.prepare_start(cfg, train, held)
     ckpt = resolve_resume(cfg.checkpoint.resume, run_dir)
     state = load_trainer_state(ckpt) if ckpt else {}
     policy, reference = build.load_models(cfg, location, str(ckpt / "policy") if ckpt else None)
     scorer, weights = build.build_scorer(cfg, run_dir)
-    rollout = build.build_rollout(cfg, policy, tokenizer)
     optimizer = make_optimizer(policy, t.learning_rate, t.weight_decay, t.adam_betas)
-    scheduler = make_scheduler(optimizer, t.lr_schedule, t.warmup_steps, t.max_steps * t.mu)
-    stream = PromptStream(train, cfg.seed)
-    settings = UpdateSettings(
-        t.loss_type, t.epsilon, t.epsilon_high, t.beta, t.mu, t.micro_batch_size, cfg.rollout.max_new_tokens,
-        cfg.rollout.temperature, t.max_grad_norm, t.mask_truncated_completions,
+    run = Run(
+        cfg, run_dir, policy, reference, tokenizer, build.build_rollout(cfg, policy, tokenizer), scorer, weights,
+        optimizer, make_scheduler(optimizer, t.lr_schedule, t.warmup_steps, t.max_steps * t.mu),
+        PromptStream(train, cfg.seed), held,
+        MetricsWriter(run_dir, cfg.logging.tensorboard, resume_step=state.get("step") if ckpt else None),
+        UpdateSettings(t.loss_type, t.epsilon, t.epsilon_high, t.beta, t.mu, t.micro_batch_size,
+                       cfg.rollout.max_new_tokens, cfg.rollout.temperature, t.max_grad_norm,
+                       t.mask_truncated_completions),
     )
-    start_step, elapsed = state.get("step", 0), state.get("elapsed_s", 0.0)
     if ckpt:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        stream.load_state_dict(state["data"])
+        run.optimizer.load_state_dict(state["optimizer"])
+        run.scheduler.load_state_dict(state["scheduler"])
+        run.stream.load_state_dict(state["data"])
         set_rng_state(state["rng"])
-        log.info("resumed from %s at step %d", ckpt, start_step)
-    metrics = MetricsWriter(run_dir, cfg.logging.tensorboard, resume_step=start_step if ckpt else None)
+        run.step, run.elapsed, run.start_accuracy = state["step"], state["elapsed_s"], state["start_accuracy"]
+        log.info("resumed from %s at step %d", ckpt, run.step)
     n_params = sum(p.numel() for p in policy.parameters())
     log.info("policy %s (%.2fM parameters) from %s; run folder %s", cfg.model.name, n_params / 1e6, location, run_dir)
+    return run
 
-    def evaluate(step: int) -> float:
-        res = heldout_accuracy(rollout, held, scorer, cfg.task.accuracy_signal, cfg.eval.batch_size)
-        metrics.log(step, {"eval/accuracy": res.accuracy, "eval/mean_length": res.mean_length})
-        log.info("step %d held-out accuracy %.3f (%d problems), e.g. %r -> %r", step, res.accuracy,
-                 res.num_scored, res.examples[0]["prompt"][-40:], res.examples[0]["completion"][:60])
-        return res.accuracy
 
-    start_acc = state.get("start_accuracy")
-    if start_acc is None and cfg.eval.at_start:
-        start_acc = evaluate(0)
+def evaluate(run: Run) -> float:
+    res = heldout_accuracy(run.rollout, run.held, run.scorer, run.cfg.task.accuracy_signal, run.cfg.eval.batch_size)
+    run.metrics.log(run.step, {"eval/accuracy": res.accuracy, "eval/mean_length": res.mean_length})
+    ex = res.examples[0]
+    log.info("step %d held-out accuracy %.3f (%d problems), e.g. %r -> %r", run.step, res.accuracy,
+             res.num_scored, ex["prompt"][-40:], ex["completion"][:60])
+    return res.accuracy
 
-    def checkpoint(step: int) -> None:
-        extra = {"data": stream.state_dict(), "elapsed_s": elapsed, "start_accuracy": start_acc}
-        path = save_checkpoint(run_dir, step, policy=policy, tokenizer=tokenizer, optimizer=optimizer,
-                               scheduler=scheduler, state=extra, keep_last=cfg.checkpoint.keep_last)
-        log.info("saved checkpoint %s", path)
 
-    # ---- the loop ----
-    bar = tqdm(range(start_step + 1, t.max_steps + 1), desc="GRPO", disable=not cfg.logging.progress_bar,
-               initial=start_step, total=t.max_steps)
-    step = start_step
-    for step in bar:
-        t0 = time.time()
-        samples, batch, values, reward, errors, equal_share = rollout_groups(
-            cfg, stream, rollout, scorer, weights, tokenizer.pad_token_id)
-        t1 = time.time()
-        m = step_metrics(cfg, values, reward, batch, errors, equal_share)
-        if len(batch):
-            adv = grpo.group_advantages(reward, t.num_generations, t.advantage_scale, t.std_estimator, t.advantage_eps)
-            m.update(grpo_update(policy, reference, optimizer, scheduler, batch, adv, settings))
-            rollout.sync_weights(policy)
-        else:  # dynamic sampling left no group with signal: nothing to learn from this step
-            adv = reward
-            log.warning("step %d: every group had equal rewards; no update", step)
-        t2 = time.time()
-        elapsed += t2 - t0
-        m.update({"lr": scheduler.get_last_lr()[0], "time/step_s": t2 - t0, "time/rollout_s": t1 - t0,
-                  "time/update_s": t2 - t1, "throughput/tokens_per_s": batch.completion_mask.sum().item() / (t2 - t0)})
-        if step % cfg.logging.every_steps == 0:
-            metrics.log(step, m)
+def save(run: Run) -> None:
+    extra = {"data": run.stream.state_dict(), "elapsed_s": run.elapsed, "start_accuracy": run.start_accuracy}
+    path = save_checkpoint(run.run_dir, run.step, policy=run.policy, tokenizer=run.tokenizer,
+                           optimizer=run.optimizer, scheduler=run.scheduler, state=extra,
+                           keep_last=run.cfg.checkpoint.keep_last)
+    log.info("saved checkpoint %s", path)
+
+
+def train_step(run: Run) -> dict[str, float]:
+    """Rollout -> rewards -> advantages -> policy update; returns the step's metrics."""
+    cfg, t = run.cfg, run.cfg.trainer
+    t0 = time.time()
+    samples, batch, values, reward, errors, equal_share = rollout_groups(
+        cfg, run.stream, run.rollout, run.scorer, run.weights, run.tokenizer.pad_token_id)
+    t1 = time.time()
+    m = step_metrics(cfg, values, reward, batch, errors, equal_share)
+    adv = reward
+    if len(batch):
+        adv = grpo.group_advantages(reward, t.num_generations, t.advantage_scale, t.std_estimator, t.advantage_eps)
+        m.update(grpo_update(run.policy, run.reference, run.optimizer, run.scheduler, batch, adv, run.settings))
+        run.rollout.sync_weights(run.policy)
+    else:  # dynamic sampling left no group with signal: nothing to learn from this step
+        log.warning("step %d: every group had equal rewards; no update", run.step + 1)
+    t2 = time.time()
+    run.elapsed += t2 - t0
+    m.update({"lr": run.scheduler.get_last_lr()[0], "time/step_s": t2 - t0, "time/rollout_s": t1 - t0,
+              "time/update_s": t2 - t1, "throughput/tokens_per_s": batch.completion_mask.sum().item() / (t2 - t0)})
+    n = cfg.logging.num_samples if cfg.logging.samples_every_steps and (run.step + 1) % cfg.logging.samples_every_steps == 0 else 0
+    rows = [{"prompt": s.prompt, "completion": batch.texts[i], "reference": s.reference, "reward": reward[i].item(),
+             "advantage": adv[i].item(), **{f"signal/{k}": v[i] for k, v in values.items()}}
+            for i, s in enumerate(samples[:n])]
+    if rows:
+        run.metrics.log_samples(run.step + 1, rows)
+    return m
+
+
+def every(n: int, step: int) -> bool:
+    return n > 0 and step % n == 0
+
+
+@hydra.main(config_path="conf", config_name="config", version_base="1.3")
+def main(dcfg: DictConfig) -> float:
+    cfg = build.to_config(dcfg)  # validates: a bad value stops here, naming the field
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(dcfg, resolve=True))
+    build.seed_everything(cfg.seed, cfg.num_threads)
+    run = setup(cfg, run_dir)
+    t = cfg.trainer
+    if run.start_accuracy is None and cfg.eval.at_start:
+        run.start_accuracy = evaluate(run)
+    first = run.step
+
+    bar = tqdm(total=t.max_steps, initial=run.step, desc="GRPO", disable=not cfg.logging.progress_bar)
+    while run.step < t.max_steps and (t.max_time_s is None or run.elapsed < t.max_time_s):
+        m = train_step(run)
+        run.step += 1
+        bar.update(1)
         bar.set_postfix(reward=f"{m['reward/total/mean']:.3f}", acc=f"{m['accuracy']:.3f}")
-        if cfg.logging.samples_every_steps and step % cfg.logging.samples_every_steps == 0:
-            rows = [{"prompt": s.prompt, "completion": batch.texts[i], "reference": s.reference,
-                     "reward": reward[i].item(), "advantage": adv[i].item(),
-                     **{f"signal/{k}": v[i] for k, v in values.items()}}
-                    for i, s in enumerate(samples[: cfg.logging.num_samples])]
-            metrics.log_samples(step, rows)
-        last = step == t.max_steps or (t.max_time_s is not None and elapsed >= t.max_time_s)
-        if cfg.eval.every_steps and step % cfg.eval.every_steps == 0 and not last:
-            evaluate(step)
-        if cfg.checkpoint.every_steps and step % cfg.checkpoint.every_steps == 0 and not last:
-            checkpoint(step)
-        if last:
-            break
+        if every(cfg.logging.every_steps, run.step):
+            run.metrics.log(run.step, m)
+        last = run.step == t.max_steps or (t.max_time_s is not None and run.elapsed >= t.max_time_s)
+        if every(cfg.eval.every_steps, run.step) and not last:
+            evaluate(run)
+        if every(cfg.checkpoint.every_steps, run.step) and not last:
+            save(run)
     bar.close()
 
-    # ---- wrap-up: final evaluation, checkpoint, plot ----
-    final_acc = evaluate(step)
-    if cfg.checkpoint.save_final and step > start_step:
-        checkpoint(step)
-    metrics.close()
+    final = evaluate(run)
+    if cfg.checkpoint.save_final and run.step > first:
+        save(run)
+    run.metrics.close()
     plot = plot_training(run_dir)
+    start = run.start_accuracy if run.start_accuracy is not None else math.nan
     log.info("held-out accuracy: start %.3f -> final %.3f after %d steps (%.0fs of training); plot %s",
-             start_acc if start_acc is not None else math.nan, final_acc, step, elapsed, plot)
-    return final_acc
+             start, final, run.step, run.elapsed, plot)
+    return final
 
 
 if __name__ == "__main__":
