@@ -23,8 +23,7 @@ from hybrid_rl.data import PromptStream
 from hybrid_rl.evaluation import heldout_accuracy
 from hybrid_rl.metrics import MetricsWriter, plot_training
 from hybrid_rl.optim import make_optimizer, make_scheduler
-from hybrid_rl.rollout import concat_batches
-from hybrid_rl.rewards import combine_signals
+from hybrid_rl.sampling import ScoredRollout, sample_groups
 from hybrid_rl.trainer import UpdateSettings, grpo_update
 
 log = logging.getLogger("hybrid_rl")
@@ -40,42 +39,15 @@ def resolve_resume(resume: str | None, run_dir: Path) -> Path | None:
     return ckpt
 
 
-def rollout_groups(cfg: Config, stream, rollout, scorer, weights, pad_token_id: int):
-    """Sample B prompts x G completions and score them. With dynamic sampling, groups whose
-    rewards are all equal are dropped (and, with 'fill', replaced by fresh prompts)."""
-    t = cfg.trainer
-    samples, batches, scores, rewards, kept_equal, seen_equal, seen = [], [], [], [], 0, 0, 0
-    for _ in range(1 + (t.max_fill_rounds if t.dynamic_sampling == "fill" else 0)):
-        prompts = stream.next(t.prompts_per_step)
-        group_samples = [s for s in prompts for _ in range(t.num_generations)]
-        batch = rollout.generate([s.prompt for s in prompts], t.num_generations)
-        sc = scorer.score(group_samples, batch.texts)
-        reward = combine_signals(sc, group_samples, weights)
-        equal = grpo.equal_reward_groups(reward, t.num_generations)
-        seen, seen_equal = seen + len(prompts), seen_equal + int(equal.sum())
-        keep = ~equal if t.dynamic_sampling != "off" else torch.ones_like(equal)
-        rows = torch.arange(len(batch)).view(-1, t.num_generations)[keep].reshape(-1)
-        samples += [group_samples[i] for i in rows.tolist()]
-        batches.append(batch.select(rows))
-        scores.append({k: [v[i] for i in rows.tolist()] for k, v in sc.values.items()})
-        rewards.append(reward[rows])
-        errors = sc.errors
-        if t.dynamic_sampling != "fill" or len(samples) >= t.prompts_per_step * t.num_generations:
-            break
-    n = t.prompts_per_step * t.num_generations  # 'fill' may overshoot: keep whole groups up to B
-    batch = concat_batches(batches, pad_token_id).select(torch.arange(min(n, len(samples))))
-    values = {k: sum((s[k] for s in scores), [])[:n] for k in scores[0]}
-    return samples[:n], batch, values, torch.cat(rewards)[:n], errors, seen_equal / seen
-
-
-def step_metrics(cfg: Config, values, reward, batch, errors, equal_share) -> dict[str, float]:
+def step_metrics(cfg: Config, scored: ScoredRollout) -> dict[str, float]:
+    reward, batch, errors = scored.reward, scored.batch, scored.errors
     m = {"reward/total/mean": reward.mean().item() if len(reward) else math.nan,
          "reward/total/std": reward.std().item() if len(reward) > 1 else math.nan,
-         "groups/all_equal_fraction": equal_share}
-    for name, vals in values.items():
-        scored = torch.tensor([v for v in vals if v is not None])
-        m[f"reward/{name}/mean"] = scored.mean().item() if len(scored) else math.nan
-        m[f"reward/{name}/std"] = scored.std().item() if len(scored) > 1 else math.nan
+         "groups/all_equal_fraction": scored.all_equal_fraction}
+    for name, vals in scored.values.items():
+        applicable = torch.tensor([v for v in vals if v is not None])
+        m[f"reward/{name}/mean"] = applicable.mean().item() if len(applicable) else math.nan
+        m[f"reward/{name}/std"] = applicable.std().item() if len(applicable) > 1 else math.nan
         m[f"reward/{name}/errors"] = float(errors.get(name, 0))
     m["accuracy"] = m[f"reward/{cfg.task.accuracy_signal}/mean"]
     lengths = batch.completion_mask.sum(1).float()
@@ -160,10 +132,14 @@ def train_step(run: Run) -> dict[str, float]:
     """Rollout -> rewards -> advantages -> policy update; returns the step's metrics."""
     cfg, t = run.cfg, run.cfg.trainer
     t0 = time.time()
-    samples, batch, values, reward, errors, equal_share = rollout_groups(
-        cfg, run.stream, run.rollout, run.scorer, run.weights, run.tokenizer.pad_token_id)
+    scored = sample_groups(
+        run.stream, run.rollout, run.scorer, run.weights, prompts_per_step=t.prompts_per_step,
+        group_size=t.num_generations, pad_token_id=run.tokenizer.pad_token_id,
+        dynamic_sampling=t.dynamic_sampling, max_fill_rounds=t.max_fill_rounds,
+    )
     t1 = time.time()
-    m = step_metrics(cfg, values, reward, batch, errors, equal_share)
+    m = step_metrics(cfg, scored)
+    batch, reward = scored.batch, scored.reward
     adv = reward
     if len(batch):
         adv = grpo.group_advantages(reward, t.num_generations, t.advantage_scale, t.std_estimator, t.advantage_eps)
@@ -177,8 +153,8 @@ def train_step(run: Run) -> dict[str, float]:
               "time/update_s": t2 - t1, "throughput/tokens_per_s": batch.completion_mask.sum().item() / (t2 - t0)})
     n = cfg.logging.num_samples if cfg.logging.samples_every_steps and (run.step + 1) % cfg.logging.samples_every_steps == 0 else 0
     rows = [{"prompt": s.prompt, "completion": batch.texts[i], "reference": s.reference, "reward": reward[i].item(),
-             "advantage": adv[i].item(), **{f"signal/{k}": v[i] for k, v in values.items()}}
-            for i, s in enumerate(samples[:n])]
+             "advantage": adv[i].item(), **{f"signal/{k}": v[i] for k, v in scored.values.items()}}
+            for i, s in enumerate(scored.samples[:n])]
     if rows:
         run.metrics.log_samples(run.step + 1, rows)
     return m

@@ -165,7 +165,7 @@ class TrainerConfig:
 
     prompts_per_step: int = 32  # B: prompts sampled per step
     num_generations: int = 8  # G: completions per prompt (group size)
-    max_steps: int = 200  # GRPO steps (rollout + update)
+    max_steps: int = 600  # GRPO steps (rollout + update)
     max_time_s: Optional[float] = None  # stop after this many seconds of training, if set
     learning_rate: float = 5e-5  # AdamW peak learning rate
     lr_schedule: str = "constant"  # constant | cosine | linear (decay to 0 at max_steps)

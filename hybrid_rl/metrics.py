@@ -71,7 +71,12 @@ def plot_training(run_dir: Path, reward_key: str = "reward/total/mean", accuracy
         points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
         if points:
             xs, ys = zip(*points)
-            ax.plot(xs, ys, marker="o" if len(xs) < 30 else None)
+            ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, alpha=1.0 if len(xs) < 30 else 0.35)
+            if len(xs) >= 30:  # per-step rewards are noisy: overlay a moving average
+                w = max(5, len(xs) // 30)
+                smooth = [sum(ys[max(0, i - w + 1) : i + 1]) / len(ys[max(0, i - w + 1) : i + 1]) for i in range(len(ys))]
+                ax.plot(xs, smooth, color="C1", label=f"moving average ({w} steps)")
+                ax.legend(loc="lower right")
         ax.set_title(title)
         ax.set_xlabel("GRPO step")
         ax.grid(alpha=0.3)

@@ -1,0 +1,62 @@
+"""One step's data: sample B prompts x G completions, score them, apply dynamic sampling."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from hybrid_rl import grpo
+from hybrid_rl.data import PromptStream, Sample
+from hybrid_rl.rewards import RewardScorer, combine_signals
+from hybrid_rl.rollout import RolloutBatch, RolloutBackend, concat_batches
+
+DYNAMIC_SAMPLING = ("off", "drop", "fill")
+
+
+@dataclass
+class ScoredRollout:
+    samples: list[Sample]  # [N] the sample behind each completion (groups contiguous)
+    batch: RolloutBatch  # [N] completions
+    values: dict[str, list]  # signal -> [N] scores (None = not applicable)
+    reward: torch.Tensor  # [N] weighted sum of the signals
+    errors: dict[str, int]  # signal -> failed scores, over every round
+    all_equal_fraction: float  # share of sampled groups whose rewards were all equal
+
+
+def sample_groups(
+    stream: PromptStream, rollout: RolloutBackend, scorer: RewardScorer, weights: dict[str, dict[str, float]],
+    *, prompts_per_step: int, group_size: int, pad_token_id: int, dynamic_sampling: str = "off",
+    max_fill_rounds: int = 0,
+) -> ScoredRollout:
+    """With dynamic_sampling='drop', groups whose rewards are all equal (zero advantage) are
+    removed; with 'fill', fresh prompts are sampled, up to max_fill_rounds more times, until
+    prompts_per_step groups with signal are collected."""
+    if dynamic_sampling not in DYNAMIC_SAMPLING:
+        raise ValueError(f"dynamic_sampling must be one of {DYNAMIC_SAMPLING}, got {dynamic_sampling!r}")
+    target = prompts_per_step * group_size
+    samples, batches, values, rewards, errors = [], [], {}, [], {}
+    seen = seen_equal = 0
+    for _ in range(1 + (max_fill_rounds if dynamic_sampling == "fill" else 0)):
+        prompts = stream.next(prompts_per_step)
+        group_samples = [s for s in prompts for _ in range(group_size)]
+        batch = rollout.generate([s.prompt for s in prompts], group_size)
+        scores = scorer.score(group_samples, batch.texts)
+        reward = combine_signals(scores, group_samples, weights)
+        equal = grpo.equal_reward_groups(reward, group_size)  # [B]
+        seen, seen_equal = seen + len(prompts), seen_equal + int(equal.sum())
+        keep = ~equal if dynamic_sampling != "off" else torch.ones_like(equal)
+        rows = torch.arange(len(batch)).view(-1, group_size)[keep].reshape(-1)
+        samples += [group_samples[i] for i in rows.tolist()]
+        batches.append(batch.select(rows))
+        rewards.append(reward[rows])
+        for name, vals in scores.values.items():
+            values.setdefault(name, []).extend(vals[i] for i in rows.tolist())
+        for name, count in scores.errors.items():
+            errors[name] = errors.get(name, 0) + count
+        if dynamic_sampling != "fill" or len(samples) >= target:
+            break
+    n = min(target, len(samples))  # 'fill' may overshoot; whole groups are kept since target is a multiple of G
+    return ScoredRollout(
+        samples[:n], concat_batches(batches, pad_token_id).select(torch.arange(n)),
+        {k: v[:n] for k, v in values.items()}, torch.cat(rewards)[:n], errors, seen_equal / seen,
+    )

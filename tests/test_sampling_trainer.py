@@ -1,0 +1,91 @@
+"""Dynamic sampling and the policy update (mu > 1, KL reference) on the built-in model."""
+import pytest
+import torch
+
+from hybrid_rl import grpo
+from hybrid_rl.data import PromptStream, Sample
+from hybrid_rl.models import builtin_model_folder, frozen_copy, load_policy, load_tokenizer
+from hybrid_rl.optim import make_optimizer, make_scheduler
+from hybrid_rl.rewards import RewardScorer, Signal
+from hybrid_rl.rollout import RolloutBatch, build_backend
+from hybrid_rl.sampling import sample_groups
+from hybrid_rl.trainer import UpdateSettings, grpo_update
+
+TINY = dict(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_position_embeddings=64, init_seed=0)
+
+
+class ScriptedRollout:
+    """Returns completions from a script keyed by prompt: group outcomes are chosen by the test."""
+
+    def __init__(self, script):
+        self.script = script
+
+    def generate(self, prompts, n, *, greedy=False):
+        texts = [self.script[p][i] for p in prompts for i in range(n)]
+        N = len(texts)
+        ids = torch.ones(N, 2, dtype=torch.long)
+        return RolloutBatch(ids, ids.clone(), ids.clone(), ids.clone(), torch.zeros(N, 2),
+                            torch.zeros(N, dtype=torch.bool), texts)
+
+
+def exact(completions, references, **_):
+    return [float(c == r) for c, r in zip(completions, references)]
+
+
+def _setup(dynamic_sampling, fill_rounds=0):
+    # p0 and p2 have mixed outcomes; p1 and p3 all-wrong (no signal).
+    prompts = [Sample(f"p{i}", "y", "t") for i in range(4)]
+    script = {"p0": ["y", "n"], "p1": ["n", "n"], "p2": ["n", "y"], "p3": ["n", "n"]}
+    stream = PromptStream(prompts, seed=0)
+    stream._order = [0, 1, 2, 3]  # a known order keeps the expected groups readable
+    scorer = RewardScorer({"t": [Signal("ok", exact, 1.0)]})
+    return sample_groups(stream, ScriptedRollout(script), scorer, {"t": {"ok": 1.0}}, prompts_per_step=2,
+                         group_size=2, pad_token_id=0, dynamic_sampling=dynamic_sampling,
+                         max_fill_rounds=fill_rounds)
+
+
+def test_off_keeps_every_group():
+    out = _setup("off")
+    assert [s.prompt for s in out.samples] == ["p0", "p0", "p1", "p1"]
+    assert out.reward.tolist() == [1.0, 0.0, 0.0, 0.0] and out.all_equal_fraction == 0.5
+
+
+def test_drop_removes_groups_without_signal():
+    out = _setup("drop")
+    assert [s.prompt for s in out.samples] == ["p0", "p0"] and len(out.batch) == 2
+    assert out.values["ok"] == [1.0, 0.0]
+
+
+def test_fill_samples_fresh_prompts_until_the_batch_is_full():
+    out = _setup("fill", fill_rounds=3)
+    assert [s.prompt for s in out.samples] == ["p0", "p0", "p2", "p2"]
+    assert out.all_equal_fraction == 0.5  # 2 of the 4 groups looked at had no signal
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    folder = builtin_model_folder(TINY, tmp_path_factory.mktemp("cache"))
+    return load_policy(str(folder)), load_tokenizer(str(folder))
+
+
+@pytest.mark.parametrize("mu, beta", [(1, 0.0), (2, 0.04)])
+def test_grpo_update_moves_the_policy_and_reports_stats(tiny, mu, beta):
+    model, tok = tiny
+    torch.manual_seed(0)
+    reference = frozen_copy(model) if beta else None
+    batch = build_backend("hf", model, tok, max_new_tokens=4).generate(["1+2=", "30-4="], n=4)
+    adv = grpo.group_advantages(torch.tensor([1.0, 0, 0, 1, 0, 1, 1, 1]), 4)
+    opt = make_optimizer(model, 1e-2, 0.0)
+    sched = make_scheduler(opt, "constant", 0, 10)
+    before = [p.detach().clone() for p in model.parameters()]
+    settings = UpdateSettings("grpo", 0.2, 0.28, beta, mu, 3, 4, 1.0, 1.0, False)
+    stats = grpo_update(model, reference, opt, sched, batch, adv, settings)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert sched.last_epoch == mu  # one optimizer step per pass
+    assert stats["grad_norm"] > 0 and 0 <= stats["clip_fraction/total"] <= 1 and stats["entropy"] > 0
+    if mu == 1:
+        assert stats["clip_fraction/total"] == 0  # ratio is exactly 1 on the first pass
+    if beta:
+        assert stats["kl"] >= 0  # k3 is never negative; 0 on the first pass, > 0 after a step
+    else:
+        assert "kl" not in stats
