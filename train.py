@@ -24,7 +24,7 @@ from hybrid_rl.evaluation import heldout_accuracy
 from hybrid_rl.metrics import MetricsWriter, plot_training
 from hybrid_rl.optim import make_optimizer, make_scheduler
 from hybrid_rl.sampling import ScoredRollout, sample_groups
-from hybrid_rl.trainer import UpdateSettings, grpo_update
+from hybrid_rl.trainer import NonFiniteLoss, UpdateSettings, grpo_update
 
 log = logging.getLogger("hybrid_rl")
 register_configs()
@@ -78,6 +78,7 @@ class Run:
     step: int = 0  # last completed step
     elapsed: float = 0.0  # seconds spent in training steps (survives resume)
     start_accuracy: float | None = None
+    nonfinite_in_a_row: int = 0  # consecutive updates skipped for NaN/inf
 
 
 def setup(cfg: Config, run_dir: Path) -> Run:
@@ -99,6 +100,8 @@ def setup(cfg: Config, run_dir: Path) -> Run:
                        cfg.rollout.max_new_tokens, cfg.rollout.temperature, t.max_grad_norm,
                        t.mask_truncated_completions),
     )
+    # Re-seed here: whether the SFT warm-up ran or came from the cache must not change the run.
+    build.seed_everything(cfg.seed, cfg.num_threads)
     if ckpt:
         run.optimizer.load_state_dict(state["optimizer"])
         run.scheduler.load_state_dict(state["scheduler"])
@@ -143,7 +146,7 @@ def train_step(run: Run) -> dict[str, float]:
     adv = reward
     if len(batch):
         adv = grpo.group_advantages(reward, t.num_generations, t.advantage_scale, t.std_estimator, t.advantage_eps)
-        m.update(grpo_update(run.policy, run.reference, run.optimizer, run.scheduler, batch, adv, run.settings))
+        m.update(guarded_update(run, batch, adv))
         run.rollout.sync_weights(run.policy)
     else:  # dynamic sampling left no group with signal: nothing to learn from this step
         log.warning("step %d: every group had equal rewards; no update", run.step + 1)
@@ -158,6 +161,28 @@ def train_step(run: Run) -> dict[str, float]:
     if rows:
         run.metrics.log_samples(run.step + 1, rows)
     return m
+
+
+class NonFiniteTraining(RuntimeError):
+    """Too many consecutive updates had a NaN or infinite loss or gradient."""
+
+
+def guarded_update(run: Run, batch, adv) -> dict[str, float]:
+    """The policy update, skipped (and counted) when its loss or gradient is not finite."""
+    try:
+        stats = grpo_update(run.policy, run.reference, run.optimizer, run.scheduler, batch, adv, run.settings)
+    except NonFiniteLoss as exc:
+        run.nonfinite_in_a_row += 1
+        log.warning("step %d: %s (%d in a row)", run.step + 1, exc, run.nonfinite_in_a_row)
+        if run.nonfinite_in_a_row > run.cfg.trainer.max_nonfinite_steps:
+            raise NonFiniteTraining(
+                f"{run.nonfinite_in_a_row} consecutive updates had a non-finite loss or gradient "
+                f"(> trainer.max_nonfinite_steps={run.cfg.trainer.max_nonfinite_steps}); last: {exc}. "
+                f"Lower trainer.learning_rate or check the rewards."
+            ) from exc
+        return {"skipped_nonfinite": 1.0}
+    run.nonfinite_in_a_row = 0
+    return {**stats, "skipped_nonfinite": 0.0}
 
 
 def every(n: int, step: int) -> bool:

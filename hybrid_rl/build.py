@@ -11,9 +11,10 @@ from typing import Optional
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from transformers import AutoConfig
 
 from hybrid_rl.config import Config, ConfigError
-from hybrid_rl.data import Sample, load_task_samples
+from hybrid_rl.data import DataError, Sample, drop_overlong, load_task_samples
 from hybrid_rl.models import (
     builtin_model_folder, format_prompt, frozen_copy, load_policy, load_tokenizer, resolve_model_location,
 )
@@ -62,6 +63,7 @@ def prepare_start(cfg: Config, train: list[Sample], held: list[Sample]):
     if cfg.model.chat_template:
         fmt = lambda s: replace(s, prompt=format_prompt(tokenizer, s.prompt, True))  # noqa: E731
         train, held = [fmt(s) for s in train], [fmt(s) for s in held]
+    train, held = fit_context(cfg, location, tokenizer, train, held)
     if cfg.model.warmup_sft:
         if cfg.model.source == "gguf":
             raise ConfigError("model.warmup_sft: supported for builtin and hf models, not gguf")
@@ -72,6 +74,27 @@ def prepare_start(cfg: Config, train: list[Sample], held: list[Sample]):
             lr_schedule=cfg.sft.lr_schedule, weight_decay=cfg.sft.weight_decay, seed=cfg.seed, log_every=cfg.sft.log_every, log=log.info,
         ))
     return location, tokenizer, train, held
+
+
+def fit_context(cfg: Config, location: str, tokenizer, train: list[Sample], held: list[Sample]):
+    """Check every prompt leaves room for rollout.max_new_tokens in the model's context."""
+    model_config = AutoConfig.from_pretrained(location, gguf_file=cfg.model.gguf_file)
+    context = getattr(model_config, "max_position_embeddings", None)
+    if context is None:
+        return train, held
+    limit = context - cfg.rollout.max_new_tokens
+    if limit <= 0:
+        raise ConfigError(f"rollout.max_new_tokens={cfg.rollout.max_new_tokens} does not fit the model's context of {context}")
+    skipped: list[str] = []
+    out = []
+    for samples in (train, held):
+        lengths = [len(ids) for ids in tokenizer([s.prompt for s in samples], add_special_tokens=False)["input_ids"]]
+        out.append(drop_overlong(samples, lengths, limit, cfg.task.data.on_bad_row, skipped))
+    if skipped:
+        log.warning("skipped %d overlong prompts (task.data.on_bad_row=skip); first: %s", len(skipped), skipped[0])
+    if not out[0] or not out[1]:
+        raise DataError(f"task {cfg.task.name!r}: no prompt fits the model's context of {context} tokens")
+    return out[0], out[1]
 
 
 def load_models(cfg: Config, location: str, policy_location: Optional[str] = None):

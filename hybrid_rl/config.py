@@ -185,6 +185,7 @@ class TrainerConfig:
     mask_truncated_completions: bool = False  # no loss on completions that hit max_new_tokens
     dynamic_sampling: str = "off"  # off | drop (skip all-equal groups) | fill (resample to refill)
     max_fill_rounds: int = 4  # dynamic_sampling=fill: extra rollout rounds per step at most
+    max_nonfinite_steps: int = 3  # stop after this many consecutive updates skipped for NaN/inf
 
     def problems(self) -> Iterator[str]:
         from hybrid_rl.grpo import ADVANTAGE_SCALES, LOSS_AGGREGATIONS, STD_ESTIMATORS
@@ -210,6 +211,7 @@ class TrainerConfig:
         yield from _choice("loss_type", self.loss_type, LOSS_AGGREGATIONS)
         yield from _choice("dynamic_sampling", self.dynamic_sampling, {"off", "drop", "fill"})
         yield from _positive("max_fill_rounds", self.max_fill_rounds, allow_zero=True)
+        yield from _positive("max_nonfinite_steps", self.max_nonfinite_steps, allow_zero=True)
         if len(self.adam_betas) != 2 or not all(0.0 <= b < 1.0 for b in self.adam_betas):
             yield f"adam_betas: must be two numbers in [0, 1), got {list(self.adam_betas)}"
 

@@ -6,7 +6,6 @@ seeded order per epoch and can report and restore its position (exact resume).
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -124,7 +123,7 @@ def rows_to_samples(rows, where: str, cfg, task: str, skipped: list[str]) -> lis
             skipped.append(message)
             continue
         demo = str(row[cfg.answer_field]).strip()
-        samples.append(Sample(cfg.prompt_template.format(prompt=problem), reference, task, demo, {"row": i}))
+        samples.append(Sample(cfg.prompt_template.format(prompt=problem), reference, task, demo, {"source": where, "row": i}))
     return samples
 
 
@@ -215,6 +214,19 @@ class PromptStream:
         self._order = self._permutation(self.epoch)
 
 
-def strip_template_marks(text: str) -> str:
-    """Collapse whitespace, for one-line console previews of prompts and completions."""
-    return re.sub(r"\s+", " ", text).strip()
+def drop_overlong(
+    samples: list[Sample], prompt_lengths: list[int], limit: int, on_bad_row: str, skipped: list[str]
+) -> list[Sample]:
+    """Samples whose prompt fits in `limit` tokens. An overlong one raises DataError naming its
+    file and row, or is recorded in `skipped` when on_bad_row == "skip"."""
+    kept = []
+    for sample, n in zip(samples, prompt_lengths):
+        if n <= limit:
+            kept.append(sample)
+            continue
+        where = f"{sample.meta.get('source', 'generated data')}, row {sample.meta.get('row', '?')}"
+        message = f"{where}: prompt is {n} tokens, more than the {limit} that fit before the completion"
+        if on_bad_row == "error":
+            raise DataError(message + " (set task.data.on_bad_row=skip to drop such rows)")
+        skipped.append(message)
+    return kept

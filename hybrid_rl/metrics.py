@@ -16,7 +16,13 @@ def _truncate_after(path: Path, step: int) -> None:
     """Drop lines logged after `step`: a resumed run re-logs them, so no step appears twice."""
     if not path.is_file():
         return
-    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError):  # a line torn by a kill mid-write
+            continue
     path.write_text("".join(line + "\n" for line in kept))
 
 

@@ -85,3 +85,32 @@ def test_sft_entry_point_exports_a_model(tmp_path):
     proc = run_entry("sft.py", tmp_path / "sft", cache=tmp_path / "cache")
     assert (tmp_path / "sft" / "model" / "config.json").is_file()
     assert "held-out accuracy" in proc.stderr + proc.stdout
+
+
+def test_multirun_sweeps_variants_with_kl_reference(tmp_path):
+    """`-m` runs one job per value; the presets run with a KL reference and mu = 2."""
+    env = {**os.environ, "HYBRID_RL_CACHE": str(tmp_path / "cache")}
+    cmd = [sys.executable, str(ROOT / "train.py"), "-m", *TINY_OVERRIDES, "trainer=dapo,dr_grpo",
+           "trainer.beta=0.04", "trainer.mu=2", "trainer.max_steps=1", "checkpoint.save_final=false",
+           f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for job in ("0", "1"):
+        step = next(r for r in read_jsonl(tmp_path / "sweep" / job / "metrics.jsonl") if "loss" in r)
+        assert step["kl"] >= 0 and step["grad_norm"] > 0
+    assert "loss_type: dr_grpo" in (tmp_path / "sweep" / "1" / "config.yaml").read_text()
+
+
+def test_hf_folder_model_trains(two_step_run, tmp_path):
+    """Any Hugging Face folder loads through model=hf: here, a checkpoint's policy folder."""
+    run_dir, cache, _ = two_step_run
+    policy = run_dir / "checkpoints" / "step_000002" / "policy"
+    run_entry("train.py", tmp_path / "hf", "model=hf", f"model.path={policy}", "model.chat_template=false",
+              "trainer.max_steps=1", cache=cache)
+    assert any("loss" in r for r in read_jsonl(tmp_path / "hf" / "metrics.jsonl"))
+
+
+def test_bad_model_path_is_named(tmp_path):
+    proc = run_entry("train.py", tmp_path / "bad", "model=hf", f"model.path={tmp_path}/nope", cache=tmp_path,
+                     check=False)
+    assert proc.returncode != 0 and f"model path not found: {tmp_path}/nope" in proc.stderr

@@ -1,0 +1,46 @@
+"""A training process killed with SIGKILL mid-run resumes and reproduces the uninterrupted run."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, TINY_OVERRIDES
+
+pytestmark = pytest.mark.slow
+SETTINGS = [*TINY_OVERRIDES, "trainer.prompts_per_step=8", "trainer.max_steps=30", "checkpoint.every_steps=5",
+            "checkpoint.keep_last=10", "eval.every_steps=0", "logging.tensorboard=false"]
+# Wall-clock figures differ between runs by nature; everything else must match exactly.
+TIMING = ("time", "time/step_s", "time/rollout_s", "time/update_s", "throughput/tokens_per_s")
+
+
+def command(run_dir, *extra):
+    return [sys.executable, str(ROOT / "train.py"), *SETTINGS, f"hydra.run.dir={run_dir}", *extra]
+
+
+def step_metrics(run_dir):
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
+    env = {**os.environ, "HYBRID_RL_CACHE": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
+    subprocess.run(command(tmp_path / "whole"), cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(command(killed), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (killed / "checkpoints" / "step_000010").exists() and time.time() < deadline:
+        assert proc.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    lines_at_kill = len((killed / "metrics.jsonl").read_text().splitlines())
+    assert lines_at_kill < 31, "the kill came too late to test anything"
+
+    subprocess.run(command(killed, "checkpoint.resume=auto"), cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=600)
+    assert step_metrics(killed) == step_metrics(tmp_path / "whole")
