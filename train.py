@@ -154,13 +154,19 @@ def train_step(run: Run) -> dict[str, float]:
     run.elapsed += t2 - t0
     m.update({"lr": run.scheduler.get_last_lr()[0], "time/step_s": t2 - t0, "time/rollout_s": t1 - t0,
               "time/update_s": t2 - t1, "throughput/tokens_per_s": batch.completion_mask.sum().item() / (t2 - t0)})
-    n = cfg.logging.num_samples if cfg.logging.samples_every_steps and (run.step + 1) % cfg.logging.samples_every_steps == 0 else 0
-    rows = [{"prompt": s.prompt, "completion": batch.texts[i], "reference": s.reference, "reward": reward[i].item(),
-             "advantage": adv[i].item(), **{f"signal/{k}": v[i] for k, v in scored.values.items()}}
-            for i, s in enumerate(scored.samples[:n])]
-    if rows:
-        run.metrics.log_samples(run.step + 1, rows)
+    if every(cfg.logging.samples_every_steps, run.step + 1):
+        run.metrics.log_samples(run.step + 1, sample_rows(scored, adv, cfg.logging.num_samples))
     return m
+
+
+def sample_rows(scored: ScoredRollout, adv: torch.Tensor, n: int) -> list[dict]:
+    """The first n completions with everything needed to judge them by eye."""
+    return [
+        {"prompt": s.prompt, "completion": scored.batch.texts[i], "reference": s.reference,
+         "reward": scored.reward[i].item(), "advantage": adv[i].item(),
+         **{f"signal/{k}": v[i] for k, v in scored.values.items()}}
+        for i, s in enumerate(scored.samples[:n])
+    ]
 
 
 class NonFiniteTraining(RuntimeError):
@@ -201,7 +207,8 @@ def main(dcfg: DictConfig) -> float:
         run.start_accuracy = evaluate(run)
     first = run.step
 
-    bar = tqdm(total=t.max_steps, initial=run.step, desc="GRPO", disable=not cfg.logging.progress_bar)
+    # disable=None: tqdm draws only on a terminal, so logs and CI output stay readable.
+    bar = tqdm(total=t.max_steps, initial=run.step, desc="GRPO", disable=None if cfg.logging.progress_bar else True)
     while run.step < t.max_steps and (t.max_time_s is None or run.elapsed < t.max_time_s):
         m = train_step(run)
         run.step += 1

@@ -112,7 +112,7 @@ def load_models(cfg: Config, location: str, policy_location: Optional[str] = Non
 def build_scorer(cfg: Config, run_dir: Optional[Path]) -> tuple[RewardScorer, dict[str, dict[str, float]]]:
     """The task's reward signals (verifiers found by name) and their weights."""
     signals = []
-    for name, sig in cfg.task.rewards.items():
+    for name, sig in cfg.task.signals().items():
         if sig.verifier not in available_verifiers():
             raise ConfigError(
                 f"task.rewards.{name}.verifier: unknown verifier {sig.verifier!r}; registered: {available_verifiers()}"

@@ -116,7 +116,7 @@ class DataConfig:
 class SignalConfig:
     """One reward signal of a task: which verifier produces it and how much it weighs."""
 
-    verifier: str = "math"  # registered verifier name
+    verifier: Optional[str] = None  # registered verifier name (required)
     weight: float = 1.0  # multiplier in the summed reward (0 = logged only)
 
 
@@ -126,12 +126,29 @@ class TaskConfig:
 
     name: str = "math"  # task label, stored on every sample
     data: DataConfig = field(default_factory=DataConfig)  # prompts and references
-    rewards: Dict[str, SignalConfig] = field(default_factory=dict)  # signal name -> verifier, weight
+    # signal name -> {verifier, weight} (see SignalConfig). Typed as plain dicts because
+    # OmegaConf cannot add a new key to a Dict[str, dataclass] from the command line, and
+    # `+task.rewards.style={verifier: x, weight: 0.5}` must work; keys are checked below.
+    rewards: Dict[str, Any] = field(default_factory=dict)
     accuracy_signal: str = "correctness"  # signal whose pass rate is reported as accuracy
+
+    def signals(self) -> dict[str, SignalConfig]:
+        return {name: SignalConfig(**spec) for name, spec in self.rewards.items()}
 
     def problems(self) -> Iterator[str]:
         if not self.rewards:
             yield "rewards: a task needs at least one reward signal"
+        allowed = {f.name for f in fields(SignalConfig)}
+        for name, spec in self.rewards.items():
+            if not isinstance(spec, dict):
+                yield f"rewards.{name}: must be a mapping with keys {sorted(allowed)}, got {spec!r}"
+                continue
+            for key in sorted(set(spec) - allowed):
+                yield f"rewards.{name}.{key}: unknown key; a signal takes {sorted(allowed)}"
+            if not spec.get("verifier"):
+                yield f"rewards.{name}.verifier: no verifier produces this signal; name one (e.g. verifier: math)"
+            if not isinstance(spec.get("weight", 1.0), (int, float)) or isinstance(spec.get("weight"), bool):
+                yield f"rewards.{name}.weight: must be a number, got {spec.get('weight')!r}"
         if self.rewards and self.accuracy_signal not in self.rewards:
             yield f"accuracy_signal: {self.accuracy_signal!r} is not one of the task's signals {sorted(self.rewards)}"
         yield from (f"data.{p}" for p in self.data.problems())

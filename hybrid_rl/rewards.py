@@ -62,32 +62,34 @@ class RewardScorer:
             if not rows:
                 continue
             for signal in signals:
-                scores, failed = self._run(signal, [samples[i] for i in rows], [completions[i] for i in rows])
-                errors[signal.name] += failed
+                scores, failures = self._run(signal, [samples[i] for i in rows], [completions[i] for i in rows])
+                errors[signal.name] += len(failures)
                 for i, v in zip(rows, scores):
                     values[signal.name][i] = v
-                if failed > self.max_error_rate * len(rows):
+                if len(failures) > self.max_error_rate * len(rows):
                     raise RewardFailure(
-                        f"verifier {signal.name!r} failed on {failed} of {len(rows)} {task!r} completions "
-                        f"(> reward.max_error_rate={self.max_error_rate}); see {self.failures_path}"
+                        f"verifier {signal.name!r} failed on {len(failures)} of {len(rows)} {task!r} completions "
+                        f"(> reward.max_error_rate={self.max_error_rate}); last error: {failures[-1]}; "
+                        f"every failing sample is in {self.failures_path}"
                     )
         return SignalScores(values, errors)
 
-    def _run(self, signal: Signal, samples, completions) -> tuple[list[Optional[float]], int]:
+    def _run(self, signal: Signal, samples, completions) -> tuple[list[Optional[float]], list[str]]:
+        """(scores, one error message per failed sample)."""
         refs = [s.reference for s in samples]
         try:
-            return self._checked(signal, signal.verifier(completions, refs, samples=samples), len(samples)), 0
+            return self._checked(signal, signal.verifier(completions, refs, samples=samples), len(samples)), []
         except Exception:  # isolate the offending samples: retry one by one
             pass
-        scores, failed = [], 0
+        scores, failures = [], []
         for sample, completion in zip(samples, completions):
             try:
                 scores.append(self._checked(signal, signal.verifier([completion], [sample.reference], samples=[sample]), 1)[0])
             except Exception as exc:
-                failed += 1
+                failures.append(f"{type(exc).__name__}: {exc}")
                 scores.append(None)
                 self._record_failure(signal.name, sample, completion, exc)
-        return scores, failed
+        return scores, failures
 
     @staticmethod
     def _checked(signal: Signal, scores, expected: int) -> list[Optional[float]]:

@@ -1,19 +1,8 @@
-import os
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # entry scripts (train.py, sft.py) live at the repository root
-
-
-@pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory):
-    """A cache private to the test session, so tests never reuse a developer's models."""
-    path = tmp_path_factory.mktemp("hybrid_rl_cache")
-    os.environ["HYBRID_RL_CACHE"] = str(path)
-    return path
 
 
 # Tiny settings that make the real entry points finish in seconds.

@@ -36,7 +36,13 @@ def test_every_option_composes_and_validates(group, option):
 def test_defaults_are_the_documented_ones():
     cfg = to_config(_compose([]))
     assert (cfg.task.name, cfg.model.source, cfg.rollout.backend) == ("math", "builtin", "hf")
-    assert cfg.model.warmup_sft and cfg.task.rewards["correctness"].verifier == "math"
+    assert cfg.model.warmup_sft and cfg.task.signals()["correctness"].verifier == "math"
+
+
+def test_signals_can_be_added_and_reweighted_from_the_command_line():
+    cfg = to_config(_compose(["task.rewards.correctness.weight=0.5", "+task.rewards.also={verifier: math, weight: 0.1}"]))
+    assert {k: (s.verifier, s.weight) for k, s in cfg.task.signals().items()} == {
+        "correctness": ("math", 0.5), "also": ("math", 0.1)}
 
 
 def test_trainer_presets_set_their_variant():
@@ -68,6 +74,9 @@ def test_wrong_type_fails_at_composition():
         ("task.accuracy_signal=style", "task.accuracy_signal"),
         ("task.data.source=xml", "task.data.source"),
         ("model.tiny.num_heads=3", "model.tiny.hidden_size"),
+        ("+task.rewards.style={weight: 0.5}", "task.rewards.style.verifier: no verifier produces this signal"),
+        ("+task.rewards.correctness.wieght=2", "task.rewards.correctness.wieght: unknown key"),
+        ("task.rewards.correctness.weight=heavy", "task.rewards.correctness.weight: must be a number"),
     ],
 )
 def test_bad_values_fail_naming_the_field(override, message):
