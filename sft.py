@@ -34,6 +34,7 @@ def main(dcfg: DictConfig) -> float:
     policy, _ = build.load_models(cfg, location)
     scorer, _ = build.build_scorer(cfg, run_dir)
     res = heldout_accuracy(build.build_rollout(cfg, policy, tokenizer), held, scorer, cfg.task.accuracy_signal)
+    scorer.close()
     out = run_dir / "model"
     shutil.copytree(location, out, dirs_exist_ok=True)
     log.info("SFT model: %s (copy in %s); held-out accuracy %.3f on %d problems", location, out, res.accuracy, res.num_scored)

@@ -227,6 +227,7 @@ def main(dcfg: DictConfig) -> float:
     if cfg.checkpoint.save_final and run.step > first:
         save(run)
     run.metrics.close()
+    run.scorer.close()
     plot = plot_training(run_dir)
     start = run.start_accuracy if run.start_accuracy is not None else math.nan
     log.info("held-out accuracy: start %.3f -> final %.3f after %d steps (%.0fs of training); plot %s",

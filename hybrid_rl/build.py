@@ -119,7 +119,8 @@ def build_scorer(cfg: Config, run_dir: Optional[Path]) -> tuple[RewardScorer, di
             )
         signals.append(Signal(name, get_verifier(sig.verifier), sig.weight))
     failures = Path(run_dir) / cfg.reward.failures_file if run_dir is not None else None
-    scorer = RewardScorer({cfg.task.name: signals}, failures, cfg.reward.max_error_rate)
+    scorer = RewardScorer({cfg.task.name: signals}, failures, cfg.reward.max_error_rate,
+                          num_workers=cfg.reward.num_workers, timeout_s=cfg.reward.timeout_s)
     return scorer, {cfg.task.name: {s.name: s.weight for s in signals}}
 
 

@@ -238,10 +238,14 @@ class TrainerConfig:
 class RewardConfig:
     """How verifiers are run."""
 
+    num_workers: int = 2  # verifier worker processes (0: run verifiers in the trainer, unbounded)
+    timeout_s: float = 2.0  # a verifier call running longer is killed and scores None
     max_error_rate: float = 0.5  # stop when more than this share of a signal's scores fail in a step
     failures_file: str = "reward_failures.jsonl"  # offending samples are appended here (run folder)
 
     def problems(self) -> Iterator[str]:
+        yield from _positive("num_workers", self.num_workers, allow_zero=True)
+        yield from _positive("timeout_s", self.timeout_s)
         if not 0.0 <= self.max_error_rate <= 1.0:
             yield f"max_error_rate: must be in [0, 1], got {self.max_error_rate}"
 

@@ -18,6 +18,7 @@ import torch
 
 from hybrid_rl.data import Sample
 from verifiers import Verifier
+from verifiers.pool import WorkerPool
 
 
 class RewardFailure(RuntimeError):
@@ -41,18 +42,35 @@ class SignalScores:
         return torch.tensor([math.nan if v is None else float(v) for v in self.values[name]])
 
 
+def _call_one(verifier: Verifier):
+    """A one-sample call of a batch verifier, as run inside a pool worker."""
+    return lambda completion, reference, sample: verifier([completion], [reference], samples=[sample])
+
+
 class RewardScorer:
     """Runs every signal of every task over a batch. `signals_by_task` maps a task name to its
-    signals, so a mixed-task batch routes each sample to its own task's verifiers and weights."""
+    signals, so a mixed-task batch routes each sample to its own task's verifiers and weights.
+
+    With num_workers > 0 every verifier call runs in a worker process, bounded by timeout_s:
+    a hang or a crash costs that one sample (None, recorded), never the run."""
 
     def __init__(
         self, signals_by_task: dict[str, list[Signal]], failures_path: Optional[Path] = None,
-        max_error_rate: float = 1.0,
+        max_error_rate: float = 1.0, num_workers: int = 0, timeout_s: float = 2.0,
     ):
         self.signals_by_task = signals_by_task
         self.failures_path = failures_path
         self.max_error_rate = max_error_rate
         self.signal_names = sorted({s.name for sigs in signals_by_task.values() for s in sigs})
+        self._pool_index = {id(s): i for i, s in enumerate(s for sigs in signals_by_task.values() for s in sigs)}
+        self.pool = None
+        if num_workers > 0:
+            functions = [_call_one(s.verifier) for sigs in signals_by_task.values() for s in sigs]
+            self.pool = WorkerPool(functions, num_workers=num_workers, timeout_s=timeout_s)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
 
     def score(self, samples: Sequence[Sample], completions: Sequence[str]) -> SignalScores:
         values = {name: [None] * len(samples) for name in self.signal_names}
@@ -76,6 +94,8 @@ class RewardScorer:
 
     def _run(self, signal: Signal, samples, completions) -> tuple[list[Optional[float]], list[str]]:
         """(scores, one error message per failed sample)."""
+        if self.pool is not None:
+            return self._run_isolated(signal, samples, completions)
         refs = [s.reference for s in samples]
         try:
             return self._checked(signal, signal.verifier(completions, refs, samples=samples), len(samples)), []
@@ -88,7 +108,23 @@ class RewardScorer:
             except Exception as exc:
                 failures.append(f"{type(exc).__name__}: {exc}")
                 scores.append(None)
-                self._record_failure(signal.name, sample, completion, exc)
+                self._record_failure(signal.name, sample, completion, failures[-1], traceback.format_exc(limit=5))
+        return scores, failures
+
+    def _run_isolated(self, signal: Signal, samples, completions) -> tuple[list[Optional[float]], list[str]]:
+        index = self._pool_index[id(signal)]
+        outcomes = self.pool.run([(index, (c, s.reference, s)) for c, s in zip(completions, samples)])
+        scores, failures = [], []
+        for sample, completion, outcome in zip(samples, completions, outcomes):
+            try:
+                if outcome.error is not None:
+                    raise RuntimeError(outcome.error)
+                scores.append(self._checked(signal, outcome.value, 1)[0])
+            except Exception as exc:
+                message = str(exc) if outcome.error is not None else f"{type(exc).__name__}: {exc}"
+                failures.append(message.splitlines()[0])
+                scores.append(None)
+                self._record_failure(signal.name, sample, completion, failures[-1], message)
         return scores, failures
 
     @staticmethod
@@ -101,13 +137,12 @@ class RewardScorer:
                 raise ValueError(f"verifier {signal.name!r} returned a non-finite or non-numeric score {v!r}")
         return scores
 
-    def _record_failure(self, name: str, sample: Sample, completion: str, exc: Exception) -> None:
+    def _record_failure(self, name: str, sample: Sample, completion: str, error: str, detail: str) -> None:
         if self.failures_path is None:
             return
         entry = {
             "signal": name, "task": sample.task, "prompt": sample.prompt, "reference": sample.reference,
-            "completion": completion, "error": f"{type(exc).__name__}: {exc}",
-            "traceback": traceback.format_exc(limit=5),
+            "completion": completion, "error": error, "detail": detail,
         }
         with open(self.failures_path, "a") as fh:
             fh.write(json.dumps(entry) + "\n")

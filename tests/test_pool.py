@@ -1,0 +1,62 @@
+"""The verifier worker pool: results in order; hangs, crashes and exceptions cost one item."""
+import os
+import threading
+import time
+
+from verifiers.pool import WorkerPool
+
+
+def square(x):
+    return x * x
+
+
+def hang(_):
+    while True:
+        pass
+
+
+def crash(_):
+    os._exit(3)  # dies without a word, like a segfault in a C extension
+
+
+def boom(x):
+    raise ValueError(f"bad {x}")
+
+
+FUNCS = [square, hang, crash, boom]
+
+
+def test_results_come_back_in_order():
+    with WorkerPool(FUNCS, num_workers=2, timeout_s=5) as pool:
+        assert [o.value for o in pool.run([(0, (i,)) for i in range(20)])] == [i * i for i in range(20)]
+
+
+def test_hang_is_killed_at_the_timeout_and_the_pool_goes_on():
+    with WorkerPool(FUNCS, num_workers=2, timeout_s=0.5) as pool:
+        start = time.monotonic()
+        out = pool.run([(0, (2,)), (1, (None,)), (0, (3,)), (1, (None,)), (0, (4,))])
+        elapsed = time.monotonic() - start
+        assert [o.value for o in out] == [4, None, 9, None, 16]
+        assert "timed out after 0.5 s" in out[1].error and pool.replaced == 2
+        assert elapsed < 3.0  # two hangs ran side by side, each bounded
+        assert pool.run([(0, (5,))])[0].value == 25  # replaced workers serve new items
+
+
+def test_crash_and_exception_are_reported_per_item():
+    with WorkerPool(FUNCS, num_workers=1, timeout_s=5) as pool:
+        out = pool.run([(2, (None,)), (3, ("x",)), (0, (6,))])
+        assert "worker crashed (exit code 3)" in out[0].error
+        assert out[1].error.startswith("ValueError: bad x") and out[2].value == 36
+
+
+def test_bounded_from_a_thread():
+    results = []
+
+    def in_thread():
+        with WorkerPool(FUNCS, num_workers=1, timeout_s=0.3) as pool:
+            results.extend(pool.run([(1, (None,)), (0, (7,))]))
+
+    t = threading.Thread(target=in_thread)
+    t.start()
+    t.join(timeout=10)
+    assert not t.is_alive() and results[0].error and results[1].value == 49
