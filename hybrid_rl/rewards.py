@@ -1,9 +1,10 @@
 """Scoring completions with each reward signal of their task, and combining the signals.
 
 Each signal is kept and logged under its own name; the summed reward is what GRPO uses.
-A verifier that raises is never allowed to score a batch as 0 silently: the batch is
-retried sample by sample, the failing samples get None (no opinion) and are written to a
-failures file, and the error count is reported per signal every step.
+A verifier that fails is never allowed to score a batch as 0 silently: in-process, a batch
+that raises is retried sample by sample; in the worker pool every sample is its own call. The
+failing samples get None (no opinion) and are written to a failures file, and the error count
+is reported per signal every step.
 """
 from __future__ import annotations
 
@@ -62,10 +63,11 @@ class RewardScorer:
         self.failures_path = failures_path
         self.max_error_rate = max_error_rate
         self.signal_names = sorted({s.name for sigs in signals_by_task.values() for s in sigs})
-        self._pool_index = {id(s): i for i, s in enumerate(s for sigs in signals_by_task.values() for s in sigs)}
+        every_signal = [s for sigs in signals_by_task.values() for s in sigs]
+        self._pool_index = {id(s): i for i, s in enumerate(every_signal)}  # signal -> pool function
         self.pool = None
         if num_workers > 0:
-            functions = [_call_one(s.verifier) for sigs in signals_by_task.values() for s in sigs]
+            functions = [_call_one(s.verifier) for s in every_signal]
             self.pool = WorkerPool(functions, num_workers=num_workers, timeout_s=timeout_s)
 
     def close(self) -> None:
