@@ -141,6 +141,10 @@ def train_step(run: Run) -> dict[str, float]:
         dynamic_sampling=t.dynamic_sampling, max_fill_rounds=t.max_fill_rounds,
     )
     t1 = time.time()
+    for name, count in scored.errors.items():
+        if count:  # loud: the console says so every step it happens, the file has the samples
+            log.warning("step %d: verifier %r failed on %d samples (scored None); details in %s",
+                        run.step + 1, name, count, cfg.reward.failures_file)
     m = step_metrics(cfg, scored)
     batch, reward = scored.batch, scored.reward
     adv = reward
