@@ -84,12 +84,14 @@ class Run:
 def setup(cfg: Config, run_dir: Path) -> Run:
     """Data, starting model (SFT warm-up if configured), rewards, rollouts, optimizer; resume."""
     t = cfg.trainer
+    # Verifiers first: an unknown name fails before minutes of data and model work, and the
+    # worker processes fork from a small process, before any model is loaded.
+    scorer, weights = build.build_scorer(cfg, run_dir)
     train, held = build.task_samples(cfg)
     location, tokenizer, train, held = build.prepare_start(cfg, train, held)
     ckpt = resolve_resume(cfg.checkpoint.resume, run_dir)
     state = load_trainer_state(ckpt) if ckpt else {}
     policy, reference = build.load_models(cfg, location, str(ckpt / "policy") if ckpt else None)
-    scorer, weights = build.build_scorer(cfg, run_dir)
     optimizer = make_optimizer(policy, t.learning_rate, t.weight_decay, t.adam_betas)
     run = Run(
         cfg, run_dir, policy, reference, tokenizer, build.build_rollout(cfg, policy, tokenizer), scorer, weights,

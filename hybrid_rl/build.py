@@ -65,13 +65,12 @@ def prepare_start(cfg: Config, train: list[Sample], held: list[Sample]):
         train, held = [fmt(s) for s in train], [fmt(s) for s in held]
     train, held = fit_context(cfg, location, tokenizer, train, held)
     if cfg.model.warmup_sft:
-        if cfg.model.source == "gguf":
-            raise ConfigError("model.warmup_sft: supported for builtin and hf models, not gguf")
         location = str(warm_start(
             location, train, cache_dir=cfg.cache_dir,
             key_parts={"task": cfg.task.name, "data": asdict(cfg.task.data), "chat": cfg.model.chat_template},
             steps=cfg.sft.steps, batch_size=cfg.sft.batch_size, learning_rate=cfg.sft.learning_rate,
-            lr_schedule=cfg.sft.lr_schedule, weight_decay=cfg.sft.weight_decay, seed=cfg.seed, log_every=cfg.sft.log_every, log=log.info,
+            lr_schedule=cfg.sft.lr_schedule, weight_decay=cfg.sft.weight_decay, seed=cfg.seed,
+            log_every=cfg.sft.log_every, log=log.info,
         ))
     return location, tokenizer, train, held
 
