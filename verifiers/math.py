@@ -1,27 +1,42 @@
 """Math answer checking: extract the final answer of a completion and compare it with sympy.
 
-This version is exact for integers, decimals, fractions (`a/b`, `\\frac{a}{b}`), scientific
-notation and thousands separators; any other answer is compared as normalised text.
-Numbers are parsed into sympy Rationals (no evaluation of arbitrary expressions), so no
-input can make a check hang; digit strings longer than MAX_DIGITS are refused.
+Conventions follow the MATH benchmark's graders: the last boxed answer counts; units,
+\\text{}, degree and dollar signs are ignored; a percentage equals its number and its
+fraction; numbers are equal within a relative tolerance of 1e-6 (0.33 is not 1/3); `x=3`
+equals `3`; equations equal after rearranging and scaling, inequalities as relations;
+intervals by endpoints and brackets; sets and bare lists order-free, tuples ordered;
+matrices elementwise; multiple-choice letters by letter.
+
+Fast paths (identical text, two plain numbers) run in the caller. Anything that needs
+sympy runs in a worker process bounded by a time limit (verifiers/pool.py), so no answer
+can hang the caller, whichever thread or process it is in.
 """
 from __future__ import annotations
 
+import os
 import re
+from itertools import permutations
 from typing import Optional, Sequence
 
 import sympy
 
+from verifiers import pool as _pool
+from verifiers.math_parse import (
+    MAX_ANSWER_CHARS, Unparseable, choice_letter, normalise, split_top_level, strip_text_commands, to_sympy,
+)
 from verifiers.registry import register_verifier
 
-MAX_DIGITS = 400  # longer numbers are refused: exact arithmetic on them costs unbounded time
+MAX_DIGITS = 400  # plain numbers longer than this are refused by the fast path
 RELATIVE_TOLERANCE = 1e-6
+DEFAULT_TIMEOUT_S = 2.0
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _ANSWER_IS = re.compile(r"answer\s+is\s*:?\s*(.+)", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
+_RELATIONS = (("\\geq", ">="), ("\\ge", ">="), ("\\leq", "<="), ("\\le", "<="), ("\\neq", "!="), ("≥", ">="), ("≤", "<="))
 
 
+# ------------------------------------------------------------ extraction ----
 def last_boxed(text: str) -> Optional[str]:
     """Content of the last \\boxed{...} or \\fbox{...}, nested braces included."""
     start = max(text.rfind(cmd + "{") for cmd in _BOX_COMMANDS)
@@ -40,8 +55,8 @@ def last_boxed(text: str) -> Optional[str]:
 
 
 def extract_answer(completion: str) -> Optional[str]:
-    """The final answer of a completion: last \\boxed{}, "the answer is ...", "#### ...", else
-    the last number. None when nothing answer-like is present."""
+    """The final answer: last \\boxed{}, "the answer is ...", "#### ...", the last $...$ or
+    \\[...\\] block, else the last number. None when nothing answer-like is present."""
     boxed = last_boxed(completion)
     if boxed is not None:
         return boxed.strip()
@@ -51,25 +66,22 @@ def extract_answer(completion: str) -> Optional[str]:
         return re.sub(r"[.\s]+$", "", answer).strip("$ ")
     if "####" in completion:
         return completion.rsplit("####", 1)[1].strip().split("\n")[0].strip()
+    blocks = re.findall(r"\\\[(.+?)\\\]|\$\$(.+?)\$\$|\$(.+?)\$", completion, flags=re.S)
+    if blocks:
+        return next(b for b in blocks[-1] if b).strip()
     numbers = _NUMBER.findall(completion)
     return numbers[-1] if numbers else None
 
 
-def normalise(answer: str) -> str:
-    s = answer.strip().strip("$").strip()
-    s = re.sub(r"\\text\{([^{}]*)\}", r"\1", s)
-    s = re.sub(r"\\(left|right|!|,|;|:|quad|qquad)", "", s)
-    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    s = re.sub(r"\s+", "", s)
-    s = s.rstrip(".")
-    if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s):  # 1,000 is one thousand
-        s = s.replace(",", "")
-    return s
-
-
+# ------------------------------------------------------------ fast paths ----
 def _rational(text: str) -> Optional[sympy.Rational]:
+    """Plain numbers only: 12, -0.5, 3e5, 7/8, \\frac{7}{8}. No evaluation of expressions."""
     if sum(ch.isdigit() for ch in text) > MAX_DIGITS:
         return None
+    mixed = re.fullmatch(r"(-?)(\d+)\\frac\{(\d+)\}\{(\d+)\}", text)  # 2\frac{1}{2} is two and a half
+    if mixed and int(mixed.group(4)) != 0:
+        value = int(mixed.group(2)) + sympy.Rational(int(mixed.group(3)), int(mixed.group(4)))
+        return -value if mixed.group(1) else value
     frac = re.fullmatch(r"(-?)\\frac\{(-?[\d.]+)\}\{(-?[\d.]+)\}", text) or re.fullmatch(
         r"(-?)\(?(-?[\d.]+)\)?/\(?(-?[\d.]+)\)?", text
     )
@@ -78,35 +90,204 @@ def _rational(text: str) -> Optional[sympy.Rational]:
         a, b = _rational(num), _rational(den)
         if a is None or b is None or b == 0:
             return None
-        value = a / b
-        return -value if sign else value
+        return -(a / b) if sign else a / b
     if re.fullmatch(r"-?(\d+\.?\d*|\.\d+)([eE][-+]?\d{1,4})?", text):
         return sympy.Rational(text)  # exact: Rational("0.1") == 1/10
     return None
 
 
+def _close(a, b) -> bool:
+    return a == b or abs(a - b) <= RELATIVE_TOLERANCE * max(abs(a), abs(b))
+
+
+def _percent_variants(s: str) -> list[str]:
+    """'25\\%' also stands for '25' and for the fraction 25/100."""
+    m = re.fullmatch(r"(.+?)\s*\\?%", s)
+    if not m:
+        return [s]
+    return [m.group(1), f"({m.group(1)})/100"]
+
+
+# ----------------------------------------------------- structured compare ----
+def _expr_equal(a: str, b: str) -> bool:
+    ea, eb = to_sympy(a), to_sympy(b)
+    if ea.free_symbols or eb.free_symbols:
+        return sympy.simplify(sympy.expand(ea - eb)) == 0
+    va, vb = sympy.N(ea, 30), sympy.N(eb, 30)
+    if not (va.is_finite and vb.is_finite):
+        return ea == eb
+    if va.is_real and vb.is_real:
+        return _close(va, vb)
+    return abs(va - vb) <= RELATIVE_TOLERANCE * max(abs(va), abs(vb))
+
+
+def _relation(s: str) -> Optional[tuple[str, str, str]]:
+    for latex, op in _RELATIONS:
+        s = s.replace(latex, op)
+    m = re.fullmatch(r"([^<>=!]+?)\s*(<=|>=|!=|=|<|>)\s*([^<>=!]+)", s)
+    return (m.group(1), m.group(2), m.group(3)) if m else None
+
+
+def _relations_equal(r1, r2) -> bool:
+    """Same relation after rearranging and scaling: a op b  ->  (a - b) op 0, up to a factor."""
+    flip = {"<": ">", "<=": ">="}
+    (l1, o1, r1_), (l2, o2, r2_) = r1, r2
+    d1 = to_sympy(l1) - to_sympy(r1_)
+    d2 = to_sympy(l2) - to_sympy(r2_)
+    if o1 in flip:
+        o1, d1 = flip[o1], -d1
+    if o2 in flip:
+        o2, d2 = flip[o2], -d2
+    if o1 != o2 or d2 == 0:
+        return False
+    ratio = sympy.simplify(d1 / d2)
+    if not ratio.is_number or ratio == 0:
+        return False
+    return bool(ratio > 0) if o1 in (">", ">=") else True  # equations may scale by any non-zero
+
+
+def _equation_value(rel) -> Optional[str]:
+    """'x = 3' -> '3' (a single letter on one side); None otherwise."""
+    left, op, right = rel
+    if op != "=":
+        return None
+    if re.fullmatch(r"[a-zA-Z]", left.strip()):
+        return right
+    return None
+
+
+def _matrix_rows(s: str) -> Optional[list[list[str]]]:
+    m = re.fullmatch(r"\\begin\{[pbvB]?matrix\}(.*)\\end\{[pbvB]?matrix\}", s, flags=re.S)
+    if not m:
+        return None
+    return [[c.strip() for c in row.split("&")] for row in re.split(r"\\\\", m.group(1)) if row.strip()]
+
+
+def _brackets(s: str) -> Optional[tuple[str, list[str], str]]:
+    """'(a, b]' -> ('(', ['a', 'b'], ']') for tuples and intervals; None if not bracketed."""
+    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]" and "," in s:
+        inner = s[1:-1]
+        parts = split_top_level(inner)
+        if len(parts) >= 2 and split_top_level(s) == [s]:  # the brackets enclose the whole answer
+            return s[0], parts, s[-1]
+    return None
+
+
+def _same_multiset(xs: Sequence[str], ys: Sequence[str]) -> bool:
+    if len(xs) != len(ys):
+        return False
+    if len(xs) > 6:  # no factorial blow-up: sorted pairing of canonical text, then exact check
+        return all(answers_match(x, y) for x, y in zip(sorted(xs), sorted(ys)))
+    return any(all(answers_match(x, y) for x, y in zip(xs, perm)) for perm in permutations(ys))
+
+
+def _structured_equal(p: str, g: str) -> bool:
+    if "\\cup" in g or "\\cup" in p:
+        return _same_multiset(p.split("\\cup"), g.split("\\cup"))
+    rows_p, rows_g = _matrix_rows(p), _matrix_rows(g)
+    if rows_g is not None or rows_p is not None:
+        return (rows_p is not None and rows_g is not None and len(rows_p) == len(rows_g)
+                and all(len(a) == len(b) and all(answers_match(x, y) for x, y in zip(a, b))
+                        for a, b in zip(rows_p, rows_g)))
+    set_p = re.fullmatch(r"\\\{(.*)\\\}", p)
+    set_g = re.fullmatch(r"\\\{(.*)\\\}", g)
+    if set_p or set_g:
+        items = lambda m, s: split_top_level(m.group(1)) if m else split_top_level(s)  # noqa: E731
+        return _same_multiset(items(set_p, p), items(set_g, g))
+    br_p, br_g = _brackets(p), _brackets(g)
+    if br_p or br_g:
+        return (br_p is not None and br_g is not None and br_p[0] == br_g[0] and br_p[2] == br_g[2]
+                and len(br_p[1]) == len(br_g[1]) and all(answers_match(x, y) for x, y in zip(br_p[1], br_g[1])))
+    parts_p, parts_g = split_top_level(p), split_top_level(g)
+    if len(parts_p) > 1 or len(parts_g) > 1:  # a bare list of answers: order-free
+        return _same_multiset(parts_p, parts_g)
+    rel_p, rel_g = _relation(p), _relation(g)
+    if rel_p and rel_g:
+        return _relations_equal(rel_p, rel_g)
+    if rel_p or rel_g:  # 'x = 3' against '3'
+        value = _equation_value(rel_p or rel_g)
+        return value is not None and answers_match(value, g if rel_p else p)
+    return _expr_equal(p, g)
+
+
 def answers_match(predicted: str, gold: str) -> bool:
+    """Equivalence of two final answers (unbounded: call through verify_math for a time limit)."""
     p, g = normalise(predicted), normalise(gold)
     if not p or not g:
         return False
     if p == g:
         return True
-    p_val, g_val = _rational(p), _rational(g)
-    if p_val is None or g_val is None:
+    letter_g, letter_p = choice_letter(g), choice_letter(p)
+    if letter_g is not None:
+        return letter_p == letter_g
+    for pv in _percent_variants(p):
+        for gv in _percent_variants(g):
+            if pv == gv:
+                return True
+            a, b = _rational(pv), _rational(gv)
+            if a is not None and b is not None:
+                if _close(a, b):
+                    return True
+                continue
+            try:
+                if _structured_equal(pv, gv):
+                    return True
+            except (Unparseable, TypeError, ValueError, AttributeError, ZeroDivisionError):
+                continue
+    return False
+
+
+# --------------------------------------------------------------- bounded ----
+_POOL: Optional[_pool.WorkerPool] = None
+_POOL_OWNER = -1
+
+
+def _fast_decision(p: str, g: str) -> Optional[bool]:
+    """True/False when no sympy is needed, None otherwise."""
+    if len(p) > 4 * MAX_ANSWER_CHARS:  # no final answer is this long: refuse before any parsing
         return False
-    if p_val == g_val:
+    p, g = normalise(p), normalise(g)
+    if not p or not g:
+        return False
+    if p == g:
         return True
-    return abs(p_val - g_val) <= RELATIVE_TOLERANCE * max(abs(p_val), abs(g_val))
+    a, b = _rational(p), _rational(g)
+    if a is not None and b is not None:
+        return _close(a, b)
+    if choice_letter(g) is not None:
+        return choice_letter(p) == choice_letter(g)
+    return None
 
 
-def verify_math(completion: str, gold: str) -> float:
-    """1.0 when the completion's final answer equals the gold answer, else 0.0."""
+def bounded_match(predicted: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
+    """answers_match within timeout_s. Raises TimeoutError (or RuntimeError for a crash)."""
+    decided = _fast_decision(predicted, gold)
+    if decided is not None:
+        return decided
+    if _pool.IN_WORKER:  # already inside a killable worker: its own time limit applies
+        return answers_match(predicted, gold)
+    global _POOL, _POOL_OWNER
+    if _POOL is None or _POOL_OWNER != os.getpid() or _POOL.timeout_s != timeout_s:
+        _POOL = _pool.WorkerPool([answers_match], num_workers=1, timeout_s=timeout_s)
+        _POOL_OWNER = os.getpid()
+    outcome = _POOL.run([(0, (predicted, gold))])[0]
+    if outcome.error is not None:
+        raise (TimeoutError if "timed out" in outcome.error else RuntimeError)(outcome.error.splitlines()[0])
+    return bool(outcome.value)
+
+
+def verify_math(completion: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> float:
+    """1.0 when the completion's final answer equals the gold answer, else 0.0. A check that
+    runs past timeout_s scores 0.0 (the answer is not recognisably right)."""
     gold_answer = last_boxed(gold)
     gold_answer = gold if gold_answer is None else gold_answer
     predicted = extract_answer(completion)
     if predicted is None:
         return 0.0
-    return 1.0 if answers_match(predicted, gold_answer) else 0.0
+    try:
+        return 1.0 if bounded_match(predicted, gold_answer, timeout_s) else 0.0
+    except (TimeoutError, RuntimeError):
+        return 0.0
 
 
 @register_verifier("math")
@@ -115,3 +296,7 @@ def math_verifier(
 ) -> list[Optional[float]]:
     """Batch verifier: None for samples without a reference (not a math sample)."""
     return [None if ref is None else verify_math(c, ref) for c, ref in zip(completions, references)]
+
+
+__all__ = ["answers_match", "bounded_match", "extract_answer", "last_boxed", "normalise", "verify_math",
+           "strip_text_commands"]

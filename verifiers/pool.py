@@ -25,7 +25,12 @@ class Outcome:
     error: Optional[str] = None  # why it failed: exception, timeout or crash
 
 
+IN_WORKER = False  # True inside a pool worker: code there may run unbounded work directly
+
+
 def _worker_loop(functions: Sequence[Callable], conn: Connection) -> None:
+    global IN_WORKER
+    IN_WORKER = True
     while True:
         try:
             message = conn.recv()
