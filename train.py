@@ -49,6 +49,7 @@ def step_metrics(cfg: Config, scored: ScoredRollout) -> dict[str, float]:
         m[f"reward/{name}/mean"] = applicable.mean().item() if len(applicable) else math.nan
         m[f"reward/{name}/std"] = applicable.std().item() if len(applicable) > 1 else math.nan
         m[f"reward/{name}/errors"] = float(errors.get(name, 0))
+        m[f"reward/{name}/timeouts"] = float(scored.timeouts.get(name, 0))
     m["accuracy"] = m[f"reward/{cfg.task.accuracy_signal}/mean"]
     lengths = batch.completion_mask.sum(1).float()
     m["completion/mean_length"] = lengths.mean().item() if len(lengths) else math.nan
@@ -143,10 +144,11 @@ def train_step(run: Run) -> dict[str, float]:
         dynamic_sampling=t.dynamic_sampling, max_fill_rounds=t.max_fill_rounds,
     )
     t1 = time.time()
-    for name, count in scored.errors.items():
-        if count:  # loud: the console says so every step it happens, the file has the samples
-            log.warning("step %d: verifier %r failed on %d samples (scored None); details in %s",
-                        run.step + 1, name, count, cfg.reward.failures_file)
+    for name in scored.errors:
+        errors, timeouts = scored.errors[name], scored.timeouts.get(name, 0)
+        if errors or timeouts:  # loud: the console says so every step it happens, the file has the samples
+            log.warning("step %d: verifier %r: %d checks failed, %d timed out; details in %s",
+                        run.step + 1, name, errors, timeouts, cfg.reward.failures_file)
     m = step_metrics(cfg, scored)
     batch, reward = scored.batch, scored.reward
     adv = reward

@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 import torch
 
 from hybrid_rl.data import Sample
-from verifiers import Verifier
+from verifiers import Flagged, Verifier
 from verifiers.pool import WorkerPool
 
 
@@ -36,7 +36,8 @@ class Signal:
 @dataclass
 class SignalScores:
     values: dict[str, list[Optional[float]]]  # signal -> one score (or None) per completion
-    errors: dict[str, int] = field(default_factory=dict)  # signal -> failed scores this batch
+    errors: dict[str, int] = field(default_factory=dict)  # signal -> checks that failed (not timeouts)
+    timeouts: dict[str, int] = field(default_factory=dict)  # signal -> checks that ran out of time
 
     def tensor(self, name: str) -> torch.Tensor:
         """[N] float, NaN where the signal had no opinion."""
@@ -77,22 +78,28 @@ class RewardScorer:
     def score(self, samples: Sequence[Sample], completions: Sequence[str]) -> SignalScores:
         values = {name: [None] * len(samples) for name in self.signal_names}
         errors = {name: 0 for name in self.signal_names}
+        timeouts = {name: 0 for name in self.signal_names}
         for task, signals in self.signals_by_task.items():
             rows = [i for i, s in enumerate(samples) if s.task == task]
             if not rows:
                 continue
             for signal in signals:
                 scores, failures = self._run(signal, [samples[i] for i in rows], [completions[i] for i in rows])
-                errors[signal.name] += len(failures)
                 for i, v in zip(rows, scores):
                     values[signal.name][i] = v
+                    if isinstance(v, Flagged):  # a valid score with a reason to doubt it
+                        self._record_failure(signal.name, samples[i], completions[i], v.reason, v.reason)
+                reasons = failures + [v.reason for v in scores if isinstance(v, Flagged)]
+                timed_out = sum("timed out" in r for r in reasons)
+                timeouts[signal.name] += timed_out
+                errors[signal.name] += len(reasons) - timed_out
                 if len(failures) > self.max_error_rate * len(rows):
                     raise RewardFailure(
                         f"verifier {signal.name!r} failed on {len(failures)} of {len(rows)} {task!r} completions "
                         f"(> reward.max_error_rate={self.max_error_rate}); last error: {failures[-1]}; "
                         f"every failing sample is in {self.failures_path}"
                     )
-        return SignalScores(values, errors)
+        return SignalScores(values, errors, timeouts)
 
     def _run(self, signal: Signal, samples, completions) -> tuple[list[Optional[float]], list[str]]:
         """(scores, one error message per failed sample)."""

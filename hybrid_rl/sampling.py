@@ -19,7 +19,8 @@ class ScoredRollout:
     batch: RolloutBatch  # [N] completions
     values: dict[str, list]  # signal -> [N] scores (None = not applicable)
     reward: torch.Tensor  # [N] weighted sum of the signals
-    errors: dict[str, int]  # signal -> failed scores, over every round
+    errors: dict[str, int]  # signal -> failed checks, over every round
+    timeouts: dict[str, int]  # signal -> checks that ran out of time, over every round
     all_equal_fraction: float  # share of sampled groups whose rewards were all equal
 
 
@@ -34,7 +35,7 @@ def sample_groups(
     if dynamic_sampling not in DYNAMIC_SAMPLING:
         raise ValueError(f"dynamic_sampling must be one of {DYNAMIC_SAMPLING}, got {dynamic_sampling!r}")
     target = prompts_per_step * group_size
-    samples, batches, values, rewards, errors = [], [], {}, [], {}
+    samples, batches, values, rewards, errors, timeouts = [], [], {}, [], {}, {}
     seen = seen_equal = 0
     for _ in range(1 + (max_fill_rounds if dynamic_sampling == "fill" else 0)):
         prompts = stream.next(prompts_per_step)
@@ -51,12 +52,13 @@ def sample_groups(
         rewards.append(reward[rows])
         for name, vals in scores.values.items():
             values.setdefault(name, []).extend(vals[i] for i in rows.tolist())
-        for name, count in scores.errors.items():
-            errors[name] = errors.get(name, 0) + count
+        for name in scores.errors:
+            errors[name] = errors.get(name, 0) + scores.errors[name]
+            timeouts[name] = timeouts.get(name, 0) + scores.timeouts.get(name, 0)
         if dynamic_sampling != "fill" or len(samples) >= target:
             break
     n = min(target, len(samples))  # 'fill' may overshoot; whole groups are kept since target is a multiple of G
     return ScoredRollout(
         samples[:n], concat_batches(batches, pad_token_id).select(torch.arange(n)),
-        {k: v[:n] for k, v in values.items()}, torch.cat(rewards)[:n], errors, seen_equal / seen,
+        {k: v[:n] for k, v in values.items()}, torch.cat(rewards)[:n], errors, timeouts, seen_equal / seen,
     )

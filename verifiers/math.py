@@ -24,7 +24,7 @@ from verifiers import pool as _pool
 from verifiers.math_parse import (
     MAX_ANSWER_CHARS, Unparseable, choice_letter, normalise, split_top_level, strip_text_commands, to_sympy,
 )
-from verifiers.registry import register_verifier
+from verifiers.registry import Flagged, register_verifier
 
 MAX_DIGITS = 400  # plain numbers longer than this are refused by the fast path
 RELATIVE_TOLERANCE = 1e-6
@@ -278,7 +278,8 @@ def bounded_match(predicted: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_
 
 def verify_math(completion: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> float:
     """1.0 when the completion's final answer equals the gold answer, else 0.0. A check that
-    runs past timeout_s scores 0.0 (the answer is not recognisably right)."""
+    runs past timeout_s (or crashes) scores Flagged(0.0, reason): the answer is not
+    recognisably right, and the trainer counts and records why."""
     gold_answer = last_boxed(gold)
     gold_answer = gold if gold_answer is None else gold_answer
     predicted = extract_answer(completion)
@@ -286,8 +287,10 @@ def verify_math(completion: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S
         return 0.0
     try:
         return 1.0 if bounded_match(predicted, gold_answer, timeout_s) else 0.0
-    except (TimeoutError, RuntimeError):
-        return 0.0
+    except TimeoutError as exc:
+        return Flagged(0.0, f"math check timed out: {exc}")
+    except RuntimeError as exc:
+        return Flagged(0.0, f"math check failed: {exc}")
 
 
 @register_verifier("math")

@@ -10,6 +10,20 @@ ENTRY_POINT_GROUP = "hybrid_rl.verifiers"
 _BUILTIN_MODULES = ("verifiers.math",)
 
 
+class Flagged(float):
+    """A score that comes with a reason to doubt it (a timeout, a crashed check). It counts as
+    its value, and the trainer also counts and records the reason (reward/<signal>/timeouts,
+    reward/<signal>/errors, the failures file)."""
+
+    def __new__(cls, value: float, reason: str):
+        obj = super().__new__(cls, value)
+        obj.reason = reason
+        return obj
+
+    def __reduce__(self):  # keep the reason when the score crosses a process boundary
+        return (Flagged, (float(self), self.reason))
+
+
 class Verifier(Protocol):
     def __call__(
         self, completions: Sequence[str], references: Sequence[Optional[str]], **fields
