@@ -7,6 +7,7 @@ finds the parts of tuples, sets and lists without splitting inside brackets.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Optional
 
 import sympy
@@ -34,6 +35,7 @@ def strip_text_commands(s: str) -> str:
     return re.sub(r"\\(?:text|textbf|mbox|mathrm|mathbf|textit|operatorname)\{([^{}]*)\}", r"\1", s)
 
 
+@lru_cache(maxsize=8192)  # GRPO checks each gold G times: parse it once
 def normalise(answer: str) -> str:
     s = answer.strip()
     s = re.sub(r"^\$+|\$+$", "", s).strip()
@@ -45,6 +47,7 @@ def normalise(answer: str) -> str:
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\$", "").replace("$", "")
     s = re.sub(r"\^\{?\\circ\}?|°", "", s)
     s = s.replace("\\displaystyle", "")
+    s = re.sub(r"^[a-zA-Z]\s*\\in\s*", "", s)  # 'x \in [1, 2]' is the interval
     s = re.sub(r"\s+", " ", s).strip().rstrip(".").strip()
     if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s):  # 1,000 is one thousand, not a list
         s = s.replace(",", "")
@@ -116,6 +119,7 @@ def _guard(text: str) -> None:
         raise Unparseable("brackets nested more than 20 deep")
 
 
+@lru_cache(maxsize=8192)
 def to_sympy(answer: str) -> sympy.Expr:
     """One expression (no relation, no list) as a sympy object."""
     _guard(answer)
