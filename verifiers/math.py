@@ -22,7 +22,7 @@ import sympy
 
 from verifiers import pool as _pool
 from verifiers.math_parse import (
-    MAX_ANSWER_CHARS, Unparseable, choice_letter, normalise, split_top_level, strip_text_commands, to_sympy,
+    MAX_ANSWER_CHARS, Unparseable, choice_letter, normalise, split_top_level, to_sympy,
 )
 from verifiers.registry import Flagged, register_verifier
 
@@ -335,5 +335,4 @@ def math_verifier(
     return [None if ref is None else verify_math(c, ref) for c, ref in zip(completions, references)]
 
 
-__all__ = ["answers_match", "bounded_match", "extract_answer", "last_boxed", "normalise", "verify_math",
-           "strip_text_commands"]
+__all__ = ["answers_match", "bounded_match", "extract_answer", "last_boxed", "normalise", "reset", "verify_math"]
