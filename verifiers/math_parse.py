@@ -49,6 +49,12 @@ def normalise(answer: str) -> str:
     s = s.replace("\\displaystyle", "")
     s = re.sub(r"^[a-zA-Z]\s*\\in\s*", "", s)  # 'x \in [1, 2]' is the interval
     s = re.sub(r"\s+", " ", s).strip().rstrip(".").strip()
+    s = re.sub(r"\s+(?:and|or)\s+", ",", s)  # '2 and 3' is the list 2, 3
+    words_after_number = re.fullmatch(r"(-?[\d.,]*\d)\s+[A-Za-z]{2,}[A-Za-z ]*", s)
+    if words_after_number:  # '6 square units', '5 apples': the words are units
+        s = words_after_number.group(1)
+    if s.count("\\pm") == 1:  # 'a \pm b' is the two answers a + b and a - b
+        s = s.replace("\\pm", "+") + "," + s.replace("\\pm", "-")
     if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s):  # 1,000 is one thousand, not a list
         s = s.replace(",", "")
     return s
