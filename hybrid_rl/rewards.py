@@ -115,9 +115,8 @@ class RewardScorer:
             try:
                 scores.append(self._checked(signal, signal.verifier([completion], [sample.reference], samples=[sample]), 1)[0])
             except Exception as exc:
-                failures.append(f"{type(exc).__name__}: {exc}")
-                scores.append(None)
-                self._record_failure(signal.name, sample, completion, failures[-1], traceback.format_exc(limit=5))
+                self._fail(signal, sample, completion, f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=5),
+                           scores, failures)
         return scores, failures
 
     def _run_isolated(self, signal: Signal, samples, completions) -> tuple[list[Optional[float]], list[str]]:
@@ -125,16 +124,21 @@ class RewardScorer:
         outcomes = self.pool.run([(index, (c, s.reference, s)) for c, s in zip(completions, samples)])
         scores, failures = [], []
         for sample, completion, outcome in zip(samples, completions, outcomes):
-            try:
-                if outcome.error is not None:
-                    raise RuntimeError(outcome.error)
-                scores.append(self._checked(signal, outcome.value, 1)[0])
-            except Exception as exc:
-                message = str(exc) if outcome.error is not None else f"{type(exc).__name__}: {exc}"
-                failures.append(message.splitlines()[0])
-                scores.append(None)
-                self._record_failure(signal.name, sample, completion, failures[-1], message)
+            message = outcome.error
+            if message is None:
+                try:
+                    scores.append(self._checked(signal, outcome.value, 1)[0])
+                    continue
+                except (ValueError, TypeError) as exc:  # wrong count, NaN, text, not a list
+                    message = f"{type(exc).__name__}: {exc}"
+            self._fail(signal, sample, completion, message.splitlines()[0], message, scores, failures)
         return scores, failures
+
+    def _fail(self, signal: Signal, sample, completion, error: str, detail: str, scores: list, failures: list) -> None:
+        """One sample's check failed: it scores None, and the error is kept and recorded."""
+        scores.append(None)
+        failures.append(error)
+        self._record_failure(signal.name, sample, completion, error, detail)
 
     @staticmethod
     def _checked(signal: Signal, scores, expected: int) -> list[Optional[float]]:

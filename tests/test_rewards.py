@@ -63,10 +63,13 @@ def test_too_many_failures_stop_with_the_verifier_named(tmp_path):
         scorer.score(_samples(refs=("a", "b", "c")), ["x", "x", "fine"])
 
 
-@pytest.mark.parametrize("bad", [[], [float("nan"), 1.0, 1.0], ["1", 1.0, 1.0]])
-def test_malformed_verifier_output_counts_as_failure(bad):
-    scorer = RewardScorer({"t": [Signal("odd", lambda c, r, **_: bad, 1.0)]})
-    assert scorer.score(_samples(), ["a", "b", "c"]).errors["odd"] == 3
+@pytest.mark.parametrize("workers", [0, 1])
+@pytest.mark.parametrize("bad", [[], [float("nan"), 1.0, 1.0], ["1", 1.0, 1.0], 1.0])
+def test_malformed_verifier_output_counts_as_failure(bad, workers):
+    scorer = RewardScorer({"t": [Signal("odd", lambda c, r, **_: bad, 1.0)]}, num_workers=workers)
+    scores = scorer.score(_samples(), ["a", "b", "c"])
+    scorer.close()
+    assert scores.errors["odd"] == 3 and scores.values["odd"] == [None, None, None]
 
 
 def test_math_verifier_through_the_scorer():
