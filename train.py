@@ -199,6 +199,11 @@ def guarded_update(run: Run, batch, adv) -> dict[str, float]:
     return {**stats, "skipped_nonfinite": 0.0}
 
 
+def finished(run: Run) -> bool:
+    t = run.cfg.trainer
+    return run.step >= t.max_steps or (t.max_time_s is not None and run.elapsed >= t.max_time_s)
+
+
 def every(n: int, step: int) -> bool:
     return n > 0 and step % n == 0
 
@@ -213,27 +218,24 @@ def main(dcfg: DictConfig) -> float:
     t = cfg.trainer
     if run.start_accuracy is None and cfg.eval.at_start:
         run.start_accuracy = evaluate(run)
-    first = run.step
 
     # disable=None: tqdm draws only on a terminal, so logs and CI output stay readable.
     bar = tqdm(total=t.max_steps, initial=run.step, desc="GRPO", disable=None if cfg.logging.progress_bar else True)
-    while run.step < t.max_steps and (t.max_time_s is None or run.elapsed < t.max_time_s):
+    while not finished(run):
         m = train_step(run)
         run.step += 1
         bar.update(1)
         bar.set_postfix(reward=f"{m['reward/total/mean']:.3f}", acc=f"{m['accuracy']:.3f}")
         if every(cfg.logging.every_steps, run.step):
             run.metrics.log(run.step, m)
-        last = run.step == t.max_steps or (t.max_time_s is not None and run.elapsed >= t.max_time_s)
-        if every(cfg.eval.every_steps, run.step) and not last:
+        last = finished(run)
+        if every(cfg.eval.every_steps, run.step) and not last:  # the last step is evaluated below
             evaluate(run)
-        if every(cfg.checkpoint.every_steps, run.step) and not last:
+        if every(cfg.checkpoint.every_steps, run.step) or (last and cfg.checkpoint.save_final):
             save(run)
     bar.close()
 
     final = evaluate(run)
-    if cfg.checkpoint.save_final and run.step > first:
-        save(run)
     run.metrics.close()
     run.scorer.close()
     plot = plot_training(run_dir)

@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
@@ -43,16 +43,23 @@ def package_folder(package: str) -> Path:
     return Path(spec.origin).parent
 
 
+def publish_folder(folder: Path, write: Callable[[Path], object]) -> Path:
+    """Fill `folder` through `write(tmp)` into a temporary sibling, then rename it into place:
+    a reader never sees half a folder, and an interrupted write leaves nothing in the cache."""
+    tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
+    write(tmp)
+    try:
+        tmp.rename(folder)
+    except OSError:  # another process published it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
 def builtin_model_folder(tiny: dict, cache_dir: str | Path) -> Path:
     """The random-init built-in model for these shape settings, created once and cached."""
     folder = Path(cache_dir).expanduser() / "builtin" / settings_key(tiny)
     if not (folder / "config.json").is_file():
-        tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
-        write_tiny_model_folder(tmp, **tiny)
-        try:
-            tmp.rename(folder)  # atomic: a reader never sees half a folder
-        except OSError:  # another process created it first
-            shutil.rmtree(tmp, ignore_errors=True)
+        publish_folder(folder, lambda tmp: write_tiny_model_folder(tmp, **tiny))
     return folder
 
 

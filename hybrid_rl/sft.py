@@ -6,9 +6,7 @@ result under a key made of every setting that affects it, so reruns reuse it.
 """
 from __future__ import annotations
 
-import os
 import random
-import shutil
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -16,7 +14,7 @@ from typing import Callable, Sequence
 import torch
 
 from hybrid_rl.data import Sample
-from hybrid_rl.models import load_policy, load_tokenizer, settings_key
+from hybrid_rl.models import load_policy, load_tokenizer, publish_folder, settings_key
 from hybrid_rl.optim import make_optimizer, make_scheduler
 
 
@@ -92,11 +90,10 @@ def warm_start(
         batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, weight_decay=weight_decay, seed=seed,
         log_every=log_every, log=log,
     )
-    tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    try:
-        tmp.rename(folder)  # atomic: an interrupted warm-up leaves no half folder in the cache
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+    publish_folder(folder, write)
     return folder

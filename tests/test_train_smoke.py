@@ -121,3 +121,10 @@ def test_bad_model_path_is_named(tmp_path):
     proc = run_entry("train.py", tmp_path / "bad", "model=hf", f"model.path={tmp_path}/nope", cache=tmp_path,
                      check=False)
     assert proc.returncode != 0 and f"model path not found: {tmp_path}/nope" in proc.stderr
+
+
+def test_periodic_checkpoint_on_the_last_step_is_kept_without_save_final(two_step_run, tmp_path):
+    _, cache, _ = two_step_run
+    run_entry("train.py", tmp_path / "r", "trainer.max_steps=2", "checkpoint.every_steps=2",
+              "checkpoint.save_final=false", "eval.every_steps=0", cache=cache)
+    assert [p.name for p in (tmp_path / "r" / "checkpoints").iterdir()] == ["step_000002"]
