@@ -234,28 +234,16 @@ def _structured_equal(p: str, g: str) -> bool:
 
 def answers_match(predicted: str, gold: str) -> bool:
     """Equivalence of two final answers (unbounded: call through verify_math for a time limit)."""
-    p, g = normalise(predicted), normalise(gold)
-    if not p or not g:
-        return False
-    if p == g:
-        return True
-    decided = _fast_decision(p, g)
-    if decided is not None:
-        return decided
-    for pv in _percent_variants(p):
-        for gv in _percent_variants(g):
-            if pv == gv:
+    for p in _percent_variants(normalise(predicted)):
+        for g in _percent_variants(normalise(gold)):
+            decided = _fast_decision(p, g)
+            if decided is None:
+                try:
+                    decided = _structured_equal(p, g)
+                except (Unparseable, TypeError, ValueError, AttributeError, ZeroDivisionError):
+                    decided = False
+            if decided:
                 return True
-            a, b = _rational(pv), _rational(gv)
-            if a is not None and b is not None:
-                if _close(a, b):
-                    return True
-                continue
-            try:
-                if _structured_equal(pv, gv):
-                    return True
-            except (Unparseable, TypeError, ValueError, AttributeError, ZeroDivisionError):
-                continue
     return False
 
 
