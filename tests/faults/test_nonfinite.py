@@ -35,7 +35,7 @@ def test_nonfinite_loss_skips_the_update_and_leaves_weights(poisoned):
     with pytest.raises(NonFiniteLoss, match="update skipped"):
         grpo_update(model, None, opt, sched, batch, torch.tensor([1.0, -1.0]), _settings())
     for a, b in zip(before, model.parameters()):
-        assert torch.equal(a, b) or (torch.isinf(a) == torch.isinf(b)).all()
+        assert torch.equal(a, b)  # inf == inf, so the poisoned weight compares equal too
     assert sched.last_epoch == 0  # no optimizer step was taken
 
 
