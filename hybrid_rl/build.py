@@ -116,7 +116,10 @@ def build_scorer(cfg: Config, run_dir: Optional[Path]) -> tuple[RewardScorer, di
             raise ConfigError(
                 f"task.rewards.{name}.verifier: unknown verifier {sig.verifier!r}; registered: {available_verifiers()}"
             )
-        signals.append(Signal(name, get_verifier(sig.verifier), sig.weight))
+        verifier = get_verifier(sig.verifier)
+        if hasattr(verifier, "configure"):  # e.g. the code verifier starts and checks its sandbox
+            verifier.configure(cfg)
+        signals.append(Signal(name, verifier, sig.weight))
     failures = Path(run_dir) / cfg.reward.failures_file if run_dir is not None else None
     scorer = RewardScorer({cfg.task.name: signals}, failures, cfg.reward.max_error_rate,
                           num_workers=cfg.reward.num_workers, timeout_s=cfg.reward.timeout_s)

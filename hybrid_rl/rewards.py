@@ -87,7 +87,7 @@ class RewardScorer:
                 scores, failures = self._run(signal, [samples[i] for i in rows], [completions[i] for i in rows])
                 for i, v in zip(rows, scores):
                     values[signal.name][i] = v
-                    if isinstance(v, Flagged):  # a valid score with a reason to doubt it
+                    if isinstance(v, Flagged) and v.record:  # a valid score with a reason to doubt it
                         self._record_failure(signal.name, samples[i], completions[i], v.reason, v.reason)
                 reasons = failures + [v.reason for v in scores if isinstance(v, Flagged)]
                 timed_out = sum("timed out" in r for r in reasons)
@@ -103,7 +103,7 @@ class RewardScorer:
 
     def _run(self, signal: Signal, samples, completions) -> tuple[list[Optional[float]], list[str]]:
         """(scores, one error message per failed sample)."""
-        if self.pool is not None:
+        if self.pool is not None and not getattr(signal.verifier, "runs_isolated", False):
             return self._run_isolated(signal, samples, completions)
         refs = [s.reference for s in samples]
         try:

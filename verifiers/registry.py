@@ -7,24 +7,36 @@ from typing import Callable, Optional, Protocol, Sequence
 
 ENTRY_POINT_GROUP = "hybrid_rl.verifiers"
 # Built-in verifiers live in these modules; importing one registers its verifiers.
-_BUILTIN_MODULES = ("verifiers.math",)
+_BUILTIN_MODULES = ("verifiers.math", "verifiers.code")
 
 
 class Flagged(float):
     """A score that comes with a reason to doubt it (a timeout, a crashed check). It counts as
-    its value, and the trainer also counts and records the reason (reward/<signal>/timeouts,
-    reward/<signal>/errors, the failures file)."""
+    its value, and the trainer also counts the reason (reward/<signal>/timeouts when it says
+    "timed out", else reward/<signal>/errors) and, when `record` is true, writes the sample to
+    the failures file. `record=False` is for outcomes that are the model's doing and common
+    (model-written code that does not compile): counted every step, not logged one by one."""
 
-    def __new__(cls, value: float, reason: str):
+    def __new__(cls, value: float, reason: str, record: bool = True):
         obj = super().__new__(cls, value)
         obj.reason = reason
+        obj.record = record
         return obj
 
     def __reduce__(self):  # keep the reason when the score crosses a process boundary
-        return (Flagged, (float(self), self.reason))
+        return (Flagged, (float(self), self.reason, self.record))
 
 
 class Verifier(Protocol):
+    """A batch scorer: one score per completion, None where it has no opinion.
+
+    Optional attributes the trainer honours:
+    - `runs_isolated = True`: the verifier isolates and time-limits its own work (the code
+      verifier's sandbox), so the trainer calls it on the whole batch in-process instead of
+      one sample per worker process;
+    - `configure(cfg)`: called once at start with the run's config, before any scoring.
+    """
+
     def __call__(
         self, completions: Sequence[str], references: Sequence[Optional[str]], **fields
     ) -> list[Optional[float]]: ...

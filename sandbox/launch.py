@@ -1,0 +1,157 @@
+"""Command lines and process settings that start the in-sandbox harness (bubblewrap or not)."""
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+HARNESS = Path(__file__).with_name("harness.py")
+HARNESS_IN_SANDBOX = "/sandbox/harness.py"
+SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+FALLBACK_PYTHON = "/usr/bin/python3"
+
+
+class SandboxUnavailable(RuntimeError):
+    """The requested sandbox backend cannot run on this machine; the message says what to do."""
+
+
+@dataclass
+class SandboxSettings:
+    """Limits and backend of the sandbox (also the `sandbox:` section of the trainer's config).
+    Every limit applies to each job separately."""
+
+    backend: str = "bwrap"  # bwrap (isolated) | unsafe_local (NO isolation; trusted code only)
+    workers: int = 2  # jobs run at once, each in its own sandbox under its own uid
+    timeout_s: float = 5.0  # wall clock per job: load + all tests; the whole process tree is killed
+    memory_mb: int = 512  # address space of the program process
+    max_processes: int = 16  # processes and threads the program may have at once
+    max_output_bytes: int = 4096  # stdout+stderr kept in the result (the rest is counted, then dropped)
+    max_file_mb: int = 16  # largest file the program may write
+    max_open_files: int = 64
+    tmp_size_mb: int = 64  # size of the sandbox's writable /tmp (memory-backed)
+    jobs_per_sandbox: int = 100  # sandbox restarted (fresh namespaces) after this many jobs; 1 = every job
+    uid_base: int = 61000  # when started as root, worker k runs as uid uid_base + k
+    python: str = "auto"  # interpreter inside the sandbox; auto: this one if the sandbox uid can reach it
+
+    def problems(self):
+        if self.backend not in ("bwrap", "unsafe_local"):
+            yield f"backend: must be 'bwrap' or 'unsafe_local', got {self.backend!r}"
+        for name in ("workers", "timeout_s", "memory_mb", "max_processes", "max_output_bytes", "max_file_mb",
+                     "max_open_files", "tmp_size_mb", "jobs_per_sandbox"):
+            if not getattr(self, name) > 0:
+                yield f"{name}: must be > 0, got {getattr(self, name)!r}"
+        if not 1000 <= self.uid_base <= 2**31 - 1000:
+            yield f"uid_base: must be between 1000 and 2^31-1000, got {self.uid_base!r}"
+
+
+@dataclass
+class Launch:
+    argv: list[str]
+    user: Optional[int]  # switch to this uid (and gid) before starting, when root
+    scratch_dirs: list[str]  # wiped after every job
+    workdir: str  # the job's working directory (fresh and empty for every job)
+    isolated: bool
+
+
+def _reachable_by_others(path: str) -> bool:
+    """Can a uid that owns nothing here open `path`? (every directory searchable by others)."""
+    parts = Path(os.path.realpath(path)).parts
+    for i in range(2, len(parts) + 1):
+        mode = os.stat(os.path.join(*parts[:i])).st_mode
+        needed = stat.S_IXOTH if stat.S_ISDIR(mode) else stat.S_IROTH
+        if not mode & needed:
+            return False
+    return True
+
+
+def choose_python(settings: SandboxSettings, switching_uid: bool) -> str:
+    if settings.python != "auto":
+        if not os.access(settings.python, os.X_OK):
+            raise SandboxUnavailable(f"sandbox.python: {settings.python!r} is not an executable file")
+        return os.path.realpath(settings.python)
+    own = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    if not switching_uid or (_reachable_by_others(own) and _reachable_by_others(sys.base_prefix)):
+        return own
+    if os.access(FALLBACK_PYTHON, os.X_OK) and _reachable_by_others(FALLBACK_PYTHON):
+        return os.path.realpath(FALLBACK_PYTHON)
+    raise SandboxUnavailable(
+        f"the sandbox uid cannot reach this interpreter ({own}: a parent directory is not searchable by "
+        f"other users) and {FALLBACK_PYTHON} does not exist; install python3 or set sandbox.python"
+    )
+
+
+def _system_mounts(python: str) -> list[str]:
+    args = ["--ro-bind", "/usr", "/usr"]
+    for path in SYSTEM_DIRS:
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    prefix = os.path.dirname(os.path.dirname(python))  # .../bin/python3.x -> ...
+    if not python.startswith("/usr/local/"):
+        args += ["--tmpfs", "/usr/local"]  # host-installed tools and packages are not the program's
+    if not prefix.startswith("/usr"):
+        args += ["--ro-bind", prefix, prefix]
+    return args
+
+
+def bwrap_launch(settings: SandboxSettings, slot: int, harness_fd: int, channel: tuple[int, int]) -> Launch:
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise SandboxUnavailable(
+            "bubblewrap (bwrap) is not installed, so model-written code cannot be isolated. Install it "
+            "(Debian/Ubuntu: apt-get install bubblewrap; scripts/setup.sh does this when run as root), or "
+            "set sandbox.backend=unsafe_local to run the code WITHOUT isolation (trusted code only)."
+        )
+    root = os.geteuid() == 0
+    uid = settings.uid_base + slot if root else os.getuid()
+    python = choose_python(settings, switching_uid=root)
+    argv = [
+        bwrap, "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+        "--unshare-cgroup-try", "--disable-userns", "--die-with-parent", "--new-session", "--as-pid-1",
+        "--uid", str(uid), "--gid", str(uid), "--cap-drop", "ALL", "--hostname", "sandbox",
+        *_system_mounts(python),
+        "--proc", "/proc", "--dev", "/dev",
+        "--size", str(settings.tmp_size_mb << 20), "--tmpfs", "/tmp",
+        "--perms", "0444", "--ro-bind-data", str(harness_fd), HARNESS_IN_SANDBOX,
+        "--remount-ro", "/",
+        "--chdir", "/tmp", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin",
+        python, "-I", "-S", HARNESS_IN_SANDBOX, *map(str, channel),
+    ]
+    return Launch(argv, uid if root else None, ["/tmp", "/dev/shm"], "/tmp/job", isolated=True)
+
+
+def unsafe_launch(python: str, workdir: str, channel: tuple[int, int]) -> Launch:
+    """No namespaces, no uid switch: rlimits and a process group only. Trusted code only."""
+    return Launch([python, "-I", "-S", str(HARNESS), *map(str, channel)], None, [workdir], workdir, isolated=False)
+
+
+def process_limits(settings: SandboxSettings, user: Optional[int]) -> dict:
+    """rlimits of the program process. RLIMIT_NPROC counts every process of the uid: with a
+    uid of our own (root start) that is just this job; otherwise the user's other processes
+    are counted in, so the limit is set above their current number."""
+    processes = settings.max_processes + 2  # + the harness and the judge
+    if user is None:
+        processes += _processes_of(os.getuid())
+    return {
+        "cpu_s": int(settings.timeout_s) + 1,
+        "memory_bytes": settings.memory_mb << 20,
+        "processes": processes,
+        "file_bytes": settings.max_file_mb << 20,
+        "open_files": settings.max_open_files,
+    }
+
+
+def _processes_of(uid: int) -> int:
+    count = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                count += os.stat(f"/proc/{entry}").st_uid == uid
+            except OSError:
+                pass
+    return count
