@@ -20,7 +20,7 @@ from hybrid_rl import build, grpo
 from hybrid_rl.checkpoint import find_checkpoint, load_trainer_state, save_checkpoint, set_rng_state
 from hybrid_rl.config import Config, register_configs
 from hybrid_rl.data import PromptStream
-from hybrid_rl.evaluation import heldout_accuracy
+from hybrid_rl.evaluation import heldout_accuracy, sampled_pass_at_k
 from hybrid_rl.metrics import MetricsWriter, plot_training
 from hybrid_rl.optim import make_optimizer, make_scheduler
 from hybrid_rl.sampling import ScoredRollout, sample_groups
@@ -118,8 +118,15 @@ def setup(cfg: Config, run_dir: Path) -> Run:
 
 
 def evaluate(run: Run) -> float:
-    res = heldout_accuracy(run.rollout, run.held, run.scorer, run.cfg.task.accuracy_signal, run.cfg.eval.batch_size)
-    run.metrics.log(run.step, {"eval/accuracy": res.accuracy, "eval/mean_length": res.mean_length})
+    e = run.cfg.eval
+    res = heldout_accuracy(run.rollout, run.held, run.scorer, run.cfg.task.accuracy_signal, e.batch_size)
+    metrics = {"eval/accuracy": res.accuracy, "eval/mean_length": res.mean_length}
+    if e.samples_per_prompt:
+        passes = sampled_pass_at_k(run.rollout, run.held, run.scorer, run.cfg.task.accuracy_signal,
+                                   e.samples_per_prompt, e.pass_k, e.batch_size)
+        metrics.update({f"eval/pass@{k}": v for k, v in passes.items()})
+        log.info("step %d held-out sampled %s", run.step, ", ".join(f"pass@{k} {v:.3f}" for k, v in passes.items()))
+    run.metrics.log(run.step, metrics)
     ex = res.examples[0]
     log.info("step %d held-out accuracy %.3f (%d problems), e.g. %r -> %r", run.step, res.accuracy,
              res.num_scored, ex["prompt"][-40:], ex["completion"][:60])
@@ -144,11 +151,11 @@ def train_step(run: Run) -> dict[str, float]:
         dynamic_sampling=t.dynamic_sampling, max_fill_rounds=t.max_fill_rounds,
     )
     t1 = time.time()
-    for name in scored.errors:
-        errors, timeouts = scored.errors[name], scored.timeouts.get(name, 0)
-        if errors or timeouts:  # loud: the console says so every step it happens, the file has the samples
-            log.warning("step %d: verifier %r: %d checks failed, %d timed out; details in %s",
-                        run.step + 1, name, errors, timeouts, cfg.reward.failures_file)
+    for name, recorded in scored.recorded.items():
+        if recorded:  # loud: the console says so every step it happens, the file has the samples
+            log.warning("step %d: verifier %r: %d checks failed, %d timed out (%d recorded in %s)",
+                        run.step + 1, name, scored.errors[name], scored.timeouts.get(name, 0), recorded,
+                        cfg.reward.failures_file)
     m = step_metrics(cfg, scored)
     batch, reward = scored.batch, scored.reward
     adv = reward

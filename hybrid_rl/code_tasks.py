@@ -11,10 +11,10 @@ from hybrid_rl.data import DataError, register_generator
 
 # family -> (how the body is written, how it computes, range of its constant)
 FAMILIES = {
-    "add": ("x+{k}", lambda x, k: x + k, (1, 50)),
-    "sub": ("x-{k}", lambda x, k: x - k, (1, 50)),
+    "add": ("x+{k}", lambda x, k: x + k, (1, 20)),
+    "sub": ("x-{k}", lambda x, k: x - k, (1, 20)),
     "mul": ("x*{k}", lambda x, k: x * k, (2, 9)),
-    "rsub": ("{k}-x", lambda x, k: k - x, (10, 99)),
+    "rsub": ("{k}-x", lambda x, k: k - x, (10, 50)),
 }
 PREFIX = "def f(x):\n    return "
 
@@ -43,7 +43,7 @@ def functions(
     for _ in range(num):
         body, rule, (low, high) = FAMILIES[rng.choice(chosen)]
         k = rng.randint(low, high)
-        points = rng.sample(range(0, 60), num_examples + num_tests)
+        points = rng.sample(range(0, 40), num_examples + num_tests)
         shown, hidden = points[:num_examples], points[num_examples:]
         problem = "# " + ", ".join(f"f({x})={rule(x, k)}" for x in shown) + "\n" + PREFIX
         tests = "".join(f"assert f({x}) == {rule(x, k)}\n" for x in hidden)

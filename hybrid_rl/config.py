@@ -284,10 +284,15 @@ class EvalConfig:
     every_steps: int = 25  # evaluate every this many steps (0 = only at start and end)
     at_start: bool = True  # evaluate the starting policy before any update
     batch_size: int = 256  # prompts per generate() call
+    samples_per_prompt: int = 0  # n > 0: also sample n completions per problem and log unbiased pass@k
+    pass_k: List[int] = field(default_factory=lambda: [1])  # the k of eval/pass@k (each <= samples_per_prompt)
 
     def problems(self) -> Iterator[str]:
         yield from _positive("every_steps", self.every_steps, allow_zero=True)
         yield from _positive("batch_size", self.batch_size)
+        yield from _positive("samples_per_prompt", self.samples_per_prompt, allow_zero=True)
+        if self.samples_per_prompt and not all(1 <= k <= self.samples_per_prompt for k in self.pass_k):
+            yield f"pass_k: every k must be in [1, samples_per_prompt={self.samples_per_prompt}], got {list(self.pass_k)}"
 
 
 @dataclass

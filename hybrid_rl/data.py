@@ -70,6 +70,8 @@ def arithmetic(
 
 
 def _generated_samples(cfg, task: str) -> tuple[list[Sample], list[Sample]]:
+    from hybrid_rl import code_tasks  # noqa: F401  (registers the code task's generator)
+
     if cfg.generator not in GENERATORS:
         raise DataError(f"unknown generator {cfg.generator!r}; registered: {sorted(GENERATORS)}")
     make = GENERATORS[cfg.generator]
@@ -112,6 +114,8 @@ def rows_to_samples(rows, where: str, cfg, task: str, skipped: list[str]) -> lis
         meta = {"source": where, "row": i}
         try:
             if cfg.answer_format == "humaneval":  # prompt, entry_point, test, canonical_solution
+                from hybrid_rl.code_tasks import humaneval_row
+
                 problem, reference, demo, extra = humaneval_row(row, where)
                 samples.append(Sample(cfg.prompt_template.format(prompt=problem), reference, task, demo, {**extra, **meta}))
                 continue
@@ -236,6 +240,3 @@ def drop_overlong(
             raise DataError(message + " (set task.data.on_bad_row=skip to drop such rows)")
         skipped.append(message)
     return kept
-
-
-from hybrid_rl.code_tasks import humaneval_row  # noqa: E402  (registers the code generator too)

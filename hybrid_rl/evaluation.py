@@ -1,6 +1,8 @@
-"""Held-out evaluation: greedy completions scored by the task's accuracy signal."""
+"""Held-out evaluation: greedy completions scored by the task's accuracy signal, and the
+unbiased pass@k from several sampled completions per problem."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -39,3 +41,33 @@ def heldout_accuracy(
         mean_length=sum(lengths) / max(len(lengths), 1),
         examples=examples,
     )
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples of which c passed: 1 - C(n-c, k) / C(n, k) (Chen et al.,
+    2021), as a product so large n does not overflow."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
+def sampled_pass_at_k(
+    rollout: RolloutBackend, samples: Sequence[Sample], scorer: RewardScorer, signal: str,
+    n: int, ks: Sequence[int], batch_size: int = 256,
+) -> dict[int, float]:
+    """{k: mean unbiased pass@k} over problems the signal applies to; a completion passes when
+    the signal scores it 1 (all tests held, answer correct)."""
+    per_call = max(1, batch_size // n)
+    texts = []
+    for i in range(0, len(samples), per_call):
+        texts += rollout.generate([s.prompt for s in samples[i : i + per_call]], n).texts  # n per prompt, in order
+    expanded = [s for s in samples for _ in range(n)]
+    values = scorer.score(expanded, texts).values[signal]
+    passed = []
+    for j in range(len(samples)):
+        group = values[j * n : (j + 1) * n]
+        if all(v is not None for v in group):
+            passed.append(sum(v >= 1.0 for v in group))
+    return {k: sum(pass_at_k(n, c, k) for c in passed) / len(passed) if passed else float("nan") for k in ks}

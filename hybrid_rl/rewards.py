@@ -38,6 +38,9 @@ class SignalScores:
     values: dict[str, list[Optional[float]]]  # signal -> one score (or None) per completion
     errors: dict[str, int] = field(default_factory=dict)  # signal -> checks that failed (not timeouts)
     timeouts: dict[str, int] = field(default_factory=dict)  # signal -> checks that ran out of time
+    # signal -> failures written to the failures file (the verifier's or the machine's doing; the
+    # rest, like model-written code that does not compile, is only counted)
+    recorded: dict[str, int] = field(default_factory=dict)
 
     def tensor(self, name: str) -> torch.Tensor:
         """[N] float, NaN where the signal had no opinion."""
@@ -79,6 +82,7 @@ class RewardScorer:
         values = {name: [None] * len(samples) for name in self.signal_names}
         errors = {name: 0 for name in self.signal_names}
         timeouts = {name: 0 for name in self.signal_names}
+        recorded = {name: 0 for name in self.signal_names}
         for task, signals in self.signals_by_task.items():
             rows = [i for i, s in enumerate(samples) if s.task == task]
             if not rows:
@@ -90,6 +94,7 @@ class RewardScorer:
                     if isinstance(v, Flagged) and v.record:  # a valid score with a reason to doubt it
                         self._record_failure(signal.name, samples[i], completions[i], v.reason, v.reason)
                 reasons = failures + [v.reason for v in scores if isinstance(v, Flagged)]
+                recorded[signal.name] += len(failures) + sum(isinstance(v, Flagged) and v.record for v in scores)
                 timed_out = sum("timed out" in r for r in reasons)
                 timeouts[signal.name] += timed_out
                 errors[signal.name] += len(reasons) - timed_out
@@ -99,7 +104,7 @@ class RewardScorer:
                         f"(> reward.max_error_rate={self.max_error_rate}); last error: {failures[-1]}; "
                         f"every failing sample is in {self.failures_path}"
                     )
-        return SignalScores(values, errors, timeouts)
+        return SignalScores(values, errors, timeouts, recorded)
 
     def _run(self, signal: Signal, samples, completions) -> tuple[list[Optional[float]], list[str]]:
         """(scores, one error message per failed sample)."""

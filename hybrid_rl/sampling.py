@@ -1,7 +1,7 @@
 """One step's data: sample B prompts x G completions, score them, apply dynamic sampling."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -22,6 +22,7 @@ class ScoredRollout:
     errors: dict[str, int]  # signal -> failed checks, over every round
     timeouts: dict[str, int]  # signal -> checks that ran out of time, over every round
     all_equal_fraction: float  # share of sampled groups whose rewards were all equal
+    recorded: dict[str, int] = field(default_factory=dict)  # signal -> failures written to the failures file
 
 
 def sample_groups(
@@ -35,7 +36,7 @@ def sample_groups(
     if dynamic_sampling not in DYNAMIC_SAMPLING:
         raise ValueError(f"dynamic_sampling must be one of {DYNAMIC_SAMPLING}, got {dynamic_sampling!r}")
     target = prompts_per_step * group_size
-    samples, batches, values, rewards, errors, timeouts = [], [], {}, [], {}, {}
+    samples, batches, values, rewards, errors, timeouts, recorded = [], [], {}, [], {}, {}, {}
     seen = seen_equal = 0
     for _ in range(1 + (max_fill_rounds if dynamic_sampling == "fill" else 0)):
         prompts = stream.next(prompts_per_step)
@@ -55,10 +56,12 @@ def sample_groups(
         for name in scores.errors:
             errors[name] = errors.get(name, 0) + scores.errors[name]
             timeouts[name] = timeouts.get(name, 0) + scores.timeouts.get(name, 0)
+            recorded[name] = recorded.get(name, 0) + scores.recorded.get(name, 0)
         if dynamic_sampling != "fill" or len(samples) >= target:
             break
     n = min(target, len(samples))  # 'fill' may overshoot; whole groups are kept since target is a multiple of G
     return ScoredRollout(
         samples[:n], concat_batches(batches, pad_token_id).select(torch.arange(n)),
         {k: v[:n] for k, v in values.items()}, torch.cat(rewards)[:n], errors, timeouts, seen_equal / seen,
+        recorded,
     )

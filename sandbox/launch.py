@@ -1,10 +1,12 @@
 """Command lines and process settings that start the in-sandbox harness (bubblewrap or not)."""
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import stat
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -34,7 +36,7 @@ class SandboxSettings:
     max_open_files: int = 64
     tmp_size_mb: int = 64  # size of the sandbox's writable /tmp (memory-backed)
     jobs_per_sandbox: int = 100  # sandbox restarted (fresh namespaces) after this many jobs; 1 = every job
-    uid_base: int = 61000  # when started as root, worker k runs as uid uid_base + k
+    uid_base: int = 61000  # when started as root, each worker leases its own uid from uid_base up
     python: str = "auto"  # interpreter inside the sandbox; auto: this one if the sandbox uid can reach it
 
     def problems(self):
@@ -99,7 +101,35 @@ def _system_mounts(python: str) -> list[str]:
     return args
 
 
-def bwrap_launch(settings: SandboxSettings, slot: int, harness_fd: int, channel: tuple[int, int]) -> Launch:
+class UidLease:
+    """An unprivileged uid held by one worker for its lifetime: a lock file per uid makes it
+    unique across every pool and process on the machine, so concurrent sandboxes never share
+    a uid (RLIMIT_NPROC counts per uid)."""
+
+    DIRECTORY = os.path.join(tempfile.gettempdir(), "hybrid-rl-sandbox-uids")
+    SPAN = 10000
+
+    def __init__(self, uid_base: int):
+        os.makedirs(self.DIRECTORY, mode=0o700, exist_ok=True)
+        for uid in range(uid_base, uid_base + self.SPAN):
+            fd = os.open(os.path.join(self.DIRECTORY, str(uid)), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            self.uid, self._fd = uid, fd
+            return
+        raise SandboxUnavailable(f"no free sandbox uid in [{uid_base}, {uid_base + self.SPAN})")
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the lock
+            self._fd = None
+
+
+def bwrap_launch(settings: SandboxSettings, uid: Optional[int], harness_fd: int, channel: tuple[int, int]) -> Launch:
+    """`uid`: the worker's leased uid when started as root (None: run as ourselves)."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise SandboxUnavailable(
@@ -107,8 +137,8 @@ def bwrap_launch(settings: SandboxSettings, slot: int, harness_fd: int, channel:
             "(Debian/Ubuntu: apt-get install bubblewrap; scripts/setup.sh does this when run as root), or "
             "set sandbox.backend=unsafe_local to run the code WITHOUT isolation (trusted code only)."
         )
-    root = os.geteuid() == 0
-    uid = settings.uid_base + slot if root else os.getuid()
+    root = uid is not None
+    uid = uid if root else os.getuid()
     python = choose_python(settings, switching_uid=root)
     argv = [
         bwrap, "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",

@@ -14,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from sandbox.launch import HARNESS, Launch, SandboxSettings, SandboxUnavailable, bwrap_launch, choose_python, process_limits, unsafe_launch
+from sandbox.launch import (HARNESS, Launch, SandboxSettings, SandboxUnavailable, UidLease, bwrap_launch, choose_python,
+                            process_limits, unsafe_launch)
 from sandbox.units import prepare_tests
 
 STATUSES = ("pass", "fail", "timeout", "error")
@@ -56,16 +57,19 @@ class ExecResult:
 class Worker:
     """One harness process (inside bwrap or not) that runs jobs one after another."""
 
-    def __init__(self, settings: SandboxSettings, slot: int):
-        self.settings, self.slot = settings, slot
+    def __init__(self, settings: SandboxSettings):
+        self.settings = settings
         self.proc: Optional[subprocess.Popen] = None
         self.jobs_done = 0
         self._unsafe_dir: Optional[str] = None
+        self._uid: Optional[UidLease] = None  # root only: this worker's own uid
 
     # ------------------------------------------------------------ lifecycle ----
     def _launch(self, channel: tuple[int, int], harness_fd: int) -> Launch:
         if self.settings.backend == "bwrap":
-            return bwrap_launch(self.settings, self.slot, harness_fd, channel)
+            if os.geteuid() == 0 and self._uid is None:
+                self._uid = UidLease(self.settings.uid_base)
+            return bwrap_launch(self.settings, self._uid.uid if self._uid else None, harness_fd, channel)
         _warn_unsafe()
         self._unsafe_dir = self._unsafe_dir or tempfile.mkdtemp(prefix="hybrid-rl-unsafe-")
         python = choose_python(self.settings, switching_uid=False)
@@ -108,6 +112,9 @@ class Worker:
 
     def close(self) -> None:
         self.stop()
+        if self._uid is not None:
+            self._uid.release()
+            self._uid = None
         if self._unsafe_dir:
             import shutil
 
@@ -219,7 +226,7 @@ class SandboxPool:
         if problems:
             raise ValueError("sandbox settings: " + "; ".join(problems))
         self.settings = settings
-        self._workers = [Worker(settings, slot) for slot in range(settings.workers)]
+        self._workers = [Worker(settings) for _ in range(settings.workers)]
         self._idle: queue.SimpleQueue = queue.SimpleQueue()
         for worker in self._workers:
             self._idle.put(worker)
@@ -259,7 +266,7 @@ def run_tests(program: str, tests: str, *, timeout_s: float, memory_mb: int, con
     """Run one program against its tests in a sandbox of its own (started and torn down here).
     For many programs use a SandboxPool: it keeps sandboxes warm between jobs."""
     settings = SandboxSettings(backend=backend, workers=1, timeout_s=timeout_s, memory_mb=memory_mb, jobs_per_sandbox=1)
-    worker = Worker(settings, slot=0)
+    worker = Worker(settings)
     try:
         return worker.run(Job(program, tests, context, expose))
     finally:

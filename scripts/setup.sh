@@ -14,6 +14,24 @@ for arg in "$@"; do
   esac
 done
 
+# System packages: bubblewrap isolates model-written code (sandbox/README.md); started as root
+# the sandbox runs /usr/bin/python3 when this interpreter lives in a directory other uids
+# cannot enter. Installed with apt when missing (as root or with passwordless sudo).
+missing=()
+command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+[ -x /usr/bin/python3 ] || missing+=(python3-minimal)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then sudo=(); elif sudo -n true 2>/dev/null; then sudo=(sudo -n); else sudo=(none); fi
+  if [ "${sudo[0]:-}" != none ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 \
+      || { "${sudo[@]}" apt-get update -q >/dev/null && "${sudo[@]}" apt-get install -y -q "${missing[@]}" >/dev/null; }
+  else
+    echo "setup.sh: ${missing[*]} missing and cannot be installed here (needs root and apt);" \
+         "code tasks will refuse to run until it is installed (sandbox/README.md)" >&2
+  fi
+fi
+
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv

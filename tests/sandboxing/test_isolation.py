@@ -135,11 +135,12 @@ print('UID', os.getuid(), [l.split()[1] for l in status.splitlines() if l.starts
     assert "['0000000000000000', '0000000000000000']" in result.output
 
 
-def test_concurrent_jobs_get_distinct_uids(pool):
+def test_concurrent_jobs_get_distinct_uids(pool, single_pool):
     program = "import os, time\ntime.sleep(0.3)\nprint('UID', os.getuid())\n" + ADD_OK
-    results = pool.run_batch([Job(program, "assert add(1, 1) == 2\n")] * 2)
+    job = Job(program, "assert add(1, 1) == 2\n")
+    results = pool.run_batch([job] * 2) + [single_pool.run(job)]  # two workers here, one in another pool
     uids = {r.output.split("UID", 1)[1].split()[0] for r in results}
-    assert len(uids) == 2
+    assert len(uids) == 3
 
 
 # -------------------------------------------------------- writing the host ----
