@@ -6,6 +6,7 @@ result under a key made of every setting that affects it, so reruns reuse it.
 """
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from pathlib import Path
@@ -72,15 +73,17 @@ def warm_start(
     steps: int, batch_size: int, learning_rate: float, lr_schedule: str, weight_decay: float, seed: int,
     log_every: int, log: Callable[[str], None] = print,
 ) -> Path:
-    """Folder of the base model after SFT on `samples`' demonstrations; cached by settings."""
-    key = settings_key(str(base_folder), key_parts, steps, batch_size, learning_rate, lr_schedule, weight_decay, seed)
+    """Folder of the base model after SFT on `samples`' demonstrations; cached by settings and
+    by the demonstrations themselves (a changed generator must not reuse a stale warm-up)."""
+    demos = [s for s in samples if s.demonstration]
+    if not demos:
+        raise ValueError("SFT warm-up needs demonstrations, and this task's samples have none")
+    data = hashlib.sha256("\0".join(f"{s.prompt}\0{s.demonstration}" for s in demos).encode()).hexdigest()
+    key = settings_key(str(base_folder), key_parts, data, steps, batch_size, learning_rate, lr_schedule, weight_decay, seed)
     folder = Path(cache_dir).expanduser() / "sft" / key
     if (folder / "config.json").is_file():
         log(f"[sft] reusing cached warm-up model {folder} (same settings)")
         return folder
-    demos = [s for s in samples if s.demonstration]
-    if not demos:
-        raise ValueError("SFT warm-up needs demonstrations, and this task's samples have none")
     log(f"[sft] warming up {base_folder} on {len(demos)} demonstrations for {steps} steps -> {folder}")
     tokenizer = load_tokenizer(str(base_folder))
     model = load_policy(str(base_folder))

@@ -80,3 +80,17 @@ def test_unknown_backend_is_named(tiny):
     model, tok, _ = tiny
     with pytest.raises(KeyError, match="unknown rollout backend 'tgi'"):
         build_backend("tgi", model, tok, max_new_tokens=2)
+
+
+def test_sft_warm_up_is_cached_by_its_demonstrations_not_only_its_settings(tiny, tmp_path):
+    from hybrid_rl.data import Sample
+    from hybrid_rl.sft import warm_start
+
+    _, _, folder = tiny
+    settings = dict(cache_dir=tmp_path, key_parts={"task": "t"}, steps=1, batch_size=2, learning_rate=1e-3,
+                    lr_schedule="constant", weight_decay=0.0, seed=0, log_every=1, log=lambda _: None)
+    demos = [Sample("1+1=", "2", "t", "2"), Sample("2+2=", "4", "t", "4")]
+    first = warm_start(folder, demos, **settings)
+    assert warm_start(folder, demos, **settings) == first  # same demonstrations: reused
+    changed = [Sample("1+1=", "2", "t", "2"), Sample("2+2=", "5", "t", "5")]  # e.g. a generator changed
+    assert warm_start(folder, changed, **settings) != first
