@@ -326,8 +326,21 @@ class CheckpointConfig:
 
 
 @dataclass
+class EvaluateConfig:
+    """`python evaluate.py`: which models to evaluate (train.py and sft.py ignore this section)."""
+
+    checkpoint: Optional[str] = None  # HF model folder, checkpoint folder or run folder (latest checkpoint); None: the starting model
+    compare: Optional[str] = None  # a second model, evaluated the same way and reported side by side
+    reference: Optional[str] = "start"  # win-rate opponent: start (the config's starting model), a model path, or null (none)
+    judge_signal: Optional[str] = None  # signal deciding wins; None: `preference` if the task has it, else task.accuracy_signal
+
+    def problems(self) -> Iterator[str]:
+        return iter(())
+
+
+@dataclass
 class Config:
-    """Top-level config of train.py and sft.py."""
+    """Top-level config of train.py, sft.py and evaluate.py."""
 
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -339,6 +352,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)  # where model-written code runs
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)  # evaluate.py only
     seed: int = 0  # seeds python, numpy and torch
     cache_dir: str = "${oc.env:HYBRID_RL_CACHE,'~/.cache/hybrid_rl'}"  # built-in and warmed-up models are kept here
     num_threads: Optional[int] = 2  # torch CPU threads (None: torch's default)
