@@ -18,7 +18,8 @@ from hybrid_rl import build
 from hybrid_rl.checkpoint import find_checkpoint, verify_manifest
 from hybrid_rl.config import ConfigError, register_configs
 from hybrid_rl.models import load_policy, load_tokenizer
-from hybrid_rl.report import evaluate_model, greedy_scores, win_rate, write_outputs
+from hybrid_rl.evaluation import greedy_scores
+from hybrid_rl.report import evaluate_model, win_rate, write_outputs
 
 log = logging.getLogger("hybrid_rl")
 register_configs()
@@ -72,7 +73,7 @@ def main(dcfg: DictConfig) -> float:
         reference_values = None
         if reference is not None:
             policy = load_policy(reference, dtype=cfg.model.dtype)
-            reference_values, _ = greedy_scores(build.build_rollout(cfg, policy, load_tokenizer(reference)), held, scorer, ev.batch_size)
+            _, reference_values, _ = greedy_scores(build.build_rollout(cfg, policy, load_tokenizer(reference)), held, scorer, ev.batch_size)
         reports = []
         for name, location in labelled(roles):
             build.seed_everything(cfg.seed, cfg.num_threads)  # every model samples from the same RNG state

@@ -19,17 +19,24 @@ class EvalResult:
     examples: list[dict]  # a few (prompt, completion, reference, score) rows
 
 
+def greedy_scores(
+    rollout: RolloutBackend, samples: Sequence[Sample], scorer: RewardScorer, batch_size: int = 256,
+) -> tuple[list[str], dict[str, list], list[int]]:
+    """(completions, signal -> scores, completion lengths) of one greedy completion per problem."""
+    texts, lengths = [], []
+    for i in range(0, len(samples), batch_size):
+        batch = rollout.generate([s.prompt for s in samples[i : i + batch_size]], 1, greedy=True)
+        texts += batch.texts
+        lengths += [int(n) for n in batch.completion_mask.sum(1).tolist()]
+    return texts, scorer.score(samples, texts).values, lengths
+
+
 def heldout_accuracy(
     rollout: RolloutBackend, samples: Sequence[Sample], scorer: RewardScorer, signal: str,
     batch_size: int = 256, num_examples: int = 3,
 ) -> EvalResult:
-    texts, lengths = [], []
-    for i in range(0, len(samples), batch_size):
-        chunk = samples[i : i + batch_size]
-        batch = rollout.generate([s.prompt for s in chunk], 1, greedy=True)
-        texts += batch.texts
-        lengths += batch.completion_mask.sum(1).tolist()
-    values = scorer.score(samples, texts).values[signal]
+    texts, values, lengths = greedy_scores(rollout, samples, scorer, batch_size)
+    values = values[signal]
     scored = [v for v in values if v is not None]
     examples = [
         {"prompt": s.prompt, "completion": t, "reference": s.reference, "score": v}

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from hybrid_rl.data import Sample
-from hybrid_rl.evaluation import sampled_pass_at_k
+from hybrid_rl.evaluation import greedy_scores, sampled_pass_at_k
 from hybrid_rl.rewards import RewardScorer
 from hybrid_rl.rollout import RolloutBackend
 
@@ -51,22 +51,12 @@ def win_rate(candidate: Sequence[Optional[float]], reference: Sequence[Optional[
             "wins": wins, "ties": ties, "losses": losses}
 
 
-def greedy_scores(rollout: RolloutBackend, samples: Sequence[Sample], scorer: RewardScorer, batch_size: int):
-    """(signal -> scores, completion lengths) of greedy completions, one per problem."""
-    texts, lengths = [], []
-    for i in range(0, len(samples), batch_size):
-        batch = rollout.generate([s.prompt for s in samples[i : i + batch_size]], 1, greedy=True)
-        texts += batch.texts
-        lengths += [int(n) for n in batch.completion_mask.sum(1).tolist()]
-    return scorer.score(samples, texts).values, lengths
-
-
 def evaluate_model(
     name: str, location: str, rollout: RolloutBackend, samples: Sequence[Sample], scorer: RewardScorer, *,
     accuracy_signal: str, samples_per_prompt: int, pass_k: Sequence[int], batch_size: int,
 ) -> tuple[ModelReport, dict[str, list]]:
     """The report of one model, and its per-problem greedy scores (for win rates)."""
-    values, lengths = greedy_scores(rollout, samples, scorer, batch_size)
+    _, values, lengths = greedy_scores(rollout, samples, scorer, batch_size)
     passes = {}
     if samples_per_prompt:
         passes = sampled_pass_at_k(rollout, samples, scorer, accuracy_signal, samples_per_prompt, pass_k, batch_size)
