@@ -60,3 +60,29 @@ def test_bounded_from_a_thread():
     t.start()
     t.join(timeout=10)
     assert not t.is_alive() and results[0].error and results[1].value == 49
+
+
+def test_workers_die_with_a_killed_parent(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import os, sys, time\n"
+        "from verifiers.pool import WorkerPool\n"
+        "pool = WorkerPool([abs], num_workers=3)\n"
+        "print(' '.join(str(w.process.pid) for w in pool._workers), flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    workers = [int(pid) for pid in parent.stdout.readline().split()]
+    parent.send_signal(signal.SIGKILL)  # no chance to clean up
+    parent.wait()
+    deadline = time.monotonic() + 5
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in workers if os.path.exists(f"/proc/{pid}") and "zombie" not in open(f"/proc/{pid}/status").read()]
+        time.sleep(0.05)
+    assert len(workers) == 3 and alive == []

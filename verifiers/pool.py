@@ -12,6 +12,8 @@ script itself) is available in them without pickling the function.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import signal
 import time
 import traceback
 from dataclasses import dataclass
@@ -28,9 +30,21 @@ class Outcome:
 IN_WORKER = False  # True inside a pool worker: code there may run unbounded work directly
 
 
-def _worker_loop(functions: Sequence[Callable], conn: Connection) -> None:
+def _die_with(parent_pid: int) -> None:
+    """SIGKILL this worker when the trainer dies, even by SIGKILL (an EOF on the pipe is not
+    enough: sibling workers forked later hold copies of its parent end)."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(0)
+
+
+def _worker_loop(functions: Sequence[Callable], conn: Connection, parent_pid: int) -> None:
     global IN_WORKER
     IN_WORKER = True
+    _die_with(parent_pid)
     while True:
         try:
             message = conn.recv()
@@ -48,7 +62,7 @@ def _worker_loop(functions: Sequence[Callable], conn: Connection) -> None:
 class _Worker:
     def __init__(self, ctx, functions):
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_loop, args=(functions, child), daemon=True)
+        self.process = ctx.Process(target=_worker_loop, args=(functions, child, os.getpid()), daemon=True)
         self.process.start()
         child.close()
         self.item: Optional[int] = None  # index of the item it is working on

@@ -62,3 +62,28 @@ def test_unsafe_backend_runs_only_when_chosen_and_warns():
 
             result = pool.run(Job("def f():\n    return 2\n", "assert f() == 2\nassert f() == 3\n"))
     assert (result.status, result.passed_units) == ("fail", 1)
+
+
+def test_sandboxes_die_with_a_killed_trainer():
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import time\n"
+        "from sandbox import SandboxPool, SandboxSettings\n"
+        "pool = SandboxPool(SandboxSettings(workers=2))\n"
+        "print(' '.join(str(w.proc.pid) for w in pool._workers if w.proc), flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    sandboxes = [int(pid) for pid in parent.stdout.readline().split()]
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline, alive = time.monotonic() + 5, sandboxes
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in sandboxes if os.path.exists(f"/proc/{p}") and "zombie" not in open(f"/proc/{p}/status").read()]
+        time.sleep(0.05)
+    assert sandboxes and alive == []
