@@ -14,3 +14,21 @@ TINY_OVERRIDES = [
     "logging.progress_bar=false", "logging.samples_every_steps=1", "logging.num_samples=2",
     "eval.every_steps=1", "num_threads=1",
 ]
+
+
+def processes_gone(pids, timeout_s: float = 5.0) -> list[int]:
+    """Wait until none of `pids` is alive (zombies count as gone); returns those still alive."""
+    import os
+    import time
+
+    def alive(pid):
+        try:
+            return "zombie" not in open(f"/proc/{pid}/status").read()
+        except OSError:
+            return False
+
+    deadline, left = time.monotonic() + timeout_s, list(pids)
+    while left and time.monotonic() < deadline:
+        left = [pid for pid in left if alive(pid)]
+        time.sleep(0.05)
+    return [pid for pid in left if alive(pid)]

@@ -63,11 +63,11 @@ def test_bounded_from_a_thread():
 
 
 def test_workers_die_with_a_killed_parent(tmp_path):
-    import os
     import signal
     import subprocess
     import sys
-    import time
+
+    from conftest import processes_gone
 
     script = (
         "import os, sys, time\n"
@@ -80,9 +80,4 @@ def test_workers_die_with_a_killed_parent(tmp_path):
     workers = [int(pid) for pid in parent.stdout.readline().split()]
     parent.send_signal(signal.SIGKILL)  # no chance to clean up
     parent.wait()
-    deadline = time.monotonic() + 5
-    alive = workers
-    while alive and time.monotonic() < deadline:
-        alive = [pid for pid in workers if os.path.exists(f"/proc/{pid}") and "zombie" not in open(f"/proc/{pid}/status").read()]
-        time.sleep(0.05)
-    assert len(workers) == 3 and alive == []
+    assert len(workers) == 3 and processes_gone(workers) == []

@@ -65,11 +65,11 @@ def test_unsafe_backend_runs_only_when_chosen_and_warns():
 
 
 def test_sandboxes_die_with_a_killed_trainer():
-    import os
     import signal
     import subprocess
     import sys
-    import time
+
+    from conftest import processes_gone
 
     script = (
         "import time\n"
@@ -82,8 +82,4 @@ def test_sandboxes_die_with_a_killed_trainer():
     sandboxes = [int(pid) for pid in parent.stdout.readline().split()]
     parent.send_signal(signal.SIGKILL)
     parent.wait()
-    deadline, alive = time.monotonic() + 5, sandboxes
-    while alive and time.monotonic() < deadline:
-        alive = [p for p in sandboxes if os.path.exists(f"/proc/{p}") and "zombie" not in open(f"/proc/{p}/status").read()]
-        time.sleep(0.05)
-    assert sandboxes and alive == []
+    assert sandboxes and processes_gone(sandboxes) == []
