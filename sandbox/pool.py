@@ -123,7 +123,7 @@ class Worker:
     # ------------------------------------------------------------------ jobs ----
     def run(self, job: Job) -> ExecResult:
         grace = REPLY_GRACE_S
-        if self.proc is None or self.jobs_done >= self.settings.jobs_per_sandbox:
+        if self.proc is None or self.proc.poll() is not None or self.jobs_done >= self.settings.jobs_per_sandbox:
             self.stop()
             self.start()
             grace = START_GRACE_S

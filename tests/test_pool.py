@@ -81,3 +81,14 @@ def test_workers_die_with_a_killed_parent(tmp_path):
     parent.send_signal(signal.SIGKILL)  # no chance to clean up
     parent.wait()
     assert len(workers) == 3 and processes_gone(workers) == []
+
+
+def test_a_worker_that_died_while_idle_is_replaced_before_use():
+    pool = WorkerPool([abs], num_workers=1, timeout_s=2)
+    try:
+        pool._workers[0].process.kill()
+        pool._workers[0].process.join()
+        assert [o.value for o in pool.run([(0, (-3,)), (0, (4,))])] == [3, 4]
+        assert pool.replaced == 1
+    finally:
+        pool.close()

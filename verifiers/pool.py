@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import signal
 import time
 import traceback
 from dataclasses import dataclass
@@ -28,24 +27,19 @@ class Outcome:
 
 
 IN_WORKER = False  # True inside a pool worker: code there may run unbounded work directly
-
-
-def _die_with(parent_pid: int) -> None:
-    """SIGKILL this worker when the trainer dies, even by SIGKILL (an EOF on the pipe is not
-    enough: sibling workers forked later hold copies of its parent end)."""
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent_pid:  # the parent died before the request took effect
-        os._exit(0)
+PARENT_CHECK_S = 0.5  # how often an idle worker checks that the trainer is still alive
 
 
 def _worker_loop(functions: Sequence[Callable], conn: Connection, parent_pid: int) -> None:
     global IN_WORKER
     IN_WORKER = True
-    _die_with(parent_pid)
     while True:
+        # An EOF is not enough to notice that the trainer died (even by SIGKILL): sibling
+        # workers forked later hold copies of its end of the pipe. So look up now and then.
+        if not conn.poll(PARENT_CHECK_S):
+            if os.getppid() != parent_pid:
+                return
+            continue
         try:
             message = conn.recv()
         except EOFError:  # the parent went away
@@ -93,8 +87,9 @@ class WorkerPool:
         while pending or any(w.item is not None for w in self._workers):
             for w in self._workers:
                 if w.item is None and pending:
-                    w.item, w.started = pending.pop(), time.monotonic()
-                    w.conn.send(items[w.item])
+                    index = pending.pop()
+                    self._dispatch(w, items[index])
+                    w.item, w.started = index, time.monotonic()
             busy = [w for w in self._workers if w.item is not None]
             next_deadline = min(w.started for w in busy) + self.timeout_s
             ready = wait([w.conn for w in busy], timeout=max(0.0, next_deadline - time.monotonic()))
@@ -106,6 +101,14 @@ class WorkerPool:
                     results[index] = Outcome(error=f"timed out after {self.timeout_s:g} s; worker killed")
                     self._replace(w)
         return results  # type: ignore[return-value]
+
+    def _dispatch(self, w: _Worker, item) -> None:
+        """Send `item` to an idle worker; one that died while idle (a crash, a kill) is replaced first."""
+        try:
+            w.conn.send(item)
+        except (BrokenPipeError, OSError):
+            self._replace(w)
+            w.conn.send(item)
 
     def _receive(self, w: _Worker) -> Outcome:
         try:
