@@ -146,8 +146,8 @@ def serve_calls(namespace):
 class Program:
     """The judge's handle on the program process."""
 
-    def __init__(self, pid, requests_fd, replies_fd, deadline):
-        self.pid, self.requests_fd, self.replies_fd, self.deadline = pid, requests_fd, replies_fd, deadline
+    def __init__(self, requests_fd, replies_fd, deadline):
+        self.requests_fd, self.replies_fd, self.deadline = requests_fd, replies_fd, deadline
 
     def receive(self):
         try:
@@ -217,7 +217,7 @@ def judge_main(job):
         os.close(replies_w)
         spec = read_frame(0)  # tests, context, exposed names, secret; only now, after the fork
         deadline = start + spec["timeout_s"]
-        verdict = judge(Program(pid, requests_w, replies_r, deadline), spec)
+        verdict = judge(Program(requests_w, replies_r, deadline), spec)
         stop_process_group(pid)
         verdict["output"], verdict["output_bytes"] = read_output(output_path, spec["max_output_bytes"])
         verdict["secret"] = spec["secret"]

@@ -5,6 +5,7 @@ import marshal
 import os
 import queue
 import select
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -116,8 +117,6 @@ class Worker:
             self._uid.release()
             self._uid = None
         if self._unsafe_dir:
-            import shutil
-
             shutil.rmtree(self._unsafe_dir, ignore_errors=True)
 
     # ------------------------------------------------------------------ jobs ----

@@ -32,3 +32,18 @@ def processes_gone(pids, timeout_s: float = 5.0) -> list[int]:
         left = [pid for pid in left if alive(pid)]
         time.sleep(0.05)
     return [pid for pid in left if alive(pid)]
+
+
+def children_of_a_killed_parent(setup: str, pids_expression: str) -> list[int]:
+    """Run `setup` in a fresh Python, read back the pids `pids_expression` names, SIGKILL that
+    Python (no chance to clean up) and return the pids, for the caller to check they die too."""
+    import signal
+    import subprocess
+    import sys
+
+    script = f"{setup}\nprint(' '.join(str(p) for p in {pids_expression}), flush=True)\nimport time\ntime.sleep(60)\n"
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    pids = [int(pid) for pid in parent.stdout.readline().split()]
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    return pids

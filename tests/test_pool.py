@@ -62,24 +62,13 @@ def test_bounded_from_a_thread():
     assert not t.is_alive() and results[0].error and results[1].value == 49
 
 
-def test_workers_die_with_a_killed_parent(tmp_path):
-    import signal
-    import subprocess
-    import sys
+def test_workers_die_with_a_killed_parent():
+    from conftest import children_of_a_killed_parent, processes_gone
 
-    from conftest import processes_gone
-
-    script = (
-        "import os, sys, time\n"
-        "from verifiers.pool import WorkerPool\n"
-        "pool = WorkerPool([abs], num_workers=3)\n"
-        "print(' '.join(str(w.process.pid) for w in pool._workers), flush=True)\n"
-        "time.sleep(60)\n"
+    workers = children_of_a_killed_parent(
+        "from verifiers.pool import WorkerPool\npool = WorkerPool([abs], num_workers=3)",
+        "(w.process.pid for w in pool._workers)",
     )
-    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    workers = [int(pid) for pid in parent.stdout.readline().split()]
-    parent.send_signal(signal.SIGKILL)  # no chance to clean up
-    parent.wait()
     assert len(workers) == 3 and processes_gone(workers) == []
 
 

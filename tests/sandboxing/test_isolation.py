@@ -64,9 +64,13 @@ def test_huge_output_is_capped(run):
     assert result.output_bytes > 1000  # it was counted, then dropped
 
 
-def test_cpu_time_limit_applies_to_child_processes(run):
-    result = run(hostile("import subprocess\nsubprocess.run(['python3', '-c', 'while True: pass'], timeout=60)"))
-    assert result.status == "timeout" or "BLOCKED" in result.output
+def test_busy_child_process_is_stopped_with_its_job(single_pool):
+    busy = "import subprocess\nsubprocess.run(['python3', '-c', 'while True: pass'])\n" + ADD_OK
+    start = time.monotonic()
+    assert single_pool.run(Job(busy, "assert add(1, 1) == 2\n")).status == "timeout"
+    assert time.monotonic() - start < 3.0 + 2.0
+    count = "import os\nprint('PIDS', len([p for p in os.listdir('/proc') if p.isdigit()]))\n" + ADD_OK
+    assert "PIDS 3" in single_pool.run(Job(count, "assert add(1, 1) == 2\n")).output  # the busy child is gone
 
 
 # --------------------------------------------------------- reading the host ----

@@ -65,21 +65,10 @@ def test_unsafe_backend_runs_only_when_chosen_and_warns():
 
 
 def test_sandboxes_die_with_a_killed_trainer():
-    import signal
-    import subprocess
-    import sys
+    from conftest import children_of_a_killed_parent, processes_gone
 
-    from conftest import processes_gone
-
-    script = (
-        "import time\n"
-        "from sandbox import SandboxPool, SandboxSettings\n"
-        "pool = SandboxPool(SandboxSettings(workers=2))\n"
-        "print(' '.join(str(w.proc.pid) for w in pool._workers if w.proc), flush=True)\n"
-        "time.sleep(60)\n"
+    sandboxes = children_of_a_killed_parent(
+        "from sandbox import SandboxPool, SandboxSettings\npool = SandboxPool(SandboxSettings(workers=2))",
+        "(w.proc.pid for w in pool._workers if w.proc)",
     )
-    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    sandboxes = [int(pid) for pid in parent.stdout.readline().split()]
-    parent.send_signal(signal.SIGKILL)
-    parent.wait()
     assert sandboxes and processes_gone(sandboxes) == []
