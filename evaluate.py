@@ -61,7 +61,7 @@ def main(dcfg: DictConfig) -> float:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     build.seed_everything(cfg.seed, cfg.num_threads)
     train, held = build.task_samples(cfg)
-    start, _, _, held = build.prepare_start(cfg, train, held)
+    start, tokenizer, train, held = build.prepare_start(cfg, train, held)
     judge = judge_signal(cfg) if cfg.evaluate.reference is not None else None
     e, ev = cfg.evaluate, cfg.eval
     roles = [("checkpoint" if e.checkpoint else "start", model_folder(e.checkpoint) if e.checkpoint else start)]
@@ -69,6 +69,7 @@ def main(dcfg: DictConfig) -> float:
         roles.append(("compare", model_folder(e.compare)))
     reference = None if e.reference is None else (start if e.reference == "start" else model_folder(e.reference))
     scorer, _ = build.build_scorer(cfg, out_dir)
+    build.prepare_reward_model(cfg, start, tokenizer, train)  # the `preference` judge, when the task has it
     try:
         reference_values = None
         if reference is not None:

@@ -33,6 +33,7 @@ def main(dcfg: DictConfig) -> float:
     location, tokenizer, train, held = build.prepare_start(cfg, train, held)
     policy, _ = build.load_models(cfg, location)
     scorer, _ = build.build_scorer(cfg, run_dir)
+    build.prepare_reward_model(cfg, location, tokenizer, train)
     res = heldout_accuracy(build.build_rollout(cfg, policy, tokenizer), held, scorer, cfg.task.accuracy_signal)
     scorer.close()
     out = run_dir / "model"

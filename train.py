@@ -17,6 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from hybrid_rl import build, grpo
+from hybrid_rl.composition import RewardComposer
+from hybrid_rl.hacking import HackingWatch, agreement
 from hybrid_rl.checkpoint import find_checkpoint, load_trainer_state, save_checkpoint, set_rng_state
 from hybrid_rl.config import Config, register_configs
 from hybrid_rl.data import PromptStream
@@ -40,6 +42,8 @@ def resolve_resume(resume: str | None, run_dir: Path) -> Path | None:
 
 
 def step_metrics(cfg: Config, scored: ScoredRollout) -> dict[str, float]:
+    """Every signal under its own name, its weighted share of the reward, and the agreement
+    of the learned reward with the verifier (see README "Reward-hacking watch")."""
     reward, batch, errors = scored.reward, scored.batch, scored.errors
     m = {"reward/total/mean": reward.mean().item() if len(reward) else math.nan,
          "reward/total/std": reward.std().item() if len(reward) > 1 else math.nan,
@@ -50,6 +54,12 @@ def step_metrics(cfg: Config, scored: ScoredRollout) -> dict[str, float]:
         m[f"reward/{name}/std"] = applicable.std().item() if len(applicable) > 1 else math.nan
         m[f"reward/{name}/errors"] = float(errors.get(name, 0))
         m[f"reward/{name}/timeouts"] = float(scored.timeouts.get(name, 0))
+        if name in scored.parts and len(reward):
+            m[f"reward/{name}/weighted_mean"] = scored.parts[name].mean().item()
+    proxy, verified = cfg.reward.hacking_watch.proxy_signal, cfg.task.accuracy_signal
+    if proxy in scored.values and verified in scored.values and proxy != verified:
+        agree = agreement(scored.values[proxy], scored.values[verified], cfg.trainer.num_generations)
+        m.update({f"hacking/{k}": v for k, v in agree.items()})
     m["accuracy"] = m[f"reward/{cfg.task.accuracy_signal}/mean"]
     lengths = batch.completion_mask.sum(1).float()
     m["completion/mean_length"] = lengths.mean().item() if len(lengths) else math.nan
@@ -69,7 +79,7 @@ class Run:
     tokenizer: object
     rollout: object
     scorer: object
-    weights: dict
+    composer: RewardComposer
     optimizer: torch.optim.Optimizer
     scheduler: object
     stream: PromptStream
@@ -80,6 +90,8 @@ class Run:
     elapsed: float = 0.0  # seconds spent in training steps (survives resume)
     start_accuracy: float | None = None
     nonfinite_in_a_row: int = 0  # consecutive updates skipped for NaN/inf
+    watch: HackingWatch | None = None  # held-out proxy score vs verified accuracy
+    stop_reason: str | None = None  # set when the hacking watch ends training
 
 
 def setup(cfg: Config, run_dir: Path) -> Run:
@@ -87,15 +99,16 @@ def setup(cfg: Config, run_dir: Path) -> Run:
     t = cfg.trainer
     # Verifiers first: an unknown name fails before minutes of data and model work, and the
     # worker processes fork from a small process, before any model is loaded.
-    scorer, weights = build.build_scorer(cfg, run_dir)
+    scorer, composer = build.build_scorer(cfg, run_dir)
     train, held = build.task_samples(cfg)
     location, tokenizer, train, held = build.prepare_start(cfg, train, held)
+    build.prepare_reward_model(cfg, location, tokenizer, train)
     ckpt = resolve_resume(cfg.checkpoint.resume, run_dir)
     state = load_trainer_state(ckpt) if ckpt else {}
     policy, reference = build.load_models(cfg, location, str(ckpt / "policy") if ckpt else None)
     optimizer = make_optimizer(policy, t.learning_rate, t.weight_decay, t.adam_betas)
     run = Run(
-        cfg, run_dir, policy, reference, tokenizer, build.build_rollout(cfg, policy, tokenizer), scorer, weights,
+        cfg, run_dir, policy, reference, tokenizer, build.build_rollout(cfg, policy, tokenizer), scorer, composer,
         optimizer, make_scheduler(optimizer, t.lr_schedule, t.warmup_steps, t.max_steps * t.mu),
         PromptStream(train, cfg.seed), held,
         MetricsWriter(run_dir, cfg.logging.tensorboard, resume_step=state.get("step") if ckpt else None),
@@ -103,6 +116,9 @@ def setup(cfg: Config, run_dir: Path) -> Run:
                        cfg.rollout.max_new_tokens, cfg.rollout.temperature, t.max_grad_norm,
                        t.mask_truncated_completions),
     )
+    w = cfg.reward.hacking_watch
+    if w.proxy_signal in cfg.task.rewards and w.proxy_signal != cfg.task.accuracy_signal:
+        run.watch = HackingWatch(w.window, w.min_proxy_rise, w.min_accuracy_drop)
     # Re-seed here: whether the SFT warm-up ran or came from the cache must not change the run.
     build.seed_everything(cfg.seed, cfg.num_threads)
     if ckpt:
@@ -111,6 +127,9 @@ def setup(cfg: Config, run_dir: Path) -> Run:
         run.stream.load_state_dict(state["data"])
         set_rng_state(state["rng"])
         run.step, run.elapsed, run.start_accuracy = state["step"], state["elapsed_s"], state["start_accuracy"]
+        run.composer.load_state_dict(state.get("composer", {}))
+        if run.watch is not None:
+            run.watch.load_state_dict(state.get("hacking_watch", {}))
         log.info("resumed from %s at step %d", ckpt, run.step)
     n_params = sum(p.numel() for p in policy.parameters())
     log.info("policy %s (%.2fM parameters) from %s; run folder %s", cfg.model.name, n_params / 1e6, location, run_dir)
@@ -120,7 +139,8 @@ def setup(cfg: Config, run_dir: Path) -> Run:
 def evaluate(run: Run) -> float:
     e = run.cfg.eval
     res = heldout_accuracy(run.rollout, run.held, run.scorer, run.cfg.task.accuracy_signal, e.batch_size)
-    metrics = {"eval/accuracy": res.accuracy, "eval/mean_length": res.mean_length}
+    metrics = {"eval/accuracy": res.accuracy, "eval/mean_length": res.mean_length,
+               **{f"eval/reward/{name}": v for name, v in res.signal_means.items()}}
     if e.samples_per_prompt:
         passes = sampled_pass_at_k(run.rollout, run.held, run.scorer, run.cfg.task.accuracy_signal,
                                    e.samples_per_prompt, e.pass_k, e.batch_size)
@@ -130,11 +150,24 @@ def evaluate(run: Run) -> float:
     ex = res.examples[0]
     log.info("step %d held-out accuracy %.3f (%d problems), e.g. %r -> %r", run.step, res.accuracy,
              res.num_scored, ex["prompt"][-40:], ex["completion"][:60])
+    if run.watch is not None:
+        watch_for_hacking(run, res.signal_means[run.cfg.reward.hacking_watch.proxy_signal], res.accuracy)
     return res.accuracy
 
 
+def watch_for_hacking(run: Run, proxy_mean: float, accuracy: float) -> None:
+    warning = run.watch.observe(run.step, proxy_mean, accuracy)
+    if warning is None:
+        return
+    log.warning("step %d: %s", run.step, warning)
+    run.metrics.log(run.step, {"hacking/alarm": 1.0})
+    if run.cfg.reward.hacking_watch.stop:
+        run.stop_reason = warning + " (reward.hacking_watch.stop=true: training ends here)"
+
+
 def save(run: Run) -> None:
-    extra = {"data": run.stream.state_dict(), "elapsed_s": run.elapsed, "start_accuracy": run.start_accuracy}
+    extra = {"data": run.stream.state_dict(), "elapsed_s": run.elapsed, "start_accuracy": run.start_accuracy,
+             "composer": run.composer.state_dict(), "hacking_watch": run.watch.state_dict() if run.watch else {}}
     path = save_checkpoint(run.run_dir, run.step, policy=run.policy, tokenizer=run.tokenizer,
                            optimizer=run.optimizer, scheduler=run.scheduler, state=extra,
                            keep_last=run.cfg.checkpoint.keep_last)
@@ -146,7 +179,7 @@ def train_step(run: Run) -> dict[str, float]:
     cfg, t = run.cfg, run.cfg.trainer
     t0 = time.time()
     scored = sample_groups(
-        run.stream, run.rollout, run.scorer, run.weights, prompts_per_step=t.prompts_per_step,
+        run.stream, run.rollout, run.scorer, run.composer, prompts_per_step=t.prompts_per_step,
         group_size=t.num_generations, pad_token_id=run.tokenizer.pad_token_id,
         dynamic_sampling=t.dynamic_sampling, max_fill_rounds=t.max_fill_rounds,
     )
@@ -208,7 +241,8 @@ def guarded_update(run: Run, batch, adv) -> dict[str, float]:
 
 def finished(run: Run) -> bool:
     t = run.cfg.trainer
-    return run.step >= t.max_steps or (t.max_time_s is not None and run.elapsed >= t.max_time_s)
+    return (run.step >= t.max_steps or (t.max_time_s is not None and run.elapsed >= t.max_time_s)
+            or run.stop_reason is not None)
 
 
 def every(n: int, step: int) -> bool:
@@ -247,6 +281,8 @@ def main(dcfg: DictConfig) -> float:
     run.scorer.close()
     plot = plot_training(run_dir)
     start = run.start_accuracy if run.start_accuracy is not None else math.nan
+    if run.stop_reason:
+        log.error("stopped early: %s", run.stop_reason)
     log.info("held-out accuracy: start %.3f -> final %.3f after %d steps (%.0fs of training); plot %s",
              start, final, run.step, run.elapsed, plot)
     return final

@@ -3,6 +3,7 @@ takes plain arguments."""
 from __future__ import annotations
 
 import logging
+import math
 import random
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -15,9 +16,16 @@ from transformers import AutoConfig
 
 from hybrid_rl.config import Config, ConfigError
 from hybrid_rl.data import DataError, Sample, drop_overlong, load_task_samples
+from hybrid_rl.composition import RewardComposer, SignalRule
 from hybrid_rl.models import (
-    builtin_model_folder, format_prompt, frozen_copy, load_policy, load_tokenizer, resolve_model_location,
+    builtin_model_folder, format_prompt, frozen_copy, load_policy, load_tokenizer, publish_folder,
+    resolve_model_location, settings_key,
 )
+from hybrid_rl.reward_model.fit import FitSettings, evaluate_pairs, fit_reward_model
+from hybrid_rl.reward_model.model import META_FILE, RewardModel, backbone_location
+from hybrid_rl.reward_model.pairs import load_pairs, split_pairs, write_pairs
+from hybrid_rl.reward_model.rubric import rubric_pairs
+from hybrid_rl.reward_model.signal import PREFERENCE
 from hybrid_rl.rewards import RewardScorer, Signal
 from hybrid_rl.rollout import build_backend
 from hybrid_rl.sft import warm_start
@@ -108,22 +116,122 @@ def load_models(cfg: Config, location: str, policy_location: Optional[str] = Non
     return policy, reference
 
 
-def build_scorer(cfg: Config, run_dir: Optional[Path]) -> tuple[RewardScorer, dict[str, dict[str, float]]]:
-    """The task's reward signals (verifiers found by name) and their weights."""
-    signals = []
+def _make_verifier(name: str, spec):
+    """A verifier by registered name, or instantiated from a `_target_` mapping."""
+    if isinstance(spec, dict):
+        from hydra.utils import instantiate
+
+        try:
+            verifier = instantiate(spec)
+        except Exception as exc:
+            raise ConfigError(f"task.rewards.{name}.verifier: cannot instantiate {spec.get('_target_')!r}: {exc}") from exc
+        if not callable(verifier):
+            raise ConfigError(f"task.rewards.{name}.verifier: {spec['_target_']!r} returned {verifier!r}, not a verifier")
+        return verifier
+    if spec not in available_verifiers():
+        raise ConfigError(f"task.rewards.{name}.verifier: unknown verifier {spec!r}; registered: {available_verifiers()}")
+    return get_verifier(spec)
+
+
+def build_scorer(cfg: Config, run_dir: Optional[Path]) -> tuple[RewardScorer, RewardComposer]:
+    """The task's reward signals (verifiers found by name or `_target_`) and how they combine."""
+    signals, rules = [], {}
     for name, sig in cfg.task.signals().items():
-        if sig.verifier not in available_verifiers():
-            raise ConfigError(
-                f"task.rewards.{name}.verifier: unknown verifier {sig.verifier!r}; registered: {available_verifiers()}"
-            )
-        verifier = get_verifier(sig.verifier)
+        verifier = _make_verifier(name, sig.verifier)
         if hasattr(verifier, "configure"):  # e.g. the code verifier starts and checks its sandbox
             verifier.configure(cfg)
         signals.append(Signal(name, verifier, sig.weight))
+        rules[name] = SignalRule(sig.weight, sig.normalize, sig.gate, sig.gate_min)
     failures = Path(run_dir) / cfg.reward.failures_file if run_dir is not None else None
     scorer = RewardScorer({cfg.task.name: signals}, failures, cfg.reward.max_error_rate,
                           num_workers=cfg.reward.num_workers, timeout_s=cfg.reward.timeout_s)
-    return scorer, {cfg.task.name: {s.name: s.weight for s in signals}}
+    return scorer, RewardComposer({cfg.task.name: rules}, eps=cfg.trainer.advantage_eps)
+
+
+def uses_reward_model(cfg: Config) -> bool:
+    return any(sig.verifier == PREFERENCE for sig in cfg.task.signals().values())
+
+
+def prepare_reward_model(cfg: Config, location: str, tokenizer, train: list[Sample]) -> Optional[str]:
+    """Load the `preference` signal's reward model when the task uses it: reward_model.path, or
+    the default one, trained on rubric-labelled samples of the starting policy the first time
+    and then reused from the cache. Returns its folder (None when the task has no such signal)."""
+    if not uses_reward_model(cfg):
+        return None
+    folder = cfg.reward_model.path
+    if folder is None:
+        rm = cfg.reward_model
+        key = settings_key(location, cfg.task.name, asdict(cfg.task.data), cfg.task.response_style,
+                           {k: v for k, v in asdict(rm).items() if k != "path"}, asdict(cfg.rollout), cfg.seed)
+        folder = str(Path(cfg.cache_dir).expanduser() / "reward_model" / key)
+        if (Path(folder) / META_FILE).is_file():
+            log.info("[reward model] reusing the cached default reward model %s (same settings)", folder)
+        else:
+            log.info("[reward model] training the default reward model -> %s", folder)
+            train_reward_model(cfg, location, tokenizer, train, Path(folder))
+    get_verifier(PREFERENCE).load(folder, cfg.reward_model.score_batch_size)
+    return folder
+
+
+def policy_samples(cfg: Config, location: str, tokenizer, prompts: list[str], n: int) -> list[list[str]]:
+    """n sampled completions of the starting policy per prompt (rollout settings)."""
+    policy = load_policy(location, dtype=cfg.model.dtype, gguf_file=cfg.model.gguf_file if cfg.model.source == "gguf" else None)
+    rollout = build_rollout(cfg, policy, tokenizer)
+    per_call = max(1, cfg.rollout.max_batch_sequences // n)
+    texts = []
+    for i in range(0, len(prompts), per_call):
+        texts += rollout.generate(prompts[i : i + per_call], n).texts
+    return [texts[j * n : (j + 1) * n] for j in range(len(prompts))]
+
+
+def preference_pairs(cfg: Config, location: Optional[str], tokenizer, train: list[Sample]):
+    """(training pairs, validation pairs): read from reward_model.data, or generated from the
+    starting policy's own samples and labelled by the rubric (hybrid_rl/reward_model/rubric.py)."""
+    d = cfg.reward_model.data
+    held = None
+    if d.source == "generator":
+        chosen = random.Random(d.seed).sample(train, min(d.num_prompts, len(train)))
+        prompts = [s.prompt for s in chosen]
+        samples = policy_samples(cfg, location, tokenizer, prompts, d.samples_per_prompt)
+        pairs = rubric_pairs(prompts, samples, style=cfg.task.response_style, pairs_per_prompt=d.pairs_per_prompt,
+                             label_noise=d.label_noise, seed=d.seed)
+    else:
+        skipped: list[str] = []
+        pairs, held = load_pairs(d, skipped)
+        if skipped:
+            log.warning("skipped %d bad preference rows (reward_model.data.on_bad_row=skip); first: %s", len(skipped), skipped[0])
+    if held is None:
+        pairs, held = split_pairs(pairs, cfg.reward_model.eval_fraction, d.seed)
+    if not pairs or not held:
+        raise DataError(f"reward model: {len(pairs)} training and {len(held)} validation pairs; need both")
+    return pairs, held
+
+
+def train_reward_model(cfg: Config, location: Optional[str], tokenizer, train: list[Sample], out: Path) -> dict:
+    """Pairs -> Bradley-Terry training -> a reward-model folder at `out` (with its pairs and
+    validation metrics in hybrid_rl_reward_model.json). Returns that metadata."""
+    rm_cfg = cfg.reward_model
+    pairs, held = preference_pairs(cfg, location, tokenizer, train)
+    log.info("[reward model] %d training and %d validation pairs", len(pairs), len(held))
+    rm = RewardModel.from_backbone(backbone_location(rm_cfg.backbone, location), rm_cfg.max_length, cfg.seed)
+    before = evaluate_pairs(rm, held, rm_cfg.score_batch_size)
+    settings = FitSettings(rm_cfg.batch_size, rm_cfg.learning_rate, rm_cfg.max_steps, rm_cfg.max_time_s,
+                           rm_cfg.margin, rm_cfg.center_coef, seed=cfg.seed)
+    fit = fit_reward_model(rm, pairs, settings, log.info)
+    after = evaluate_pairs(rm, held, rm_cfg.score_batch_size)
+    meta = {"backbone": rm_cfg.backbone, "train_pairs": len(pairs), "validation_pairs": len(held), "fit": fit,
+            "validation": after, "validation_at_start": before, "data": asdict(rm_cfg.data)}
+    log.info("[reward model] validation: accuracy %.3f (clean labels %.3f), mean margin %.3f, ECE %.3f after %d steps, %.0fs",
+             after["accuracy"], after.get("accuracy_clean", math.nan), after["mean_margin"], after["ece"],
+             fit["steps"], fit["seconds"])
+
+    def write(tmp: Path) -> None:
+        rm.save(tmp, meta)
+        write_pairs(pairs, tmp / "train_pairs.jsonl")
+        write_pairs(held, tmp / "validation_pairs.jsonl")
+
+    publish_folder(out, write)
+    return meta
 
 
 def build_rollout(cfg: Config, policy, tokenizer):

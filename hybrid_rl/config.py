@@ -121,10 +121,16 @@ class DataConfig:
 
 @dataclass
 class SignalConfig:
-    """One reward signal of a task: which verifier produces it and how much it weighs."""
+    """One reward signal of a task: what produces it and how it enters the summed reward
+    (hybrid_rl/composition.py: gate, then normalise, then weigh)."""
 
-    verifier: Optional[str] = None  # registered verifier name (required)
+    # a registered verifier name (e.g. math, code, preference), or a mapping with `_target_`
+    # (a factory Hydra instantiates; it must return a verifier)
+    verifier: Any = None
     weight: float = 1.0  # multiplier in the summed reward (0 = logged only)
+    normalize: str = "none"  # none | group (z-score over the prompt's G completions) | running (run-wide z-score)
+    gate: Optional[str] = None  # another signal of the task: this one counts only where that one passed
+    gate_min: float = 1.0  # the gating signal passes at or above this value
 
 
 @dataclass
@@ -138,11 +144,16 @@ class TaskConfig:
     # `+task.rewards.style={verifier: x, weight: 0.5}` must work; keys are checked below.
     rewards: Dict[str, Any] = field(default_factory=dict)
     accuracy_signal: str = "correctness"  # signal whose pass rate is reported as accuracy
+    # how the default preference-data generator dresses this task's answers: answer (a final
+    # answer with optional working: math) | code (a function body)
+    response_style: str = "answer"
 
     def signals(self) -> dict[str, SignalConfig]:
         return {name: SignalConfig(**spec) for name, spec in self.rewards.items()}
 
     def problems(self) -> Iterator[str]:
+        from hybrid_rl.composition import NORMALIZATIONS
+
         if not self.rewards:
             yield "rewards: a task needs at least one reward signal"
         allowed = {f.name for f in fields(SignalConfig)}
@@ -152,10 +163,22 @@ class TaskConfig:
                 continue
             for key in sorted(set(spec) - allowed):
                 yield f"rewards.{name}.{key}: unknown key; a signal takes {sorted(allowed)}"
-            if not spec.get("verifier"):
+            verifier = spec.get("verifier")
+            if not verifier:
                 yield f"rewards.{name}.verifier: no verifier produces this signal; name one (e.g. verifier: math)"
-            if not isinstance(spec.get("weight", 1.0), (int, float)) or isinstance(spec.get("weight"), bool):
-                yield f"rewards.{name}.weight: must be a number, got {spec.get('weight')!r}"
+            elif isinstance(verifier, dict) and "_target_" not in verifier:
+                yield f"rewards.{name}.verifier: a mapping needs `_target_` (a factory returning a verifier)"
+            elif not isinstance(verifier, (str, dict)):
+                yield f"rewards.{name}.verifier: must be a name or a mapping with `_target_`, got {verifier!r}"
+            for key in ("weight", "gate_min"):
+                if key in spec and (not isinstance(spec[key], (int, float)) or isinstance(spec[key], bool)):
+                    yield f"rewards.{name}.{key}: must be a number, got {spec[key]!r}"
+            if spec.get("normalize", "none") not in NORMALIZATIONS:
+                yield f"rewards.{name}.normalize: must be one of {list(NORMALIZATIONS)}, got {spec['normalize']!r}"
+            gate = spec.get("gate")
+            if gate is not None and (gate == name or gate not in self.rewards):
+                yield f"rewards.{name}.gate: must name another signal of the task {sorted(set(self.rewards) - {name})}, got {gate!r}"
+        yield from _choice("response_style", self.response_style, {"answer", "code"})
         if self.rewards and self.accuracy_signal not in self.rewards:
             yield f"accuracy_signal: {self.accuracy_signal!r} is not one of the task's signals {sorted(self.rewards)}"
         yield from (f"data.{p}" for p in self.data.problems())
@@ -242,6 +265,23 @@ class TrainerConfig:
 
 # --------------------------------------------------------------- reward ----
 @dataclass
+class HackingWatchConfig:
+    """Reward-hacking watch: does the learned (proxy) reward still agree with the verifier?"""
+
+    proxy_signal: str = "preference"  # the learned signal to watch (inactive when the task lacks it)
+    window: int = 3  # held-out evaluations compared (first vs last of the latest `window`)
+    min_proxy_rise: float = 0.05  # warn when the held-out proxy score rose at least this much...
+    min_accuracy_drop: float = 0.02  # ...while held-out verified accuracy fell at least this much
+    stop: bool = False  # also end training (saving a checkpoint) when it triggers
+
+    def problems(self) -> Iterator[str]:
+        if self.window < 2:
+            yield f"window: needs at least 2 evaluations to compare, got {self.window}"
+        yield from _positive("min_proxy_rise", self.min_proxy_rise, allow_zero=True)
+        yield from _positive("min_accuracy_drop", self.min_accuracy_drop, allow_zero=True)
+
+
+@dataclass
 class RewardConfig:
     """How verifiers are run."""
 
@@ -249,12 +289,69 @@ class RewardConfig:
     timeout_s: float = 2.0  # a verifier call running longer is killed and scores None
     max_error_rate: float = 0.5  # stop when more than this share of a signal's scores fail in a step
     failures_file: str = "reward_failures.jsonl"  # offending samples are appended here (run folder)
+    hacking_watch: HackingWatchConfig = field(default_factory=HackingWatchConfig)  # proxy vs verifier
 
     def problems(self) -> Iterator[str]:
         yield from _positive("num_workers", self.num_workers, allow_zero=True)
         yield from _positive("timeout_s", self.timeout_s)
         if not 0.0 <= self.max_error_rate <= 1.0:
             yield f"max_error_rate: must be in [0, 1], got {self.max_error_rate}"
+        yield from (f"hacking_watch.{p}" for p in self.hacking_watch.problems())
+
+
+@dataclass
+class PreferenceDataConfig:
+    """(prompt, chosen, rejected) pairs for the reward model (hybrid_rl/reward_model/pairs.py)."""
+
+    source: str = "generator"  # generator (rubric-labelled policy samples) | jsonl | json | parquet | hf
+    path: Optional[str] = None  # files: train file; hf: dataset id or local dataset folder
+    eval_path: Optional[str] = None  # files: validation file (else split off the train rows)
+    name: Optional[str] = None  # hf: dataset configuration name
+    split: str = "train"  # hf: training split
+    eval_split: Optional[str] = None  # hf: validation split (None: split off the train split)
+    on_bad_row: str = "error"  # error: stop naming file and row | skip: drop and count it
+    # source=generator (hybrid_rl/reward_model/rubric.py): pairs from the task's own policy samples
+    num_prompts: int = 1500  # task prompts sampled from the starting policy
+    samples_per_prompt: int = 2  # policy completions per prompt (the answers the styles dress up)
+    pairs_per_prompt: int = 2  # labelled pairs kept per prompt
+    label_noise: float = 0.1  # share of pairs whose label is flipped, as disagreeing raters would
+    seed: int = 0  # generator seed (prompt choice, styles, noise)
+
+    def problems(self) -> Iterator[str]:
+        yield from _choice("source", self.source, {"generator", "jsonl", "json", "parquet", "hf"})
+        yield from _choice("on_bad_row", self.on_bad_row, {"error", "skip"})
+        if self.source != "generator" and not self.path:
+            yield f"path: source={self.source} needs reward_model.data.path"
+        for f in ("num_prompts", "samples_per_prompt", "pairs_per_prompt"):
+            yield from _positive(f, getattr(self, f))
+        if not 0.0 <= self.label_noise < 0.5:
+            yield f"label_noise: must be in [0, 0.5), got {self.label_noise}"
+
+
+@dataclass
+class RewardModelConfig:
+    """The learned preference reward (`verifier: preference`) and how train_rm.py trains it."""
+
+    path: Optional[str] = None  # a trained reward model folder; None: train the default one (cached)
+    backbone: str = "minilm"  # minilm (packaged all-MiniLM-L6-v2) | policy (starting policy + scalar head) | an HF folder
+    max_length: int = 128  # tokens of prompt + response (longer ones are cut from the left of the prompt)
+    batch_size: int = 16  # pairs per optimizer step
+    learning_rate: float = 5.0e-5  # AdamW learning rate (linear decay to 0)
+    max_steps: int = 300  # optimizer steps at most
+    max_time_s: Optional[float] = 240.0  # stop training after this many seconds, if set
+    margin: float = 0.0  # Bradley-Terry margin: -log sigmoid(r_c - r_r - margin) (plus a row's `margin` column)
+    center_coef: float = 0.0  # reward centring: + center_coef * mean((r_c + r_r)^2) keeps scores near 0
+    eval_fraction: float = 0.1  # share of pairs held out for validation (when no eval file/split)
+    score_batch_size: int = 128  # responses per forward pass when scoring rollouts
+    data: PreferenceDataConfig = field(default_factory=PreferenceDataConfig)  # training pairs
+
+    def problems(self) -> Iterator[str]:
+        for f in ("max_length", "batch_size", "learning_rate", "max_steps", "max_time_s", "score_batch_size"):
+            yield from _positive(f, getattr(self, f))
+        yield from _positive("center_coef", self.center_coef, allow_zero=True)
+        if not 0.0 < self.eval_fraction < 1.0:
+            yield f"eval_fraction: must be in (0, 1), got {self.eval_fraction}"
+        yield from (f"data.{p}" for p in self.data.problems())
 
 
 # ------------------------------------------------------------ the rest ----
@@ -340,13 +437,14 @@ class EvaluateConfig:
 
 @dataclass
 class Config:
-    """Top-level config of train.py, sft.py and evaluate.py."""
+    """Top-level config of train.py, sft.py, train_rm.py and evaluate.py."""
 
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
+    reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)  # the `preference` signal
     sft: SFTConfig = field(default_factory=SFTConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)

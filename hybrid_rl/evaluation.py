@@ -17,6 +17,7 @@ class EvalResult:
     num_scored: int  # samples the signal had an opinion on
     mean_length: float  # completion tokens, on average
     examples: list[dict]  # a few (prompt, completion, reference, score) rows
+    signal_means: dict[str, float]  # every signal's mean over the samples it applies to
 
 
 def greedy_scores(
@@ -35,8 +36,8 @@ def heldout_accuracy(
     rollout: RolloutBackend, samples: Sequence[Sample], scorer: RewardScorer, signal: str,
     batch_size: int = 256, num_examples: int = 3,
 ) -> EvalResult:
-    texts, values, lengths = greedy_scores(rollout, samples, scorer, batch_size)
-    values = values[signal]
+    texts, by_signal, lengths = greedy_scores(rollout, samples, scorer, batch_size)
+    values = by_signal[signal]
     scored = [v for v in values if v is not None]
     examples = [
         {"prompt": s.prompt, "completion": t, "reference": s.reference, "score": v}
@@ -47,7 +48,14 @@ def heldout_accuracy(
         num_scored=len(scored),
         mean_length=sum(lengths) / max(len(lengths), 1),
         examples=examples,
+        signal_means={name: mean_applicable(v) for name, v in by_signal.items()},
     )
+
+
+def mean_applicable(values: Sequence) -> float:
+    """Mean over the values that are not None; NaN when there are none."""
+    scored = [float(v) for v in values if v is not None]
+    return sum(scored) / len(scored) if scored else float("nan")
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

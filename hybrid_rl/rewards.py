@@ -1,6 +1,7 @@
 """Scoring completions with each reward signal of their task, and combining the signals.
 
-Each signal is kept and logged under its own name; the summed reward is what GRPO uses.
+Each signal is kept and logged under its own name; hybrid_rl/composition.py sums them into the
+reward GRPO uses.
 A verifier that fails is never allowed to score a batch as 0 silently: in-process, a batch
 that raises is retried sample by sample; in the worker pool every sample is its own call. The
 failing samples get None (no opinion) and are written to a failures file, and the error count
@@ -164,14 +165,3 @@ class RewardScorer:
         }
         with open(self.failures_path, "a") as fh:
             fh.write(json.dumps(entry) + "\n")
-
-
-def combine_signals(scores: SignalScores, samples: Sequence[Sample], weights_by_task: dict[str, dict[str, float]]) -> torch.Tensor:
-    """[N] weighted sum of each sample's signals under its own task's weights; a signal with
-    no opinion (None) adds nothing."""
-    total = torch.zeros(len(samples))
-    for name in scores.values:
-        values = scores.tensor(name)
-        weights = torch.tensor([weights_by_task[s.task].get(name, 0.0) for s in samples])
-        total += torch.where(torch.isnan(values), torch.zeros_like(values), values * weights)
-    return total

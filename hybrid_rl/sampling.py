@@ -7,7 +7,8 @@ import torch
 
 from hybrid_rl import grpo
 from hybrid_rl.data import PromptStream, Sample
-from hybrid_rl.rewards import RewardScorer, combine_signals
+from hybrid_rl.composition import RewardComposer
+from hybrid_rl.rewards import RewardScorer
 from hybrid_rl.rollout import RolloutBatch, RolloutBackend, concat_batches
 
 DYNAMIC_SAMPLING = ("off", "drop", "fill")
@@ -19,6 +20,7 @@ class ScoredRollout:
     batch: RolloutBatch  # [N] completions
     values: dict[str, list]  # signal -> [N] scores (None = not applicable)
     reward: torch.Tensor  # [N] weighted sum of the signals
+    parts: dict[str, torch.Tensor]  # signal -> [N] its weighted (gated, normalised) share of reward
     errors: dict[str, int]  # signal -> failed checks, over every round
     timeouts: dict[str, int]  # signal -> checks that ran out of time, over every round
     all_equal_fraction: float  # share of sampled groups whose rewards were all equal
@@ -26,7 +28,7 @@ class ScoredRollout:
 
 
 def sample_groups(
-    stream: PromptStream, rollout: RolloutBackend, scorer: RewardScorer, weights: dict[str, dict[str, float]],
+    stream: PromptStream, rollout: RolloutBackend, scorer: RewardScorer, composer: RewardComposer,
     *, prompts_per_step: int, group_size: int, pad_token_id: int, dynamic_sampling: str = "off",
     max_fill_rounds: int = 0,
 ) -> ScoredRollout:
@@ -36,14 +38,14 @@ def sample_groups(
     if dynamic_sampling not in DYNAMIC_SAMPLING:
         raise ValueError(f"dynamic_sampling must be one of {DYNAMIC_SAMPLING}, got {dynamic_sampling!r}")
     target = prompts_per_step * group_size
-    samples, batches, values, rewards, errors, timeouts, recorded = [], [], {}, [], {}, {}, {}
+    samples, batches, values, rewards, parts, errors, timeouts, recorded = [], [], {}, [], {}, {}, {}, {}
     seen = seen_equal = 0
     for _ in range(1 + (max_fill_rounds if dynamic_sampling == "fill" else 0)):
         prompts = stream.next(prompts_per_step)
         group_samples = [s for s in prompts for _ in range(group_size)]
         batch = rollout.generate([s.prompt for s in prompts], group_size)
         scores = scorer.score(group_samples, batch.texts)
-        reward = combine_signals(scores, group_samples, weights)
+        reward, shares = composer.combine(scores.values, [s.task for s in group_samples], group_size)
         equal = grpo.equal_reward_groups(reward, group_size)  # [B]
         seen, seen_equal = seen + len(prompts), seen_equal + int(equal.sum())
         keep = ~equal if dynamic_sampling != "off" else torch.ones_like(equal)
@@ -51,6 +53,8 @@ def sample_groups(
         samples += [group_samples[i] for i in rows.tolist()]
         batches.append(batch.select(rows))
         rewards.append(reward[rows])
+        for name, share in shares.items():
+            parts.setdefault(name, []).append(share[rows])
         for name, vals in scores.values.items():
             values.setdefault(name, []).extend(vals[i] for i in rows.tolist())
         for name in scores.errors:
@@ -62,6 +66,7 @@ def sample_groups(
     n = min(target, len(samples))  # 'fill' may overshoot; whole groups are kept since target is a multiple of G
     return ScoredRollout(
         samples[:n], concat_batches(batches, pad_token_id).select(torch.arange(n)),
-        {k: v[:n] for k, v in values.items()}, torch.cat(rewards)[:n], errors, timeouts, seen_equal / seen,
+        {k: v[:n] for k, v in values.items()}, torch.cat(rewards)[:n], {k: torch.cat(v)[:n] for k, v in parts.items()},
+        errors, timeouts, seen_equal / seen,
         recorded,
     )

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from hybrid_rl.data import Sample
-from hybrid_rl.rewards import RewardFailure, RewardScorer, Signal, combine_signals
+from hybrid_rl.composition import RewardComposer, SignalRule
+from hybrid_rl.rewards import RewardFailure, RewardScorer, Signal
 from verifiers import get_verifier
 
 
@@ -33,8 +34,10 @@ def test_each_signal_kept_and_weighted_sum():
     samples = _samples()
     scores = scorer.score(samples, ["a", "c", "zz"])
     assert scores.values == {"correct": [1.0, 0.0, None], "length": [0.1, 0.1, 0.2]}
-    total = combine_signals(scores, samples, {"t": {"correct": 1.0, "length": 0.5}})
+    composer = RewardComposer({"t": {"correct": SignalRule(1.0), "length": SignalRule(0.5)}})
+    total, parts = composer.combine(scores.values, [s.task for s in samples], group_size=1)
     assert torch.allclose(total, torch.tensor([1.05, 0.05, 0.1]))  # None adds nothing
+    assert torch.allclose(parts["length"], torch.tensor([0.05, 0.05, 0.1]))
     assert math.isnan(scores.tensor("correct")[2].item())
 
 
@@ -43,7 +46,8 @@ def test_mixed_tasks_route_to_their_own_signals_and_weights():
     samples = [Sample("p", "a", "m"), Sample("q", None, "s")]
     scores = scorer.score(samples, ["a", "abcd"])
     assert scores.values == {"correct": [1.0, None], "length": [None, 0.4]}
-    total = combine_signals(scores, samples, {"m": {"correct": 1.0}, "s": {"length": 2.0}})
+    composer = RewardComposer({"m": {"correct": SignalRule(1.0)}, "s": {"length": SignalRule(2.0)}})
+    total, _ = composer.combine(scores.values, [s.task for s in samples], group_size=1)
     assert torch.allclose(total, torch.tensor([1.0, 0.8]))
 
 

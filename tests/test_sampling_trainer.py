@@ -8,6 +8,7 @@ from hybrid_rl.models import builtin_model_folder, frozen_copy, load_policy, loa
 from hybrid_rl.optim import make_optimizer, make_scheduler
 from hybrid_rl.rewards import RewardScorer, Signal
 from hybrid_rl.rollout import RolloutBatch, build_backend
+from hybrid_rl.composition import RewardComposer, SignalRule
 from hybrid_rl.sampling import sample_groups
 from hybrid_rl.trainer import UpdateSettings, grpo_update
 
@@ -39,7 +40,7 @@ def _setup(dynamic_sampling, fill_rounds=0):
     stream = PromptStream(prompts, seed=0)
     stream._order = [0, 1, 2, 3]  # a known order keeps the expected groups readable
     scorer = RewardScorer({"t": [Signal("ok", exact, 1.0)]})
-    return sample_groups(stream, ScriptedRollout(script), scorer, {"t": {"ok": 1.0}}, prompts_per_step=2,
+    return sample_groups(stream, ScriptedRollout(script), scorer, RewardComposer({"t": {"ok": SignalRule(1.0)}}), prompts_per_step=2,
                          group_size=2, pad_token_id=0, dynamic_sampling=dynamic_sampling,
                          max_fill_rounds=fill_rounds)
 
