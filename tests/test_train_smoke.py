@@ -10,8 +10,8 @@ import pytest
 from conftest import ROOT, TINY_OVERRIDES
 
 
-def run_entry(script, run_dir, *overrides, cache, check=True):
-    env = {**os.environ, "HYBRID_RL_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
+def run_entry(script, run_dir, *overrides, cache, check=True, env=None):
+    env = {**os.environ, "HYBRID_RL_CACHE": str(cache), "PYTHONUNBUFFERED": "1", **(env or {})}
     cmd = [sys.executable, str(ROOT / script), *TINY_OVERRIDES, f"hydra.run.dir={run_dir}", *overrides]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     if check and proc.returncode != 0:

@@ -1,0 +1,1 @@
+"""Example hybrid-rl verifier plugin (see README.md beside this package)."""

@@ -1,0 +1,97 @@
+"""The real train_rm.py, and train.py with the learned reward, on tiny settings."""
+import json
+
+import pytest
+import torch
+
+from conftest import TINY_OVERRIDES
+from hybrid_rl.reward_model.fit import evaluate_pairs
+from hybrid_rl.reward_model.model import RewardModel
+from hybrid_rl.reward_model.pairs import PreferenceDataError, load_pairs
+from test_train_smoke import read_jsonl, run_entry
+
+RM_TINY = ["task.data.num_train=300", "reward_model.max_steps=40", "reward_model.batch_size=8",
+           "reward_model.data.num_prompts=200", "reward_model.eval_fraction=0.25", "num_threads=2"]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained_rm(tmp_path_factory):
+    base = tmp_path_factory.mktemp("rm")
+    proc = run_entry("train_rm.py", base / "run", *RM_TINY, cache=base / "cache")
+    return base, base / "run" / "reward_model", proc
+
+
+def test_train_rm_learns_the_rubric_and_saves_a_loadable_folder(trained_rm):
+    base, folder, proc = trained_rm
+    meta = json.loads((base / "run" / "metrics.json").read_text())
+    assert meta["train_pairs"] > 200 and meta["validation_pairs"] > 50
+    start, end = meta["validation_at_start"], meta["validation"]
+    assert end["accuracy_clean"] >= start["accuracy_clean"] + 0.15, (start, end)  # MiniLM, 40 steps
+    assert {"accuracy", "mean_margin", "ece"} <= set(end) and end["mean_margin"] > start["mean_margin"]
+    # the saved folder scores the validation pairs exactly as at the end of training
+    rm = RewardModel.load(folder)
+    held, _ = load_pairs(type("D", (), dict(source="jsonl", path=str(folder / "validation_pairs.jsonl"), eval_path=None,
+                                            name=None, split="train", eval_split=None, on_bad_row="error"))(), [])
+    assert evaluate_pairs(rm, held)["accuracy"] == pytest.approx(end["accuracy"])
+    assert "train with it: python train.py" in proc.stderr + proc.stdout
+
+
+def test_train_rm_reads_a_preference_file(trained_rm, tmp_path):
+    base, folder, _ = trained_rm
+    proc = run_entry("train_rm.py", tmp_path / "run", "reward_model.data.source=jsonl",
+                     f"reward_model.data.path={folder / 'train_pairs.jsonl'}", "reward_model.max_steps=2",
+                     "reward_model.batch_size=4", cache=base / "cache")
+    meta = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert meta["fit"]["steps"] == 2 and meta["data"]["source"] == "jsonl"
+    assert "[sft]" not in proc.stderr + proc.stdout  # file pairs with MiniLM need no policy
+
+
+def test_a_bad_preference_file_names_file_and_row(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "p", "chosen": "a"}\n')
+    proc = run_entry("train_rm.py", tmp_path / "run", "reward_model.data.source=jsonl",
+                     f"reward_model.data.path={bad}", cache=tmp_path / "cache", check=False)
+    assert proc.returncode != 0
+    assert f"{bad}, row 2: missing field 'rejected'" in proc.stderr
+
+
+def test_not_a_reward_model_folder_is_refused(tmp_path):
+    with pytest.raises(Exception, match="not a reward model saved by train_rm.py"):
+        RewardModel.load(tmp_path)
+
+
+def test_train_with_preference_logs_each_signal_and_the_watch(trained_rm, tmp_path):
+    base, folder, _ = trained_rm
+    run_dir = tmp_path / "run"
+    run_entry("train.py", run_dir, "task=math_hybrid", f"reward_model.path={folder}", "trainer.max_steps=2",
+              "task.rewards.preference.weight=0.5", cache=base / "cache")
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    steps = [r for r in rows if "loss" in r]
+    for key in ("reward/correctness/mean", "reward/preference/mean", "reward/preference/weighted_mean",
+                "reward/correctness/weighted_mean", "hacking/rank_corr", "hacking/prefers_failing"):
+        assert key in steps[0], key
+    assert steps[0]["reward/preference/mean"] is not None
+    evals = [r for r in rows if "eval/accuracy" in r]
+    assert evals[0]["eval/reward/preference"] is not None and "eval/reward/correctness" in evals[0]
+    saved = (run_dir / "config.yaml").read_text()
+    assert "weight: 0.5" in saved and "gate: correctness" in saved
+
+
+def test_default_reward_model_is_trained_once_then_reused(tmp_path):
+    args = ["task=math_hybrid", "trainer.max_steps=1", "reward_model.backbone=policy", "reward_model.max_steps=3",
+            "reward_model.data.num_prompts=20", "reward_model.max_length=32"]
+    first = run_entry("train.py", tmp_path / "a", *args, cache=tmp_path / "cache")
+    assert "[reward model] training the default reward model" in first.stdout + first.stderr
+    second = run_entry("train.py", tmp_path / "b", *args, cache=tmp_path / "cache")
+    assert "reusing the cached default reward model" in second.stdout + second.stderr
+    assert len(list((tmp_path / "cache" / "reward_model").iterdir())) == 1
+
+
+def test_scores_are_batch_independent(trained_rm):
+    _, folder, _ = trained_rm
+    rm = RewardModel.load(folder)
+    prompts, responses = ["1+2=", "10+20=", "3+4="], ["3", "Answer: 30, or maybe 31.", "7 7 7"]
+    together = rm.score(prompts, responses, batch_size=8)
+    alone = [rm.score([p], [r])[0] for p, r in zip(prompts, responses)]
+    assert torch.allclose(torch.tensor(together), torch.tensor(alone), atol=1e-5)
