@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from hybrid_rl import fast_llama
 from hybrid_rl.grpo import token_entropy
 
 
@@ -21,13 +22,16 @@ def completion_logprobs(
     shift positions and the log-probs match the sampler's (within float error). Logits are
     divided by the sampling temperature: the ratio compares the distributions sampled from.
     """
-    input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
-    attention = torch.cat([prompt_mask, completion_mask], dim=1)
-    position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
-    logits = model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids).logits
-    # The logit at position i predicts token i + 1: keep those that predict completion tokens.
-    P = prompt_ids.shape[1]
-    logits = logits[:, P - 1 : -1, :].float() / temperature  # [S, T, V]
+    if fast_llama.supports(model):  # each distinct prompt computed once for its group
+        logits = fast_llama.completion_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask)
+    else:
+        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
+        attention = torch.cat([prompt_mask, completion_mask], dim=1)
+        position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
+        logits = model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids).logits
+        # The logit at position i predicts token i + 1: keep those that predict completion tokens.
+        logits = logits[:, prompt_ids.shape[1] - 1 : -1, :]
+    logits = logits.float() / temperature  # [S, T, V]
     logp = torch.log_softmax(logits, dim=-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
     entropy = token_entropy(logits.detach()) if with_entropy else None
     return logp, entropy

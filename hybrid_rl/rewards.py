@@ -48,9 +48,9 @@ class SignalScores:
         return torch.tensor([math.nan if v is None else float(v) for v in self.values[name]])
 
 
-def _call_one(verifier: Verifier):
-    """A one-sample call of a batch verifier, as run inside a pool worker."""
-    return lambda completion, reference, sample: verifier([completion], [reference], samples=[sample])
+def _call_batch(verifier: Verifier):
+    """A batch call of a verifier, as run inside a pool worker."""
+    return lambda completions, references, samples: verifier(completions, references, samples=samples)
 
 
 class RewardScorer:
@@ -58,7 +58,9 @@ class RewardScorer:
     signals, so a mixed-task batch routes each sample to its own task's verifiers and weights.
 
     With num_workers > 0 every verifier call runs in a worker process, bounded by timeout_s:
-    a hang or a crash costs that one sample (None, recorded), never the run."""
+    a hang or a crash costs that one sample (None, recorded), never the run. The batch goes
+    out in one chunk per worker (few round trips); a chunk that fails is scored again one
+    sample per call, so only the offending samples lose their score."""
 
     def __init__(
         self, signals_by_task: dict[str, list[Signal]], failures_path: Optional[Path] = None,
@@ -72,7 +74,7 @@ class RewardScorer:
         self._pool_index = {id(s): i for i, s in enumerate(every_signal)}  # signal -> pool function
         self.pool = None
         if num_workers > 0:
-            functions = [_call_one(s.verifier) for s in every_signal]
+            functions = [_call_batch(s.verifier) for s in every_signal]
             self.pool = WorkerPool(functions, num_workers=num_workers, timeout_s=timeout_s)
 
     def close(self) -> None:
@@ -121,28 +123,53 @@ class RewardScorer:
             try:
                 scores.append(self._checked(signal, signal.verifier([completion], [sample.reference], samples=[sample]), 1)[0])
             except Exception as exc:
-                self._fail(signal, sample, completion, f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=5),
-                           scores, failures)
+                scores.append(None)
+                self._fail(signal, sample, completion, f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=5), failures)
         return scores, failures
 
     def _run_isolated(self, signal: Signal, samples, completions) -> tuple[list[Optional[float]], list[str]]:
         index = self._pool_index[id(signal)]
-        outcomes = self.pool.run([(index, (c, s.reference, s)) for c, s in zip(completions, samples)])
-        scores, failures = [], []
-        for sample, completion, outcome in zip(samples, completions, outcomes):
-            message = outcome.error
-            if message is None:
-                try:
-                    scores.append(self._checked(signal, outcome.value, 1)[0])
-                    continue
-                except (ValueError, TypeError) as exc:  # wrong count, NaN, text, not a list
-                    message = f"{type(exc).__name__}: {exc}"
-            self._fail(signal, sample, completion, message.splitlines()[0], message, scores, failures)
+        size = -(-len(samples) // self.pool.num_workers)  # one chunk per worker
+        chunks = [range(i, min(i + size, len(samples))) for i in range(0, len(samples), size)]
+        scores: list = [None] * len(samples)
+        errors: dict[int, str] = {}
+        for chunk, outcome in zip(chunks, self._pool_call(index, chunks, samples, completions)):
+            values = self._valid(signal, outcome, len(chunk))
+            if isinstance(values, list):
+                for i, v in zip(chunk, values):
+                    scores[i] = v
+            else:  # a failed chunk: find the offending samples one call each
+                errors.update({i: "" for i in chunk})
+        singles = [range(i, i + 1) for i in sorted(errors)]
+        for single, outcome in zip(singles, self._pool_call(index, singles, samples, completions)):
+            values = self._valid(signal, outcome, 1)
+            if isinstance(values, list):
+                scores[single[0]] = values[0]
+                del errors[single[0]]
+            else:
+                errors[single[0]] = values
+        failures = []
+        for i in sorted(errors):
+            self._fail(signal, samples[i], completions[i], errors[i].splitlines()[0], errors[i], failures)
         return scores, failures
 
-    def _fail(self, signal: Signal, sample, completion, error: str, detail: str, scores: list, failures: list) -> None:
-        """One sample's check failed: it scores None, and the error is kept and recorded."""
-        scores.append(None)
+    def _pool_call(self, index: int, chunks: list[range], samples, completions):
+        return self.pool.run([
+            (index, ([completions[i] for i in c], [samples[i].reference for i in c], [samples[i] for i in c]))
+            for c in chunks
+        ]) if chunks else []
+
+    def _valid(self, signal: Signal, outcome, expected: int):
+        """The checked scores of one pool call, or the error message (str) if it failed."""
+        if outcome.error is not None:
+            return outcome.error
+        try:
+            return self._checked(signal, outcome.value, expected)
+        except (ValueError, TypeError) as exc:  # wrong count, NaN, text, not a list
+            return f"{type(exc).__name__}: {exc}"
+
+    def _fail(self, signal: Signal, sample, completion, error: str, detail: str, failures: list) -> None:
+        """One sample's check failed (it scores None): the error is kept and recorded."""
         failures.append(error)
         self._record_failure(signal.name, sample, completion, error, detail)
 

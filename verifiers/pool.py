@@ -75,7 +75,7 @@ class WorkerPool:
         if num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {num_workers}")
         self.functions = list(functions)
-        self.timeout_s = timeout_s
+        self.num_workers, self.timeout_s = num_workers, timeout_s
         self._ctx = mp.get_context("fork")
         self._workers = [_Worker(self._ctx, self.functions) for _ in range(num_workers)]
         self.replaced = 0  # workers killed (timeout) or found dead (crash) and started anew

@@ -1,11 +1,14 @@
-"""Rollouts with transformers' `generate()`, on the training module itself (no weight copy)."""
+"""Rollouts on the training module itself (no weight copy): the lean shared-prompt sampler for
+Llama-architecture models (hybrid_rl/rollout/sampler.py), transformers' `generate()` otherwise."""
 from __future__ import annotations
 
 from typing import Sequence
 
 import torch
 
+from hybrid_rl import fast_llama
 from hybrid_rl.rollout import RolloutBatch, concat_batches, register_backend
+from hybrid_rl.rollout.sampler import sample
 
 
 def completion_mask_from(ids: torch.Tensor, eos_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,29 +46,41 @@ class HFRollout:
     def _generate(self, prompts: Sequence[str], n: int, greedy: bool) -> RolloutBatch:
         tok = self.tokenizer
         enc = tok(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
-        prompt_ids = enc["input_ids"].repeat_interleave(n, dim=0)
-        prompt_mask = enc["attention_mask"].repeat_interleave(n, dim=0)
-        sampling = {} if greedy else {
-            "temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k or None,
-        }
         was_training = self.policy.training
         self.policy.eval()
-        out = self.policy.generate(
-            input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=not greedy,
-            max_new_tokens=self.max_new_tokens, pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id, return_dict_in_generate=True, output_scores=True,
-            **sampling,
-        )
+        if fast_llama.supports(self.policy):  # each prompt run once for its n samples
+            completion_ids, logprobs = sample(
+                self.policy, enc["input_ids"], enc["attention_mask"], n, max_new_tokens=self.max_new_tokens,
+                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, greedy=greedy,
+                temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
+            )
+        else:
+            completion_ids, logprobs = self._hf_generate(enc, n, greedy)
         self.policy.train(was_training)
-        completion_ids = out.sequences[:, prompt_ids.shape[1] :]
+        prompt_ids = enc["input_ids"].repeat_interleave(n, dim=0)
+        prompt_mask = enc["attention_mask"].repeat_interleave(n, dim=0)
         mask, truncated = completion_mask_from(completion_ids, tok.eos_token_id)
-        # `scores` are the processed logits the sampler drew from (temperature, top-k/p applied).
-        scores = torch.stack(out.scores, dim=1).float()  # [N, T, V]
-        logprobs = torch.log_softmax(scores, dim=-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
         logprobs = torch.where(mask.bool(), logprobs, torch.zeros_like(logprobs))
         completion_ids = torch.where(mask.bool(), completion_ids, torch.full_like(completion_ids, tok.pad_token_id))
         texts = tok.batch_decode(completion_ids, skip_special_tokens=True)
         return RolloutBatch(prompt_ids, prompt_mask, completion_ids, mask, logprobs, truncated, texts)
+
+    def _hf_generate(self, enc, n: int, greedy: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """transformers' generate() for architectures the lean path does not cover."""
+        tok = self.tokenizer
+        prompt_ids = enc["input_ids"].repeat_interleave(n, dim=0)
+        sampling = {} if greedy else {
+            "temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k or None,
+        }
+        out = self.policy.generate(
+            input_ids=prompt_ids, attention_mask=enc["attention_mask"].repeat_interleave(n, dim=0),
+            do_sample=not greedy, max_new_tokens=self.max_new_tokens, pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id, return_dict_in_generate=True, output_scores=True, **sampling,
+        )
+        completion_ids = out.sequences[:, prompt_ids.shape[1] :]
+        # `scores` are the processed logits the sampler drew from (temperature, top-k/p applied).
+        scores = torch.stack(out.scores, dim=1).float()  # [N, T, V]
+        return completion_ids, torch.log_softmax(scores, dim=-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
 
 
 @register_backend("hf")

@@ -1,0 +1,66 @@
+"""Sampling with the lean Llama forward (hybrid_rl/fast_llama.py): each prompt is run once and
+its keys and values are shared by its n samples; rows that have finished are dropped from the
+batch as they go, so a step costs what the unfinished completions need.
+
+Tokens are drawn exactly as transformers' sampler draws them (temperature, then top-k, then
+top-p, then a multinomial draw from the softmax), and the log-prob of each drawn token is taken
+from the same processed distribution, as `generate(output_scores=True)` reports it.
+"""
+from __future__ import annotations
+
+import torch
+
+from hybrid_rl import fast_llama
+
+
+def process_logits(scores: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
+    """[N, V] logits -> the distribution sampled from (as transformers' warpers, same order)."""
+    if temperature != 1.0:
+        scores = scores / temperature
+    if top_k:
+        kth = torch.topk(scores, min(top_k, scores.shape[-1]))[0][..., -1, None]
+        scores = scores.masked_fill(scores < kth, -float("inf"))
+    if top_p < 1.0:
+        sorted_scores, order = torch.sort(scores, descending=False)
+        drop = sorted_scores.softmax(dim=-1).cumsum(dim=-1) <= (1 - top_p)
+        drop[..., -1:] = False  # always keep the most likely token
+        scores = scores.masked_fill(drop.scatter(1, order, drop), -float("inf"))
+    return scores
+
+
+@torch.no_grad()
+def sample(
+    model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, n: int, *, max_new_tokens: int,
+    eos_token_id: int, pad_token_id: int, greedy: bool, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts [B, P] (left-padded) -> (completion ids [B*n, T], log-probs [B*n, T]); each
+    prompt's n samples are contiguous, pad after EOS, T <= max_new_tokens."""
+    last, past = fast_llama.forward(model, prompt_ids, prompt_mask, fast_llama.prompt_positions(prompt_mask), last_only=True)
+    expand = torch.arange(len(prompt_ids)).repeat_interleave(n)
+    total = len(expand)
+    logits, past, attention = last[expand, -1], fast_llama.select_past(past, expand), prompt_mask[expand]
+    positions = prompt_mask.sum(dim=1)[expand]  # the next token's position id
+    rows = torch.arange(total)  # the batch rows still being computed, as indices into the output
+    tokens = torch.full((total, max_new_tokens), pad_token_id, dtype=torch.long)
+    logprobs = torch.zeros(total, max_new_tokens)
+    done = torch.zeros(total, dtype=torch.bool)
+    steps = 0
+    for t in range(max_new_tokens):
+        scores = logits.float() if greedy else process_logits(logits.float(), temperature, top_k, top_p)
+        drawn = scores.argmax(dim=-1) if greedy else torch.multinomial(scores.softmax(dim=-1), 1).squeeze(1)
+        logp = scores.log_softmax(dim=-1).gather(1, drawn.unsqueeze(1)).squeeze(1)
+        live = ~done[rows]
+        tokens[rows[live], t], logprobs[rows[live], t] = drawn[live], logp[live]
+        done[rows[live]] = drawn[live] == eos_token_id
+        steps = t + 1
+        if bool(done.all()) or steps == max_new_tokens:
+            break
+        keep = ~done[rows]
+        if int(keep.sum()) <= 0.75 * len(rows):  # drop finished rows once enough have finished
+            idx = keep.nonzero().squeeze(1)
+            rows, drawn, attention, positions = rows[idx], drawn[idx], attention[idx], positions[idx]
+            past = fast_llama.select_past(past, idx)
+        attention = torch.cat([attention, torch.ones(len(rows), 1, dtype=attention.dtype)], dim=1)
+        out, past = fast_llama.forward(model, drawn.unsqueeze(1), attention, positions.unsqueeze(1), past, last_only=True)
+        logits, positions = out[:, -1], positions + 1
+    return tokens[:, :steps], logprobs[:, :steps]

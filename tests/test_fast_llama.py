@@ -1,0 +1,136 @@
+"""The lean Llama path against transformers: same logits, same gradients, same sampler."""
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+from hybrid_rl import fast_llama
+from hybrid_rl.logprobs import completion_logprobs
+from hybrid_rl.rollout import build_backend
+from hybrid_rl.rollout.hf import HFRollout
+from hybrid_rl.rollout.sampler import process_logits
+from hybrid_rl.tiny_model import build_char_tokenizer
+
+TOK = build_char_tokenizer()
+
+
+def llama(kv_heads=4, tie=True, **extra):
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(TOK), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=kv_heads, intermediate_size=96, max_position_embeddings=128,
+                         tie_word_embeddings=tie, pad_token_id=0, bos_token_id=1, eos_token_id=2, **extra)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():  # random init is near-uniform; sharpen it so sampling and EOS matter
+        for p in model.parameters():
+            p.mul_(4.0)
+    return model.eval()
+
+
+def batch(n=3):
+    """Left-padded prompts of different lengths, each repeated n times, and right-padded completions."""
+    TOK.padding_side = "left"
+    enc = TOK(["12+3=", "7-100=", "x"], return_tensors="pt", padding=True, add_special_tokens=False)
+    TOK.padding_side = "right"
+    comp = TOK(["15</s>", "-93</s>", "ab", "9", "1+1=2</s>", "", "7", "77</s>", "777"][: 3 * n],
+               return_tensors="pt", padding=True, add_special_tokens=False)
+    TOK.padding_side = "left"
+    return (enc["input_ids"].repeat_interleave(n, 0), enc["attention_mask"].repeat_interleave(n, 0),
+            comp["input_ids"], comp["attention_mask"])
+
+
+def hf_completion_logits(model, pid, pm, cid, cm):
+    ids, att = torch.cat([pid, cid], 1), torch.cat([pm, cm], 1)
+    logits = model(input_ids=ids, attention_mask=att, position_ids=(att.cumsum(1) - 1).clamp(min=0)).logits
+    return logits[:, pid.shape[1] - 1 : -1]
+
+
+@pytest.mark.parametrize("kv_heads, tie", [(4, True), (2, False)])  # plain and grouped-query attention
+def test_forward_logits_match_transformers(kv_heads, tie):
+    model = llama(kv_heads, tie)
+    assert fast_llama.supports(model)
+    pid, pm, cid, cm = batch()
+    ids, att = torch.cat([pid, cid], 1), torch.cat([pm, cm], 1)
+    pos = (att.cumsum(1) - 1).clamp(min=0)
+    with torch.no_grad():
+        ours, _ = fast_llama.forward(model, ids, att, pos)
+        theirs = model(input_ids=ids, attention_mask=att, position_ids=pos).logits
+    assert torch.allclose(ours[att.bool()], theirs[att.bool()], atol=1e-5)
+    assert torch.isfinite(ours).all()  # padding rows too: no NaN to leak anywhere
+
+
+def test_shared_prompt_logits_and_gradients_match_the_full_forward():
+    model = llama(2, False)
+    pid, pm, cid, cm = batch()
+    model.zero_grad()
+    ours = fast_llama.completion_logits(model, pid, pm, cid, cm)
+    (ours.log_softmax(-1)[..., 5] * cm).sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    theirs = hf_completion_logits(model, pid, pm, cid, cm)
+    (theirs.log_softmax(-1)[..., 5] * cm).sum().backward()
+    assert torch.allclose(ours[cm.bool()], theirs[cm.bool()], atol=1e-5)
+    for ours_g, p in zip(grads, model.parameters()):  # float32 summation order differs: relative norm
+        assert (ours_g - p.grad).norm() <= 1e-5 * p.grad.norm() + 1e-7
+
+
+def test_completion_logprobs_take_the_shared_path_with_the_same_result():
+    model = llama()
+    pid, pm, cid, cm = batch()
+    logp, _ = completion_logprobs(model, pid, pm, cid, cm, temperature=0.7)
+    ref = torch.log_softmax(hf_completion_logits(model, pid, pm, cid, cm).float() / 0.7, -1)
+    ref = ref.gather(-1, cid.unsqueeze(-1)).squeeze(-1)
+    assert torch.allclose(logp[cm.bool()], ref[cm.bool()], atol=1e-5)
+
+
+def test_group_prompts_finds_repeats_anywhere():
+    ids = torch.tensor([[0, 5], [6, 7], [0, 5], [6, 7], [0, 6]])
+    mask = torch.tensor([[0, 1], [1, 1], [0, 1], [1, 1], [0, 1]])
+    first, inverse = fast_llama.group_prompts(ids, mask)
+    assert sorted(first.tolist()) == [0, 1, 4]
+    assert [first[i].item() for i in inverse] == [0, 1, 0, 1, 4]
+
+
+@pytest.mark.parametrize("temperature, top_k, top_p", [(1.0, 0, 1.0), (0.7, 0, 1.0), (1.0, 5, 1.0),
+                                                         (1.3, 0, 0.8), (0.9, 7, 0.5)])
+def test_processed_logits_match_transformers_warpers(temperature, top_k, top_p):
+    scores = torch.randn(6, 40, generator=torch.Generator().manual_seed(1)) * 3
+    expected = scores.clone()
+    if temperature != 1.0:
+        expected = TemperatureLogitsWarper(temperature)(None, expected)
+    if top_k:
+        expected = TopKLogitsWarper(top_k)(None, expected)
+    if top_p < 1.0:
+        expected = TopPLogitsWarper(top_p)(None, expected)
+    assert torch.equal(process_logits(scores, temperature, top_k, top_p), expected)
+
+
+def test_greedy_sampler_matches_transformers_generate():
+    model = llama()
+    rollout = build_backend("hf", model, TOK, max_new_tokens=12)
+    ours = rollout.generate(["12+3=", "7-100=", "x"], 2, greedy=True)
+    enc = TOK(["12+3=", "7-100=", "x"], return_tensors="pt", padding=True, add_special_tokens=False)
+    theirs, theirs_logp = HFRollout._hf_generate(rollout, enc, 2, greedy=True)
+    T = ours.completion_ids.shape[1]
+    mask = ours.completion_mask.bool()
+    assert torch.equal(ours.completion_ids[mask], theirs[:, :T][mask])
+    assert torch.allclose(ours.rollout_logprobs[mask], theirs_logp[:, :T][mask], atol=1e-5)
+
+
+def test_sampled_logprobs_equal_the_trainers_and_finished_rows_stay_padded():
+    model = llama()
+    torch.manual_seed(3)
+    rollout = build_backend("hf", model, TOK, max_new_tokens=24, temperature=0.8, top_k=20, top_p=0.9)
+    out = rollout.generate(["12+3=", "7-100=", "x"], 8)
+    assert out.truncated.any() and (~out.truncated).any()  # some rows finished early, some did not
+    logp, _ = completion_logprobs(model, out.prompt_ids, out.prompt_mask, out.completion_ids, out.completion_mask, 0.8)
+    m = out.completion_mask.bool()
+    # the trainer applies temperature only; where top-k/p cut nothing that matters, values agree
+    assert torch.isfinite(out.rollout_logprobs[m]).all() and (out.rollout_logprobs[m] >= logp[m] - 1e-4).all()
+    assert (out.completion_ids[~m] == TOK.pad_token_id).all()
+
+
+def test_unsupported_models_take_transformers_path():
+    assert not fast_llama.supports(llama(attention_bias=True))
+    model = llama()
+    model.gradient_checkpointing_enable()
+    assert not fast_llama.supports(model)
