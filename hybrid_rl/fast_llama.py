@@ -47,6 +47,24 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
+def fused_weights(model: torch.nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer, q|k|v and gate|up weights stacked: one matmul each instead of three and two.
+    Built from the parameters on every call (gradients flow back through the stacking); a
+    sampling loop builds them once, since the weights do not change while it runs."""
+    return [
+        (torch.cat([l.self_attn.q_proj.weight, l.self_attn.k_proj.weight, l.self_attn.v_proj.weight]),
+         torch.cat([l.mlp.gate_proj.weight, l.mlp.up_proj.weight]))
+        for l in model.model.layers
+    ]
+
+
+def _rms_norm(norm: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """transformers' LlamaRMSNorm as one fused kernel (same maths for float32 models)."""
+    if x.dtype != torch.float32:
+        return norm(x)
+    return F.rms_norm(x, (x.shape[-1],), norm.weight, norm.variance_epsilon)
+
+
 def attention_mask_4d(attention_mask: torch.Tensor, q_len: int) -> torch.Tensor:
     """[N, K] padding mask -> [N, 1, Q, K] bool: query i (the i-th of the last Q positions)
     sees real keys up to its own position. Every query also sees itself: a padding query
@@ -65,6 +83,7 @@ def forward(
     position_ids: torch.Tensor,  # [N, Q]
     past: Optional[Past] = None,  # keys and values of the earlier K - Q positions
     last_only: bool = False,
+    fused: Optional[list] = None,  # fused_weights(model), when the caller reuses them across calls
 ) -> tuple[torch.Tensor, Past]:
     """(logits [N, Q, V], or [N, 1, V] with last_only; keys and values of all K positions)."""
     body = model.model
@@ -73,13 +92,16 @@ def forward(
     cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
     n, q_len = input_ids.shape
     mask = attention_mask_4d(attention_mask, q_len)
+    fused = fused or fused_weights(model)
     present: Past = []
     for i, layer in enumerate(body.layers):
-        attn = layer.self_attn
-        h = layer.input_layernorm(x)
-        q = attn.q_proj(h).view(n, q_len, -1, attn.head_dim).transpose(1, 2)
-        k = attn.k_proj(h).view(n, q_len, -1, attn.head_dim).transpose(1, 2)
-        v = attn.v_proj(h).view(n, q_len, -1, attn.head_dim).transpose(1, 2)
+        attn, mlp = layer.self_attn, layer.mlp
+        w_qkv, w_gate_up = fused[i]
+        h = _rms_norm(layer.input_layernorm, x)
+        qkv = F.linear(h, w_qkv)
+        q, k, v = qkv.view(n, q_len, -1, attn.head_dim).transpose(1, 2).split(
+            [attn.q_proj.out_features // attn.head_dim, attn.k_proj.out_features // attn.head_dim,
+             attn.v_proj.out_features // attn.head_dim], dim=1)
         q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
         if past is not None:
             k, v = torch.cat([past[i][0], k], dim=2), torch.cat([past[i][1], v], dim=2)
@@ -87,10 +109,9 @@ def forward(
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attn.scaling,
                                              enable_gqa=k.shape[1] != q.shape[1])
         x = x + attn.o_proj(out.transpose(1, 2).reshape(n, q_len, -1))
-        h = layer.post_attention_layernorm(x)
-        mlp = layer.mlp
-        x = x + mlp.down_proj(F.silu(mlp.gate_proj(h)) * mlp.up_proj(h))
-    x = body.norm(x[:, -1:] if last_only else x)
+        gate, up = F.linear(_rms_norm(layer.post_attention_layernorm, x), w_gate_up).chunk(2, dim=-1)
+        x = x + mlp.down_proj(F.silu(gate) * up)
+    x = _rms_norm(body.norm, x[:, -1:] if last_only else x)
     return model.lm_head(x), present
 
 

@@ -46,17 +46,17 @@ class HFRollout:
     def _generate(self, prompts: Sequence[str], n: int, greedy: bool) -> RolloutBatch:
         tok = self.tokenizer
         enc = tok(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
-        was_training = self.policy.training
-        self.policy.eval()
-        if fast_llama.supports(self.policy):  # each prompt run once for its n samples
+        if fast_llama.supports(self.policy):  # each prompt run once for its n samples (no dropout: any mode)
             completion_ids, logprobs = sample(
                 self.policy, enc["input_ids"], enc["attention_mask"], n, max_new_tokens=self.max_new_tokens,
                 eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, greedy=greedy,
                 temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
             )
         else:
+            was_training = self.policy.training
+            self.policy.eval()
             completion_ids, logprobs = self._hf_generate(enc, n, greedy)
-        self.policy.train(was_training)
+            self.policy.train(was_training)
         prompt_ids = enc["input_ids"].repeat_interleave(n, dim=0)
         prompt_mask = enc["attention_mask"].repeat_interleave(n, dim=0)
         mask, truncated = completion_mask_from(completion_ids, tok.eos_token_id)

@@ -35,7 +35,9 @@ def sample(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompts [B, P] (left-padded) -> (completion ids [B*n, T], log-probs [B*n, T]); each
     prompt's n samples are contiguous, pad after EOS, T <= max_new_tokens."""
-    last, past = fast_llama.forward(model, prompt_ids, prompt_mask, fast_llama.prompt_positions(prompt_mask), last_only=True)
+    fused = fast_llama.fused_weights(model)
+    last, past = fast_llama.forward(model, prompt_ids, prompt_mask, fast_llama.prompt_positions(prompt_mask),
+                                    last_only=True, fused=fused)
     expand = torch.arange(len(prompt_ids)).repeat_interleave(n)
     total = len(expand)
     logits, past, attention = last[expand, -1], fast_llama.select_past(past, expand), prompt_mask[expand]
@@ -61,6 +63,7 @@ def sample(
             rows, drawn, attention, positions = rows[idx], drawn[idx], attention[idx], positions[idx]
             past = fast_llama.select_past(past, idx)
         attention = torch.cat([attention, torch.ones(len(rows), 1, dtype=attention.dtype)], dim=1)
-        out, past = fast_llama.forward(model, drawn.unsqueeze(1), attention, positions.unsqueeze(1), past, last_only=True)
+        out, past = fast_llama.forward(model, drawn.unsqueeze(1), attention, positions.unsqueeze(1), past,
+                                       last_only=True, fused=fused)
         logits, positions = out[:, -1], positions + 1
     return tokens[:, :steps], logprobs[:, :steps]
