@@ -106,7 +106,7 @@ def setup(cfg: Config, run_dir: Path) -> Run:
     ckpt = resolve_resume(cfg.checkpoint.resume, run_dir)
     state = load_trainer_state(ckpt) if ckpt else {}
     policy, reference = build.load_models(cfg, location, str(ckpt / "policy") if ckpt else None)
-    optimizer = make_optimizer(policy, t.learning_rate, t.weight_decay, t.adam_betas)
+    optimizer = make_optimizer(policy, t.learning_rate, t.weight_decay, t.adam_betas, fused=True)
     run = Run(
         cfg, run_dir, policy, reference, tokenizer, build.build_rollout(cfg, policy, tokenizer), scorer, composer,
         optimizer, make_scheduler(optimizer, t.lr_schedule, t.warmup_steps, t.max_steps * t.mu),

@@ -95,3 +95,14 @@ def test_scores_are_batch_independent(trained_rm):
     together = rm.score(prompts, responses, batch_size=8)
     alone = [rm.score([p], [r])[0] for p, r in zip(prompts, responses)]
     assert torch.allclose(torch.tensor(together), torch.tensor(alone), atol=1e-5)
+
+
+def test_evaluate_judges_win_rate_with_the_reward_model(trained_rm, tmp_path):
+    base, folder, _ = trained_rm
+    run_entry("evaluate.py", tmp_path / "eval", "task=math_hybrid", f"reward_model.path={folder}",
+              "eval.samples_per_prompt=2", "eval.pass_k=[1]", cache=base / "cache")
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert results["judge_signal"] == "preference"
+    (model,) = results["models"]
+    assert model["win_rate"]["win_rate"] == 0.5  # the starting model against itself: all ties
+    assert "preference" in model["signal_means"] and model["signal_means"]["preference"] is not None
