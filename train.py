@@ -17,12 +17,12 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from hybrid_rl import build, grpo
-from hybrid_rl.composition import RewardComposer
-from hybrid_rl.hacking import HackingWatch, agreement
 from hybrid_rl.checkpoint import find_checkpoint, load_trainer_state, save_checkpoint, set_rng_state
+from hybrid_rl.composition import RewardComposer
 from hybrid_rl.config import Config, register_configs
 from hybrid_rl.data import PromptStream
 from hybrid_rl.evaluation import heldout_accuracy, sampled_pass_at_k
+from hybrid_rl.hacking import HackingWatch, agreement
 from hybrid_rl.metrics import MetricsWriter, plot_training
 from hybrid_rl.optim import make_optimizer, make_scheduler
 from hybrid_rl.sampling import ScoredRollout, sample_groups

@@ -69,6 +69,9 @@ class HackingWatch:
         """Record one evaluation; a warning message when the pattern shows, else None."""
         if not (math.isfinite(proxy_mean) and math.isfinite(accuracy)):
             return None
+        if self.history and self.history[-1][0] == step:  # the same step evaluated again (the final one)
+            self.history[-1] = [step, proxy_mean, accuracy]
+            return None
         self.history.append([step, proxy_mean, accuracy])
         if len(self.history) < self.window:
             return None

@@ -54,3 +54,11 @@ def test_watch_state_round_trip():
     again = HackingWatch(window=2)
     again.load_state_dict(watch.state_dict())
     assert again.observe(1, 0.3, 0.4) is not None
+
+
+def test_the_same_step_evaluated_twice_raises_no_second_alarm():
+    watch = HackingWatch(window=3, min_proxy_rise=0.05, min_accuracy_drop=0.02)
+    watch.observe(0, 0.1, 0.5)
+    watch.observe(25, 0.2, 0.45)
+    assert watch.observe(50, 0.4, 0.4) is not None
+    assert watch.observe(50, 0.4, 0.4) is None and len(watch.history) == 3
