@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import logging
 import shutil
-from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from hybrid_rl import build
@@ -25,10 +23,7 @@ register_configs()
 def main(dcfg: DictConfig) -> float:
     OmegaConf.set_struct(dcfg, False)
     dcfg.model.warmup_sft = True  # this command always trains: that is what it is for
-    cfg = build.to_config(dcfg)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(dcfg, resolve=True))
-    build.seed_everything(cfg.seed, cfg.num_threads)
+    cfg, run_dir = build.start_run(dcfg)
     train, held = build.task_samples(cfg)
     location, tokenizer, train, held = build.prepare_start(cfg, train, held)
     policy, _ = build.load_models(cfg, location)

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import hydra
 import torch
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm import tqdm
 
 from hybrid_rl import build, grpo
@@ -251,10 +250,7 @@ def every(n: int, step: int) -> bool:
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(dcfg: DictConfig) -> float:
-    cfg = build.to_config(dcfg)  # validates: a bad value stops here, naming the field
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(dcfg, resolve=True))
-    build.seed_everything(cfg.seed, cfg.num_threads)
+    cfg, run_dir = build.start_run(dcfg)
     run = setup(cfg, run_dir)
     t = cfg.trainer
     if run.start_accuracy is None and cfg.eval.at_start:

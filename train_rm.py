@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from hybrid_rl import build
 from hybrid_rl.config import register_configs
@@ -23,10 +21,7 @@ register_configs()
 
 @hydra.main(config_path="conf", config_name="train_rm", version_base="1.3")
 def main(dcfg: DictConfig) -> float:
-    cfg = build.to_config(dcfg)  # validates: a bad value stops here, naming the field
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(dcfg, resolve=True))
-    build.seed_everything(cfg.seed, cfg.num_threads)
+    cfg, run_dir = build.start_run(dcfg)
     location = tokenizer = None
     train: list = []
     if cfg.reward_model.data.source == "generator" or cfg.reward_model.backbone == "policy":

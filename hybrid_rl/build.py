@@ -39,6 +39,18 @@ def to_config(dcfg: DictConfig) -> Config:
     return OmegaConf.to_object(dcfg)
 
 
+def start_run(dcfg: DictConfig) -> tuple[Config, Path]:
+    """An entry script's first step: the validated config (a bad value stops here, naming the
+    field), the run folder with the resolved config written into it, and seeded RNGs."""
+    from hydra.core.hydra_config import HydraConfig
+
+    cfg = to_config(dcfg)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(dcfg, resolve=True))
+    seed_everything(cfg.seed, cfg.num_threads)
+    return cfg, run_dir
+
+
 def seed_everything(seed: int, num_threads: Optional[int]) -> None:
     random.seed(seed)
     np.random.seed(seed)

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-import torch
 
 from hybrid_rl.data import Sample
 from verifiers import Flagged, Verifier
@@ -42,10 +41,6 @@ class SignalScores:
     # signal -> failures written to the failures file (the verifier's or the machine's doing; the
     # rest, like model-written code that does not compile, is only counted)
     recorded: dict[str, int] = field(default_factory=dict)
-
-    def tensor(self, name: str) -> torch.Tensor:
-        """[N] float, NaN where the signal had no opinion."""
-        return torch.tensor([math.nan if v is None else float(v) for v in self.values[name]])
 
 
 def _call_batch(verifier: Verifier):

@@ -2,7 +2,6 @@
 import math
 
 import pytest
-import torch
 
 from hybrid_rl.composition import RewardComposer, SignalRule
 

@@ -1,6 +1,7 @@
 """The plugin path: an installed package's verifiers found through the entry-point group, a
 `_target_` factory from the config, and the decorator registry."""
 import json
+import shutil
 import subprocess
 import sys
 
@@ -17,8 +18,9 @@ EXAMPLE = ROOT / "examples" / "hybrid-rl-plugin-example"
 @pytest.fixture(scope="module")
 def installed_plugin(tmp_path_factory):
     """The example package installed into a folder of its own, put on PYTHONPATH for runs."""
-    site = tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(EXAMPLE)],
+    site, source = tmp_path_factory.mktemp("site"), tmp_path_factory.mktemp("src") / "plugin"
+    shutil.copytree(EXAMPLE, source)  # pip builds in the source folder: keep the checkout clean
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(source)],
                    check=True, capture_output=True, timeout=300)
     return site
 

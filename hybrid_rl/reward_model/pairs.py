@@ -16,7 +16,7 @@ import os
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 
 class PreferenceDataError(ValueError):
@@ -153,6 +153,3 @@ def write_pairs(pairs: list[PreferencePair], path: Path) -> None:
             fh.write(json.dumps(asdict(p)) + "\n")
     os.replace(tmp, path)
 
-
-def pairs_from_jsonable(rows: list[Any]) -> list[PreferencePair]:
-    return [PreferencePair(**r) for r in rows]

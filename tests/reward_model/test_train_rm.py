@@ -1,13 +1,13 @@
 """The real train_rm.py, and train.py with the learned reward, on tiny settings."""
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from conftest import TINY_OVERRIDES
 from hybrid_rl.reward_model.fit import evaluate_pairs
 from hybrid_rl.reward_model.model import RewardModel
-from hybrid_rl.reward_model.pairs import PreferenceDataError, load_pairs
+from hybrid_rl.reward_model.pairs import load_pairs
 from test_train_smoke import read_jsonl, run_entry
 
 RM_TINY = ["task.data.num_train=300", "reward_model.max_steps=40", "reward_model.batch_size=8",
@@ -31,8 +31,8 @@ def test_train_rm_learns_the_rubric_and_saves_a_loadable_folder(trained_rm):
     assert {"accuracy", "mean_margin", "ece"} <= set(end) and end["mean_margin"] > start["mean_margin"]
     # the saved folder scores the validation pairs exactly as at the end of training
     rm = RewardModel.load(folder)
-    held, _ = load_pairs(type("D", (), dict(source="jsonl", path=str(folder / "validation_pairs.jsonl"), eval_path=None,
-                                            name=None, split="train", eval_split=None, on_bad_row="error"))(), [])
+    held, _ = load_pairs(SimpleNamespace(source="jsonl", path=str(folder / "validation_pairs.jsonl"), eval_path=None,
+                                         name=None, split="train", eval_split=None, on_bad_row="error"), [])
     assert evaluate_pairs(rm, held)["accuracy"] == pytest.approx(end["accuracy"])
     assert "train with it: python train.py" in proc.stderr + proc.stdout
 

@@ -1,1 +1,0 @@
-"""Example hybrid-rl verifier plugin (see README.md beside this package)."""
