@@ -77,6 +77,15 @@ def test_wrong_type_fails_at_composition():
         ("+task.rewards.style={weight: 0.5}", "task.rewards.style.verifier: no verifier produces this signal"),
         ("+task.rewards.correctness.wieght=2", "task.rewards.correctness.wieght: unknown key"),
         ("task.rewards.correctness.weight=heavy", "task.rewards.correctness.weight: must be a number"),
+        ("+task.rewards.correctness.normalize=zscore", "task.rewards.correctness.normalize: must be one of"),
+        ("+task.rewards.correctness.gate=correctness", "task.rewards.correctness.gate: must name another signal"),
+        ("+task.rewards.x={verifier: {foo: 1}}", "task.rewards.x.verifier: a mapping needs `_target_`"),
+        ("task.response_style=prose", "task.response_style: must be one of"),
+        ("reward_model.data.label_noise=0.5", "reward_model.data.label_noise"),
+        ("reward_model.data.source=csv", "reward_model.data.source: must be one of"),
+        ("reward_model.data.source=jsonl", "reward_model.data.path: source=jsonl needs"),
+        ("reward.hacking_watch.window=1", "reward.hacking_watch.window"),
+        ("reward_model.eval_fraction=0", "reward_model.eval_fraction"),
     ],
 )
 def test_bad_values_fail_naming_the_field(override, message):
