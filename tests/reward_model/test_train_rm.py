@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from hybrid_rl.reward_model.fit import evaluate_pairs
 from hybrid_rl.reward_model.model import RewardModel
@@ -106,3 +107,14 @@ def test_evaluate_judges_win_rate_with_the_reward_model(trained_rm, tmp_path):
     (model,) = results["models"]
     assert model["win_rate"]["win_rate"] == 0.5  # the starting model against itself: all ties
     assert "preference" in model["signal_means"] and model["signal_means"]["preference"] is not None
+
+
+def test_multirun_sweeps_the_preference_weight(trained_rm, tmp_path):
+    base, folder, _ = trained_rm
+    sweep = tmp_path / "sweep"
+    run_entry("train.py", tmp_path / "unused", "hydra.mode=MULTIRUN", "task=math_hybrid", f"reward_model.path={folder}",
+              "trainer.max_steps=1", "task.rewards.preference.weight=0.1,0.5", f"hydra.sweep.dir={sweep}",
+              cache=base / "cache")
+    weights = sorted(OmegaConf.load(sweep / str(i) / "config.yaml").task.rewards.preference.weight for i in (0, 1))
+    assert weights == [0.1, 0.5]  # one run per weight, each with its own folder
+    assert all((sweep / str(i) / "metrics.jsonl").is_file() for i in (0, 1))
