@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from hybrid_rl.data import Sample
-from hybrid_rl.evaluation import greedy_scores, sampled_pass_at_k
+from hybrid_rl.evaluation import greedy_scores, mean_applicable, sampled_pass_at_k
 from hybrid_rl.rewards import RewardScorer
 from hybrid_rl.rollout import RolloutBackend
 
@@ -29,11 +29,6 @@ class ModelReport:
     mean_length: float  # completion tokens, greedy
     lengths: list[int] = field(default_factory=list)  # per problem, for the plot
     win_rate: Optional[dict] = None  # against the reference policy (see `win_rate`)
-
-
-def _mean(values: Sequence[Optional[float]]) -> float:
-    scored = [float(v) for v in values if v is not None]
-    return sum(scored) / len(scored) if scored else math.nan
 
 
 def win_rate(candidate: Sequence[Optional[float]], reference: Sequence[Optional[float]]) -> dict:
@@ -61,7 +56,7 @@ def evaluate_model(
     if samples_per_prompt:
         passes = sampled_pass_at_k(rollout, samples, scorer, accuracy_signal, samples_per_prompt, pass_k, batch_size)
     report = ModelReport(
-        name, location, _mean(values[accuracy_signal]), {k: _mean(v) for k, v in values.items()}, passes,
+        name, location, mean_applicable(values[accuracy_signal]), {k: mean_applicable(v) for k, v in values.items()}, passes,
         sum(lengths) / max(len(lengths), 1), lengths,
     )
     return report, values
