@@ -15,15 +15,16 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from hybrid_rl import build, grpo
+from hybrid_rl import build, distributed, grpo
 from hybrid_rl.checkpoint import find_checkpoint, load_trainer_state, save_checkpoint, set_rng_state
 from hybrid_rl.composition import RewardComposer
 from hybrid_rl.config import Config, register_configs
 from hybrid_rl.data import PromptStream
+from hybrid_rl.engine import make_engine
 from hybrid_rl.evaluation import heldout_accuracy, sampled_pass_at_k
 from hybrid_rl.hacking import HackingWatch, agreement
 from hybrid_rl.metrics import MetricsWriter, plot_training
-from hybrid_rl.optim import make_optimizer, make_scheduler
+from hybrid_rl.optim import make_scheduler
 from hybrid_rl.sampling import ScoredRollout, sample_groups
 from hybrid_rl.trainer import NonFiniteLoss, UpdateSettings, grpo_update
 
@@ -79,7 +80,7 @@ class Run:
     rollout: object
     scorer: object
     composer: RewardComposer
-    optimizer: torch.optim.Optimizer
+    engine: object  # hybrid_rl/engine.py: TorchEngine (one process) or ZeroEngine (DeepSpeed)
     scheduler: object
     stream: PromptStream
     held: list
@@ -100,28 +101,35 @@ def setup(cfg: Config, run_dir: Path) -> Run:
     # worker processes fork from a small process, before any model is loaded.
     scorer, composer = build.build_scorer(cfg, run_dir)
     train, held = build.task_samples(cfg)
-    location, tokenizer, train, held = build.prepare_start(cfg, train, held)
-    build.prepare_reward_model(cfg, location, tokenizer, train)
+    with distributed.main_process_first():  # rank 0 fills the caches, the others reuse them
+        location, tokenizer, train, held = build.prepare_start(cfg, train, held)
+        build.prepare_reward_model(cfg, location, tokenizer, train)
     ckpt = resolve_resume(cfg.checkpoint.resume, run_dir)
     state = load_trainer_state(ckpt) if ckpt else {}
     policy, reference = build.load_models(cfg, location, str(ckpt / "policy") if ckpt else None)
-    optimizer = make_optimizer(policy, t.learning_rate, t.weight_decay, t.adam_betas, fused=True)
+    optimizer = build.make_policy_optimizer(cfg, policy)
+    scheduler = make_scheduler(optimizer, t.lr_schedule, t.warmup_steps, t.max_steps * t.mu)
+    engine = make_engine(policy, optimizer, scheduler, deepspeed=build.deepspeed_settings(cfg),
+                         micro_batch_size=t.micro_batch_size, max_grad_norm=t.max_grad_norm)
     run = Run(
-        cfg, run_dir, policy, reference, tokenizer, build.build_rollout(cfg, policy, tokenizer), scorer, composer,
-        optimizer, make_scheduler(optimizer, t.lr_schedule, t.warmup_steps, t.max_steps * t.mu),
-        PromptStream(train, cfg.seed), held,
-        MetricsWriter(run_dir, cfg.logging.tensorboard, resume_step=state.get("step") if ckpt else None),
+        cfg, run_dir, engine.module, build.shard_reference(cfg, reference), tokenizer,
+        build.build_rollout(cfg, engine.module, tokenizer, gather=engine.gathered), scorer, composer,
+        engine, scheduler,
+        PromptStream(train, cfg.seed, distributed.rank(), distributed.world_size()), held,
+        MetricsWriter(run_dir, cfg.logging.tensorboard, resume_step=state.get("step") if ckpt else None,
+                      enabled=distributed.is_main()),
         UpdateSettings(t.loss_type, t.epsilon, t.epsilon_high, t.beta, t.mu, t.micro_batch_size,
-                       cfg.rollout.max_new_tokens, cfg.rollout.temperature, t.max_grad_norm,
-                       t.mask_truncated_completions),
+                       cfg.rollout.max_new_tokens, cfg.rollout.temperature, t.mask_truncated_completions,
+                       t.tis_cap),
     )
     w = cfg.reward.hacking_watch
     if w.proxy_signal in cfg.task.rewards and w.proxy_signal != cfg.task.accuracy_signal:
         run.watch = HackingWatch(w.window, w.min_proxy_rise, w.min_accuracy_drop)
     # Re-seed here: whether the SFT warm-up ran or came from the cache must not change the run.
-    build.seed_everything(cfg.seed, cfg.num_threads)
+    # Each process samples with its own seed (in one process: cfg.seed itself).
+    build.seed_everything(cfg.seed + distributed.rank(), cfg.num_threads)
     if ckpt:
-        run.optimizer.load_state_dict(state["optimizer"])
+        run.engine.load_optimizer_state(state["optimizer"])
         run.scheduler.load_state_dict(state["scheduler"])
         run.stream.load_state_dict(state["data"])
         set_rng_state(state["rng"])
@@ -130,7 +138,7 @@ def setup(cfg: Config, run_dir: Path) -> Run:
         if run.watch is not None:
             run.watch.load_state_dict(state.get("hacking_watch", {}))
         log.info("resumed from %s at step %d", ckpt, run.step)
-    n_params = sum(p.numel() for p in policy.parameters())
+    n_params = sum(getattr(p, "ds_numel", p.numel()) for p in run.policy.parameters())  # ZeRO-3 shards hold ds_numel
     log.info("policy %s (%.2fM parameters) from %s; run folder %s", cfg.model.name, n_params / 1e6, location, run_dir)
     return run
 
@@ -166,11 +174,17 @@ def watch_for_hacking(run: Run, proxy_mean: float, accuracy: float) -> None:
 
 def save(run: Run) -> None:
     extra = {"data": run.stream.state_dict(), "elapsed_s": run.elapsed, "start_accuracy": run.start_accuracy,
-             "composer": run.composer.state_dict(), "hacking_watch": run.watch.state_dict() if run.watch else {}}
-    path = save_checkpoint(run.run_dir, run.step, policy=run.policy, tokenizer=run.tokenizer,
-                           optimizer=run.optimizer, scheduler=run.scheduler, state=extra,
-                           keep_last=run.cfg.checkpoint.keep_last)
-    log.info("saved checkpoint %s", path)
+             "composer": run.composer.state_dict(), "hacking_watch": run.watch.state_dict() if run.watch else {},
+             "world_size": distributed.world_size()}
+    # Full weights and optimizer state in one portable layout (collective under DeepSpeed):
+    # a checkpoint from N processes resumes in one, and back.
+    weights, optimizer_state = run.engine.full_state_dict(), run.engine.optimizer_state()
+    if distributed.is_main():
+        path = save_checkpoint(run.run_dir, run.step, policy=run.policy, tokenizer=run.tokenizer,
+                               optimizer=optimizer_state, scheduler=run.scheduler, state=extra,
+                               keep_last=run.cfg.checkpoint.keep_last, policy_state=weights)
+        log.info("saved checkpoint %s", path)
+    distributed.barrier()
 
 
 def train_step(run: Run) -> dict[str, float]:
@@ -194,7 +208,7 @@ def train_step(run: Run) -> dict[str, float]:
     if len(batch):
         adv = grpo.group_advantages(reward, t.num_generations, t.advantage_scale, t.std_estimator, t.advantage_eps)
         m.update(guarded_update(run, batch, adv))
-        run.rollout.sync_weights(run.policy)
+        sync_rollout_weights(run)
     else:  # dynamic sampling left no group with signal: nothing to learn from this step
         log.warning("step %d: every group had equal rewards; no update", run.step + 1)
     t2 = time.time()
@@ -204,6 +218,15 @@ def train_step(run: Run) -> dict[str, float]:
     if every(cfg.logging.samples_every_steps, run.step + 1):
         run.metrics.log_samples(run.step + 1, sample_rows(scored, adv, cfg.logging.num_samples))
     return m
+
+
+def sync_rollout_weights(run: Run) -> None:
+    """Push the new weights into a rollout engine that keeps its own copy (vLLM); it raises on
+    a failed or partial sync, so training never goes on sampling from stale weights."""
+    if not getattr(run.rollout, "copies_weights", False):
+        return
+    with run.engine.gathered() as module:
+        run.rollout.sync_weights(module)
 
 
 def sample_rows(scored: ScoredRollout, adv: torch.Tensor, n: int) -> list[dict]:
@@ -223,8 +246,11 @@ class NonFiniteTraining(RuntimeError):
 def guarded_update(run: Run, batch, adv) -> dict[str, float]:
     """The policy update, skipped (and counted) when its loss or gradient is not finite."""
     try:
-        stats = grpo_update(run.policy, run.reference, run.optimizer, run.scheduler, batch, adv, run.settings)
+        stats = grpo_update(run.engine, run.reference, batch, adv, run.settings)
     except NonFiniteLoss as exc:
+        if not run.engine.can_skip_nonfinite:
+            raise NonFiniteTraining(f"{exc}: DeepSpeed has already reduced this step's gradients, so it cannot "
+                                    f"be skipped; lower trainer.learning_rate or check the rewards") from exc
         run.nonfinite_in_a_row += 1
         log.warning("step %d: %s (%d in a row)", run.step + 1, exc, run.nonfinite_in_a_row)
         if run.nonfinite_in_a_row > run.cfg.trainer.max_nonfinite_steps:
@@ -240,8 +266,9 @@ def guarded_update(run: Run, batch, adv) -> dict[str, float]:
 
 def finished(run: Run) -> bool:
     t = run.cfg.trainer
-    return (run.step >= t.max_steps or (t.max_time_s is not None and run.elapsed >= t.max_time_s)
+    done = (run.step >= t.max_steps or (t.max_time_s is not None and run.elapsed >= t.max_time_s)
             or run.stop_reason is not None)
+    return distributed.broadcast_object(done)  # clocks differ between processes: rank 0 decides
 
 
 def every(n: int, step: int) -> bool:
@@ -250,6 +277,7 @@ def every(n: int, step: int) -> bool:
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(dcfg: DictConfig) -> float:
+    build.start_processes(dcfg)
     cfg, run_dir = build.start_run(dcfg)
     run = setup(cfg, run_dir)
     t = cfg.trainer
@@ -259,7 +287,7 @@ def main(dcfg: DictConfig) -> float:
     # disable=None: tqdm draws only on a terminal, so logs and CI output stay readable.
     bar = tqdm(total=t.max_steps, initial=run.step, desc="GRPO", disable=None if cfg.logging.progress_bar else True)
     while not finished(run):
-        m = train_step(run)
+        m = distributed.mean_over_ranks(train_step(run))
         run.step += 1
         bar.update(1)
         bar.set_postfix(reward=f"{m['reward/total/mean']:.3f}", acc=f"{m['accuracy']:.3f}")

@@ -14,7 +14,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoConfig
 
+from hybrid_rl import distributed
 from hybrid_rl.config import Config, ConfigError
+from hybrid_rl.engine import DeepSpeedSettings, reference_under_zero3
+from hybrid_rl.optim import make_optimizer
 from hybrid_rl.data import DataError, Sample, drop_overlong, load_task_samples
 from hybrid_rl.composition import RewardComposer, SignalRule
 from hybrid_rl.models import (
@@ -39,14 +42,36 @@ def to_config(dcfg: DictConfig) -> Config:
     return OmegaConf.to_object(dcfg)
 
 
+def start_processes(dcfg: DictConfig) -> None:
+    """train.py under torchrun or DeepSpeed: join the process group before anything else, and
+    let only rank 0 speak at INFO level (the others still warn)."""
+    if dcfg.deepspeed.stage is None and not distributed.launched_multi_process():
+        return
+    if dcfg.deepspeed.stage is None:
+        raise ConfigError("deepspeed.stage: several processes need DeepSpeed: add deepspeed=ddp, deepspeed=zero2 "
+                          "or deepspeed=zero3 (README 'Scaling up')")
+    distributed.init_process_group()
+    if not distributed.is_main():
+        log.setLevel(logging.WARNING)
+    world, t = distributed.world_size(), dcfg.trainer
+    if t.prompts_per_step % world:
+        raise ConfigError(f"trainer.prompts_per_step: {t.prompts_per_step} prompts do not split evenly over {world} processes")
+    if world > 1 and t.dynamic_sampling != "off":
+        # Ranks would keep different numbers of groups, and ZeRO's collectives need equal work.
+        raise ConfigError("trainer.dynamic_sampling: only 'off' is supported with several processes")
+
+
 def start_run(dcfg: DictConfig) -> tuple[Config, Path]:
     """An entry script's first step: the validated config (a bad value stops here, naming the
     field), the run folder with the resolved config written into it, and seeded RNGs."""
     from hydra.core.hydra_config import HydraConfig
 
     cfg = to_config(dcfg)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(dcfg, resolve=True))
+    # Under torchrun each process names its own folder from the clock: rank 0's is the run's.
+    run_dir = Path(distributed.broadcast_object(HydraConfig.get().runtime.output_dir))
+    if distributed.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(dcfg, resolve=True))
     seed_everything(cfg.seed, cfg.num_threads)
     return cfg, run_dir
 
@@ -117,15 +142,41 @@ def fit_context(cfg: Config, location: str, tokenizer, train: list[Sample], held
 
 
 def load_models(cfg: Config, location: str, policy_location: Optional[str] = None):
-    """(policy, reference or None). The reference is always the starting model; the policy
-    comes from `policy_location` when resuming."""
+    """(policy, reference or None) on this process's device. The reference is always the
+    starting model; the policy comes from `policy_location` when resuming."""
     gguf = cfg.model.gguf_file if cfg.model.source == "gguf" else None
     start = load_policy(location, dtype=cfg.model.dtype, gguf_file=gguf, trust_remote_code=cfg.model.trust_remote_code)
     reference = frozen_copy(start) if cfg.trainer.beta > 0 else None
     policy = start if policy_location is None else load_policy(policy_location, dtype=cfg.model.dtype)
     if cfg.model.gradient_checkpointing:
         policy.gradient_checkpointing_enable()
-    return policy, reference
+    device = distributed.device()
+    return policy.to(device), None if reference is None else reference.to(device)
+
+
+def deepspeed_settings(cfg: Config) -> Optional[DeepSpeedSettings]:
+    d = cfg.deepspeed
+    return None if d.stage is None else DeepSpeedSettings(d.stage, d.offload_optimizer, d.bf16)
+
+
+def make_policy_optimizer(cfg: Config, policy) -> torch.optim.Optimizer:
+    """torch AdamW, or DeepSpeed's CPU Adam when its states are offloaded (it steps them on the
+    CPU; its first use compiles a C++ extension, a few minutes)."""
+    t = cfg.trainer
+    if cfg.deepspeed.stage is not None and cfg.deepspeed.offload_optimizer:
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+        params = [p for p in policy.parameters() if p.requires_grad]
+        return DeepSpeedCPUAdam(params, lr=t.learning_rate, betas=tuple(t.adam_betas), weight_decay=t.weight_decay,
+                                adamw_mode=True)
+    return make_optimizer(policy, t.learning_rate, t.weight_decay, t.adam_betas, fused=True)
+
+
+def shard_reference(cfg: Config, reference):
+    """Under ZeRO-3 the frozen reference is sharded like the policy (each rank keeps 1/N)."""
+    if reference is None or cfg.deepspeed.stage != 3 or not cfg.deepspeed.reference_zero3:
+        return reference
+    return reference_under_zero3(reference)
 
 
 def _make_verifier(name: str, spec):
@@ -246,9 +297,17 @@ def train_reward_model(cfg: Config, location: Optional[str], tokenizer, train: l
     return meta
 
 
-def build_rollout(cfg: Config, policy, tokenizer):
+def build_rollout(cfg: Config, policy, tokenizer, gather=None):
+    """The rollout backend. `gather` (ZeRO-3) makes the full weights present while the hf
+    backend samples from the training module; vLLM keeps its own copy and ignores it."""
     r = cfg.rollout
-    return build_backend(
-        r.backend, policy, tokenizer, max_new_tokens=r.max_new_tokens, temperature=r.temperature,
-        top_p=r.top_p, top_k=r.top_k, max_batch_sequences=r.max_batch_sequences,
-    )
+    settings = dict(max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
+                    max_batch_sequences=r.max_batch_sequences)
+    if r.backend == "vllm":
+        settings.update(gpu_memory_utilization=r.gpu_memory_utilization, kv_cache_gib=r.kv_cache_gib,
+                        enforce_eager=r.enforce_eager, verify_sync=r.verify_sync,
+                        sync_tolerance=r.sync_tolerance, seed=cfg.seed + distributed.rank(),
+                        dtype=cfg.model.dtype)
+    elif gather is not None and cfg.deepspeed.stage == 3:
+        settings["gather"] = gather
+    return build_backend(r.backend, policy, tokenizer, **settings)

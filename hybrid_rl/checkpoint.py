@@ -62,16 +62,19 @@ def verify_manifest(folder: Path) -> None:
 
 
 def save_checkpoint(
-    run_dir: Path, step: int, *, policy, tokenizer, optimizer, scheduler, state: dict[str, Any], keep_last: int
+    run_dir: Path, step: int, *, policy, tokenizer, optimizer, scheduler, state: dict[str, Any], keep_last: int,
+    policy_state: Optional[dict[str, torch.Tensor]] = None,
 ) -> Path:
+    """`optimizer` is an optimizer or its state_dict; `policy_state` replaces the module's own
+    weights (a ZeRO-3 module holds only its shard: the engine gathers the full ones)."""
     root = Path(run_dir) / "checkpoints"
     final = root / f"step_{step:06d}"
     tmp = root / f".step_{step:06d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    policy.save_pretrained(tmp / "policy")
+    policy.save_pretrained(tmp / "policy", state_dict=policy_state)
     tokenizer.save_pretrained(tmp / "policy")
     torch.save(
-        {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        {"step": step, "optimizer": optimizer if isinstance(optimizer, dict) else optimizer.state_dict(), "scheduler": scheduler.state_dict(),
          "rng": rng_state(), **state},
         tmp / STATE_FILE,
     )

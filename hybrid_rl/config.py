@@ -195,8 +195,19 @@ class RolloutConfig:
     top_p: float = 1.0  # nucleus sampling (1 = off)
     top_k: int = 0  # top-k sampling (0 = off)
     max_batch_sequences: int = 512  # most sequences per generate() call
+    # backend=vllm only (README "Scaling up"):
+    gpu_memory_utilization: float = 0.3  # share of GPU memory vLLM may take (weights + KV cache), colocated with training
+    kv_cache_gib: float = 1.0  # CPU builds of vLLM: KV-cache size in GiB (VLLM_CPU_KVCACHE_SPACE)
+    enforce_eager: bool = True  # skip CUDA-graph / torch.compile capture (faster start, slower sampling)
+    verify_sync: bool = True  # after each weight sync, the engine's log-probs on a probe text must match the policy's
+    sync_tolerance: float = 1e-3  # verify_sync: largest allowed log-prob gap (fp32; bf16 engines need about 0.1)
 
     def problems(self) -> Iterator[str]:
+        yield from _choice("backend", self.backend, {"hf", "vllm"})
+        if not 0.0 < self.gpu_memory_utilization <= 1.0:
+            yield f"gpu_memory_utilization: must be in (0, 1], got {self.gpu_memory_utilization}"
+        yield from _positive("kv_cache_gib", self.kv_cache_gib)
+        yield from _positive("sync_tolerance", self.sync_tolerance)
         yield from _positive("max_new_tokens", self.max_new_tokens)
         yield from _positive("temperature", self.temperature)
         yield from _positive("top_k", self.top_k, allow_zero=True)
@@ -233,6 +244,7 @@ class TrainerConfig:
     dynamic_sampling: str = "off"  # off | drop (skip all-equal groups) | fill (resample to refill)
     max_fill_rounds: int = 4  # dynamic_sampling=fill: extra rollout rounds per step at most
     max_nonfinite_steps: int = 3  # stop after this many consecutive updates skipped for NaN/inf
+    tis_cap: Optional[float] = None  # truncated importance sampling: weigh token losses by min(pi_train/pi_rollout, cap)
 
     def problems(self) -> Iterator[str]:
         from hybrid_rl.grpo import ADVANTAGE_SCALES, LOSS_AGGREGATIONS, STD_ESTIMATORS
@@ -259,6 +271,7 @@ class TrainerConfig:
         yield from _choice("dynamic_sampling", self.dynamic_sampling, {"off", "drop", "fill"})
         yield from _positive("max_fill_rounds", self.max_fill_rounds, allow_zero=True)
         yield from _positive("max_nonfinite_steps", self.max_nonfinite_steps, allow_zero=True)
+        yield from _positive("tis_cap", self.tis_cap)
         if len(self.adam_betas) != 2 or not all(0.0 <= b < 1.0 for b in self.adam_betas):
             yield f"adam_betas: must be two numbers in [0, 1), got {list(self.adam_betas)}"
 
@@ -409,6 +422,22 @@ class LoggingConfig:
 
 
 @dataclass
+class DeepSpeedConfig:
+    """Sharded training (README "Scaling up"); stage None trains in one plain process."""
+
+    stage: Optional[int] = None  # None | 0 (data parallel) | 2 (shard optimizer + gradients) | 3 (+ parameters)
+    offload_optimizer: bool = False  # optimizer states in CPU memory, stepped by DeepSpeedCPUAdam
+    bf16: bool = False  # bf16 mixed precision (GPUs); the optimizer keeps fp32 master weights
+    reference_zero3: bool = True  # stage 3: shard the frozen reference model too (ZeRO-3 inference)
+
+    def problems(self) -> Iterator[str]:
+        if self.stage is not None:
+            yield from _choice("stage", self.stage, {0, 1, 2, 3})
+        if self.stage is None and (self.offload_optimizer or self.bf16):
+            yield "stage: offload_optimizer and bf16 are DeepSpeed options; pick deepspeed=zero2 or zero3"
+
+
+@dataclass
 class CheckpointConfig:
     """When to save and where to resume from."""
 
@@ -449,6 +478,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)  # sharded training
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)  # where model-written code runs
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)  # evaluate.py only
     seed: int = 0  # seeds python, numpy and torch

@@ -191,8 +191,11 @@ def load_task_samples(cfg, task: str) -> tuple[list[Sample], list[Sample], list[
 class PromptStream:
     """Endless training prompts: a fresh seeded permutation per epoch; position is resumable."""
 
-    def __init__(self, samples: list[Sample], seed: int):
+    def __init__(self, samples: list[Sample], seed: int, shard: int = 0, num_shards: int = 1):
         self.samples, self.seed = samples, seed
+        # Under several processes every rank walks the same order and keeps its own slice of
+        # each draw, so a checkpoint's position means the same thing at any process count.
+        self.shard, self.num_shards = shard, num_shards
         self.epoch, self.index = 0, 0
         self._order = self._permutation(0)
 
@@ -202,6 +205,11 @@ class PromptStream:
         return order
 
     def next(self, n: int) -> list[Sample]:
+        """This shard's n prompts of a draw of n x num_shards."""
+        drawn = self._draw(n * self.num_shards)
+        return drawn[self.shard * n : (self.shard + 1) * n]
+
+    def _draw(self, n: int) -> list[Sample]:
         out = []
         while len(out) < n:
             if self.index == len(self._order):

@@ -22,6 +22,9 @@ def completion_logprobs(
     shift positions and the log-probs match the sampler's (within float error). Logits are
     divided by the sampling temperature: the ratio compares the distributions sampled from.
     """
+    device = next(model.parameters()).device  # batches are kept on the CPU between stages
+    prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
+    completion_ids, completion_mask = completion_ids.to(device), completion_mask.to(device)
     if fast_llama.supports(model):  # each distinct prompt computed once for its group
         logits = fast_llama.completion_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask)
     else:

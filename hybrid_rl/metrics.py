@@ -27,20 +27,25 @@ def _truncate_after(path: Path, step: int) -> None:
 
 
 class MetricsWriter:
-    def __init__(self, run_dir: Path, tensorboard: bool = True, resume_step: Optional[int] = None):
-        self.run_dir = Path(run_dir)
+    def __init__(self, run_dir: Path, tensorboard: bool = True, resume_step: Optional[int] = None,
+                 enabled: bool = True):
+        self.run_dir, self.enabled = Path(run_dir), enabled  # disabled: processes other than rank 0
+        self._tb = None
+        if not enabled:
+            return
         self.metrics_path = self.run_dir / METRICS_FILE
         self.samples_path = self.run_dir / SAMPLES_FILE
         if resume_step is not None:
             _truncate_after(self.metrics_path, resume_step)
             _truncate_after(self.samples_path, resume_step)
-        self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             self._tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"), purge_step=resume_step)
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
+        if not self.enabled:
+            return
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
         with open(self.metrics_path, "a") as fh:
             fh.write(json.dumps({"step": step, "time": round(time.time(), 3), **clean}) + "\n")
@@ -50,6 +55,8 @@ class MetricsWriter:
                     self._tb.add_scalar(key, value, step)
 
     def log_samples(self, step: int, rows: list[dict[str, Any]]) -> None:
+        if not self.enabled:
+            return
         with open(self.samples_path, "a") as fh:
             for row in rows:
                 fh.write(json.dumps({"step": step, **row}) + "\n")

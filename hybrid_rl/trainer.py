@@ -1,6 +1,7 @@
 """One GRPO policy update over a scored rollout: mu optimizer passes, micro-batched.
 
-Plain arguments only (no config tree). The loss maths lives in hybrid_rl/grpo.py.
+Plain arguments only (no config tree). The loss maths lives in hybrid_rl/grpo.py; how
+gradients become a step (one process or DeepSpeed ZeRO) lives in hybrid_rl/engine.py.
 """
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from typing import Optional
 
 import torch
 
-from hybrid_rl import grpo
+from hybrid_rl import distributed, grpo
+from hybrid_rl.engine import NonFiniteLoss
 from hybrid_rl.logprobs import completion_logprobs
 from hybrid_rl.rollout import RolloutBatch
+
+__all__ = ["NonFiniteLoss", "UpdateSettings", "grpo_update"]
 
 
 @dataclass(frozen=True)
@@ -24,12 +28,10 @@ class UpdateSettings:
     micro_batch_size: int
     max_completion_length: int
     temperature: float
-    max_grad_norm: float
     mask_truncated_completions: bool
-
-
-class NonFiniteLoss(RuntimeError):
-    """The loss or gradient was NaN or infinite; the update was skipped."""
+    # Truncated importance sampling: weigh each token's loss by min(pi_trainer / pi_rollout, cap)
+    # when the sampler (vLLM) and the trainer compute slightly different probabilities.
+    tis_cap: Optional[float] = None
 
 
 def _micro_batches(n: int, size: int) -> list[slice]:
@@ -46,11 +48,28 @@ def _logprobs_no_grad(model, batch: RolloutBatch, temperature: float, size: int)
     return torch.cat(parts)
 
 
+def _loss_scale(batch: RolloutBatch, loss_mask: torch.Tensor, s: UpdateSettings, num_mbs: int) -> grpo.LossScale:
+    """Counts over the whole step. Under several processes each rank's gradient is averaged
+    with the others', so the token count is the all-rank count divided by the rank count:
+    token-level losses (dapo) then equal one big batch's exactly."""
+    tokens = int(loss_mask.sum().item())
+    world = distributed.world_size()
+    if world > 1:
+        tokens = distributed.sum_over_ranks(tokens) / world
+    return grpo.LossScale(len(batch), tokens, s.max_completion_length, num_mbs)
+
+
+def _sampler_agreement(logp: torch.Tensor, rollout_logp: torch.Tensor, mask: torch.Tensor, into: dict) -> None:
+    """Largest and mean |trainer - sampler| token log-prob gap (a vLLM engine with stale or
+    differently-rounded weights shows up here)."""
+    gap = (logp.detach() - rollout_logp).abs() * mask
+    into["logprob_gap_max"] = max(into.get("logprob_gap_max", 0.0), float(gap.max()) if gap.numel() else 0.0)
+    into["logprob_gap_sum"] = into.get("logprob_gap_sum", 0.0) + float(gap.sum())
+
+
 def grpo_update(
-    policy: torch.nn.Module,
+    engine,
     reference: Optional[torch.nn.Module],
-    optimizer: torch.optim.Optimizer,
-    scheduler,
     batch: RolloutBatch,
     advantages: torch.Tensor,  # [N]
     s: UpdateSettings,
@@ -60,54 +79,56 @@ def grpo_update(
     if s.mask_truncated_completions:
         loss_mask = loss_mask * (~batch.truncated).float().unsqueeze(1)
     mbs = _micro_batches(len(batch), s.micro_batch_size)
-    scale = grpo.LossScale(len(batch), int(loss_mask.sum().item()), s.max_completion_length, len(mbs))
+    scale = _loss_scale(batch, loss_mask, s, len(mbs))
     ref_logp = _logprobs_no_grad(reference, batch, s.temperature, s.micro_batch_size) if s.beta else None
     # With mu > 1 the ratio compares against the policy as it was at sampling time; with
     # mu == 1 that is the current policy, so its detached log-probs serve (ratio == 1).
-    old_logp = _logprobs_no_grad(policy, batch, s.temperature, s.micro_batch_size) if s.mu > 1 else None
+    old_logp = _logprobs_no_grad(engine.model, batch, s.temperature, s.micro_batch_size) if s.mu > 1 else None
 
     totals: dict[str, float] = {}
-    policy.train()
-    for _ in range(s.mu):
-        optimizer.zero_grad(set_to_none=True)
+    engine.model.train()
+    for epoch in range(s.mu):
+        engine.zero_grad()
         loss_sum = 0.0
-        for mb in mbs:
+        for i, mb in enumerate(mbs):
             logp, entropy = completion_logprobs(
-                policy, batch.prompt_ids[mb], batch.prompt_mask[mb], batch.completion_ids[mb],
+                engine.model, batch.prompt_ids[mb], batch.prompt_mask[mb], batch.completion_ids[mb],
                 batch.completion_mask[mb], s.temperature, with_entropy=True,
             )
+            rollout_logp = batch.rollout_logprobs[mb].to(logp.device)
+            mask = loss_mask[mb].to(logp.device)
+            if epoch == 0:  # the weights that sampled this rollout: compare with the sampler
+                _sampler_agreement(logp, rollout_logp, batch.completion_mask[mb].to(logp.device), totals)
+            behaviour = logp.detach() if old_logp is None else old_logp[mb]
+            weights = None if s.tis_cap is None else grpo.truncated_importance_weights(behaviour, rollout_logp, s.tis_cap)
             loss, stats = grpo.policy_loss(
-                logp, logp.detach() if old_logp is None else old_logp[mb],
-                None if ref_logp is None else ref_logp[mb], advantages[mb], loss_mask[mb],
+                logp, behaviour, None if ref_logp is None else ref_logp[mb], advantages[mb].to(logp.device), mask,
                 loss_type=s.loss_type, scale=scale, eps_low=s.epsilon, eps_high=s.epsilon_high, beta=s.beta,
+                token_weights=weights,
             )
-            if not torch.isfinite(loss):
-                optimizer.zero_grad(set_to_none=True)
+            if not distributed.all_ranks_true(bool(torch.isfinite(loss))):
+                engine.zero_grad()
                 raise NonFiniteLoss(f"non-finite loss {loss.item()} in a micro-batch; update skipped")
-            loss.backward()
+            engine.backward(loss, last=i == len(mbs) - 1)
             loss_sum += loss.item()
-            stats["entropy_sum"] = (entropy * batch.completion_mask[mb]).sum()
+            stats["entropy_sum"] = (entropy * batch.completion_mask[mb].to(entropy.device)).sum()
             for k, v in stats.items():
                 totals[k] = totals.get(k, 0.0) + float(v)
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            policy.parameters(), s.max_grad_norm if s.max_grad_norm > 0 else float("inf")
-        )
-        if not torch.isfinite(grad_norm):
-            optimizer.zero_grad(set_to_none=True)
-            raise NonFiniteLoss(f"non-finite gradient norm {grad_norm.item()}; update skipped")
-        optimizer.step()
-        scheduler.step()
+        grad_norm = engine.step()
         totals["loss"] = totals.get("loss", 0.0) + loss_sum
-        totals["grad_norm"] = totals.get("grad_norm", 0.0) + float(grad_norm)
+        totals["grad_norm"] = totals.get("grad_norm", 0.0) + grad_norm
 
     active = max(totals.pop("active_tokens"), 1.0)
+    sampled_tokens = batch.completion_mask.sum().item()
     out = {
         "loss": totals["loss"] / s.mu,
         "grad_norm": totals["grad_norm"] / s.mu,
         "clip_fraction/low": totals["clip_low_tokens"] / active,
         "clip_fraction/high": totals["clip_high_tokens"] / active,
         "clip_fraction/total": (totals["clip_low_tokens"] + totals["clip_high_tokens"]) / active,
-        "entropy": totals["entropy_sum"] / (batch.completion_mask.sum().item() * s.mu or 1),
+        "entropy": totals["entropy_sum"] / (sampled_tokens * s.mu or 1),
+        "rollout/logprob_gap_max": totals["logprob_gap_max"],
+        "rollout/logprob_gap_mean": totals["logprob_gap_sum"] / (sampled_tokens or 1),
     }
     if "kl_sum" in totals:
         out["kl"] = totals["kl_sum"] / active

