@@ -45,6 +45,7 @@ def to_config(dcfg: DictConfig) -> Config:
 def start_processes(dcfg: DictConfig) -> None:
     """train.py under torchrun or DeepSpeed: join the process group before anything else, and
     let only rank 0 speak at INFO level (the others still warn)."""
+    distributed.adopt_slurm_environment()
     if dcfg.deepspeed.stage is None and not distributed.launched_multi_process():
         return
     if dcfg.deepspeed.stage is None:

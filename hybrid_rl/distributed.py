@@ -33,6 +33,18 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def adopt_slurm_environment() -> None:
+    """Under SLURM (srun or the submitit launcher, one task per GPU) set the variables torchrun
+    would have set, from SLURM's own: the rank layout and the first node as rendezvous."""
+    if "WORLD_SIZE" in os.environ or int(os.environ.get("SLURM_NTASKS", 1)) <= 1:
+        return
+    try:
+        from submitit.helpers import TorchDistributedEnvironment
+    except ImportError as exc:
+        raise ImportError("several SLURM tasks need submitit to find their ranks: pip install -e .[slurm]") from exc
+    TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+
+
 def launched_multi_process() -> bool:
     return int(os.environ.get("WORLD_SIZE", 1)) > 1
 
