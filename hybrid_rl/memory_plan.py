@@ -11,8 +11,10 @@ Counts, per process (one per GPU), in bytes:
   Recomputation in Large Transformer Models"), scaled by the dtype; with checkpointing, only
   each layer's input (h values per token) plus one layer's full set. The logits add V values
   per token, counted twice (the log-softmax keeps a copy);
-- KV cache: vLLM's cache for the sequences sampled at once:
-  2 (keys, values) x layers x kv_heads x head_dim x (prompt + completion tokens) x sequences.
+- vLLM: its own whole copy of the weights in every process (never sharded), and its KV cache
+  for the sequences sampled at once: 2 (keys, values) x layers x kv_heads x head_dim x
+  (prompt + completion tokens) x sequences. Set rollout.gpu_memory_utilization to at least
+  (vllm_weights + kv_cache) / GPU memory: vLLM reserves that share up front.
 These are estimates for planning (allocator fragmentation, CUDA context (~0.5-1 GiB) and
 temporary buffers come on top); the README gives the figures for the presets.
 """
@@ -97,11 +99,12 @@ def plan(arch: Architecture, work: Workload, shard: Sharding) -> dict[str, float
     else:
         layers = tokens * arch.layers * per_token_layer
     activations = layers + 2 * tokens * arch.vocab * 4  # fp32 logits and their log-softmax
-    kv_cache = 0.0
+    kv_cache = vllm_weights = 0.0
     if work.vllm:
         kv_cache = 2 * arch.layers * arch.kv_heads * arch.head_dim * s * work.rollout_sequences * b
+        vllm_weights = n * b
     out = {"parameters": params, "gradients": grads, "optimizer": 0.0 if shard.offload_optimizer else optimizer,
-           "reference": reference, "activations": activations, "kv_cache": kv_cache}
+           "reference": reference, "activations": activations, "vllm_weights": vllm_weights, "kv_cache": kv_cache}
     out["total"] = sum(out.values())
     out["optimizer_cpu"] = optimizer if shard.offload_optimizer else 0.0
     return out
@@ -114,7 +117,7 @@ def standard_shardings(gpus: int) -> list[Sharding]:
 
 def format_plan(arch: Architecture, work: Workload, gpus: int) -> str:
     """A Markdown table: one row per sharding, GiB per GPU by category."""
-    cols = ["parameters", "gradients", "optimizer", "reference", "activations", "kv_cache", "total"]
+    cols = ["parameters", "gradients", "optimizer", "reference", "activations", "vllm_weights", "kv_cache", "total"]
     lines = [f"{arch.num_parameters() / 1e9:.2f}B parameters, {work.dtype}, micro-batch {work.micro_batch_size} x "
              f"{work.prompt_tokens}+{work.completion_tokens} tokens, {work.rollout_sequences} sequences sampled at once"
              f"{', gradient checkpointing' if work.gradient_checkpointing else ''}{', beta > 0' if work.beta else ''}",

@@ -29,6 +29,7 @@ def test_bytes_per_category_by_hand():
     one = plan(SMALL, work, Sharding("1 GPU"))
     assert one["parameters"] == one["gradients"] == one["reference"] == 680 * 2
     assert one["optimizer"] == 680 * 12  # two fp32 moments + an fp32 master copy of bf16 weights
+    assert one["vllm_weights"] == 680 * 2  # vLLM's own copy, never sharded
     assert one["kv_cache"] == 2 * 1 * 1 * 4 * 10 * 3 * 2  # k+v, layers, kv heads, head dim, tokens, sequences, bytes
     per_token_layer = 8 * (34 + 5 * 2 * 10 / 8)  # bytes at 16 bits
     assert one["activations"] == pytest.approx(2 * 10 * per_token_layer + 2 * 2 * 10 * 10 * 4)
@@ -57,7 +58,7 @@ def test_script_prints_a_plan_for_every_preset(preset):
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "GPU" in line]
     assert [r.split("|")[1].strip() for r in rows] == ["1 GPU", "8 GPUs ZeRO-2", "8 GPUs ZeRO-3", "8 GPUs ZeRO-3 + offload"]
-    totals = [float(r.split("|")[8]) for r in rows]
+    totals = [float(r.split("|")[9]) for r in rows]
     assert totals[0] > totals[1] > totals[2] > totals[3] > 0
 
 
