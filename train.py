@@ -285,7 +285,8 @@ def main(dcfg: DictConfig) -> float:
         run.start_accuracy = evaluate(run)
 
     # disable=None: tqdm draws only on a terminal, so logs and CI output stay readable.
-    bar = tqdm(total=t.max_steps, initial=run.step, desc="GRPO", disable=None if cfg.logging.progress_bar else True)
+    draw = cfg.logging.progress_bar and distributed.is_main()
+    bar = tqdm(total=t.max_steps, initial=run.step, desc="GRPO", disable=None if draw else True)
     while not finished(run):
         m = distributed.mean_over_ranks(train_step(run))
         run.step += 1

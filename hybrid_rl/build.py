@@ -240,7 +240,12 @@ def prepare_reward_model(cfg: Config, location: str, tokenizer, train: list[Samp
 def policy_samples(cfg: Config, location: str, tokenizer, prompts: list[str], n: int) -> list[list[str]]:
     """n sampled completions of the starting policy per prompt (rollout settings)."""
     policy = load_policy(location, dtype=cfg.model.dtype, gguf_file=cfg.model.gguf_file if cfg.model.source == "gguf" else None)
-    rollout = build_rollout(cfg, policy, tokenizer)
+    # transformers' sampling even under rollout=vllm: a second vLLM engine for this one-off
+    # would keep its share of GPU memory for the whole run.
+    r = cfg.rollout
+    rollout = build_backend("hf", policy.to(distributed.device()), tokenizer, max_new_tokens=r.max_new_tokens,
+                            temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
+                            max_batch_sequences=r.max_batch_sequences)
     per_call = max(1, cfg.rollout.max_batch_sequences // n)
     texts = []
     for i in range(0, len(prompts), per_call):

@@ -65,3 +65,17 @@ def test_several_processes_without_deepspeed_fail_with_the_fix(tmp_path):
                     env={"HYBRID_RL_CACHE": str(tmp_path / "cache")}, timeout=300)
     assert proc.returncode != 0
     assert "several processes need DeepSpeed: add deepspeed=ddp" in proc.stdout + proc.stderr
+
+
+def test_zero2_with_the_optimizer_offloaded_trains_and_resumes_plainly(tmp_path):
+    """deepspeed.offload_optimizer: DeepSpeedCPUAdam steps the states in CPU memory (its C++
+    extension is compiled on first use); the checkpoint is the same portable layout."""
+    cache, run_dir = tmp_path / "cache", tmp_path / "offload"
+    run_entry("train.py", run_dir, "deepspeed=zero2", "deepspeed.offload_optimizer=true", "trainer.max_steps=2",
+              cache=cache, env={"DS_ACCELERATOR": "cpu"})
+    rows = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "loss" in r]
+    assert [r["step"] for r in rows] == [1, 2]
+    ckpt = run_dir / "checkpoints" / "step_000002"
+    resumed = tmp_path / "resumed"
+    proc = run_entry("train.py", resumed, "trainer.max_steps=3", f"checkpoint.resume={ckpt}", cache=cache)
+    assert "resumed from" in proc.stderr + proc.stdout
