@@ -305,12 +305,13 @@ def main(dcfg: DictConfig) -> float:
     final = evaluate(run)
     run.metrics.close()
     run.scorer.close()
-    plot = plot_training(run_dir)
+    plot = plot_training(run_dir) if distributed.is_main() else None
     start = run.start_accuracy if run.start_accuracy is not None else math.nan
     if run.stop_reason:
         log.error("stopped early: %s", run.stop_reason)
     log.info("held-out accuracy: start %.3f -> final %.3f after %d steps (%.0fs of training); plot %s",
              start, final, run.step, run.elapsed, plot)
+    distributed.shutdown()
     return final
 
 

@@ -74,6 +74,12 @@ def init_process_group() -> None:
     deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
 
 
+def shutdown() -> None:
+    """Leave the process group at the end of a run (torch warns about one left open)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def device() -> torch.device:
     """Where models live: this process's GPU when there is one, else the CPU."""
     return torch.device("cuda", local_rank()) if torch.cuda.is_available() else torch.device("cpu")

@@ -69,10 +69,10 @@ def attention_mask_4d(attention_mask: torch.Tensor, q_len: int) -> torch.Tensor:
     """[N, K] padding mask -> [N, 1, Q, K] bool: query i (the i-th of the last Q positions)
     sees real keys up to its own position. Every query also sees itself: a padding query
     would otherwise see nothing, and its NaN would leak into real rows through 0 * NaN."""
-    keys_len = attention_mask.shape[1]
-    causal = torch.ones(q_len, keys_len, dtype=torch.bool).tril(keys_len - q_len)
-    itself = torch.zeros(q_len, keys_len, dtype=torch.bool)
-    itself[torch.arange(q_len), torch.arange(keys_len - q_len, keys_len)] = True
+    keys_len, dev = attention_mask.shape[1], attention_mask.device
+    causal = torch.ones(q_len, keys_len, dtype=torch.bool, device=dev).tril(keys_len - q_len)
+    itself = torch.zeros(q_len, keys_len, dtype=torch.bool, device=dev)
+    itself[torch.arange(q_len, device=dev), torch.arange(keys_len - q_len, keys_len, device=dev)] = True
     return (causal & attention_mask.bool()[:, None, None, :]) | itself
 
 
@@ -125,8 +125,8 @@ def group_prompts(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[
     prompt need not be adjacent; padding is part of the identity (same ids, same mask)."""
     key = torch.cat([prompt_ids, prompt_mask], dim=1)
     unique, inverse = torch.unique(key, dim=0, return_inverse=True)
-    first = torch.full((len(unique),), len(key), dtype=torch.long).scatter_reduce(
-        0, inverse, torch.arange(len(key)), reduce="amin")
+    first = torch.full((len(unique),), len(key), dtype=torch.long, device=key.device).scatter_reduce(
+        0, inverse, torch.arange(len(key), device=key.device), reduce="amin")
     return first, inverse
 
 
@@ -144,7 +144,7 @@ def completion_logits(
     p_ids, p_mask = prompt_ids[first], prompt_mask[first]
     last, past = forward(model, p_ids, p_mask, prompt_positions(p_mask), last_only=True)  # [B, 1, V]
     lengths = prompt_mask.sum(dim=1, keepdim=True)  # [N, 1]
-    positions = lengths + torch.arange(completion_ids.shape[1]).unsqueeze(0)  # [N, T]
+    positions = lengths + torch.arange(completion_ids.shape[1], device=lengths.device).unsqueeze(0)  # [N, T]
     full_mask = torch.cat([prompt_mask, completion_mask], dim=1)
     if completion_ids.shape[1] == 1:
         return last[inverse]

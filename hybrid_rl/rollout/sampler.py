@@ -38,14 +38,15 @@ def sample(
     fused = fast_llama.fused_weights(model)
     last, past = fast_llama.forward(model, prompt_ids, prompt_mask, fast_llama.prompt_positions(prompt_mask),
                                     last_only=True, fused=fused)
-    expand = torch.arange(len(prompt_ids)).repeat_interleave(n)
+    dev = prompt_ids.device  # the model's: every tensor of the loop lives there
+    expand = torch.arange(len(prompt_ids), device=dev).repeat_interleave(n)
     total = len(expand)
     logits, past, attention = last[expand, -1], fast_llama.select_past(past, expand), prompt_mask[expand]
     positions = prompt_mask.sum(dim=1)[expand]  # the next token's position id
-    rows = torch.arange(total)  # the batch rows still being computed, as indices into the output
-    tokens = torch.full((total, max_new_tokens), pad_token_id, dtype=torch.long)
-    logprobs = torch.zeros(total, max_new_tokens)
-    done = torch.zeros(total, dtype=torch.bool)
+    rows = torch.arange(total, device=dev)  # the batch rows still being computed, as indices into the output
+    tokens = torch.full((total, max_new_tokens), pad_token_id, dtype=torch.long, device=dev)
+    logprobs = torch.zeros(total, max_new_tokens, device=dev)
+    done = torch.zeros(total, dtype=torch.bool, device=dev)
     steps = 0
     for t in range(max_new_tokens):
         scores = logits.float() if greedy else process_logits(logits.float(), temperature, top_k, top_p)
@@ -62,7 +63,7 @@ def sample(
             idx = keep.nonzero().squeeze(1)
             rows, drawn, attention, positions = rows[idx], drawn[idx], attention[idx], positions[idx]
             past = fast_llama.select_past(past, idx)
-        attention = torch.cat([attention, torch.ones(len(rows), 1, dtype=attention.dtype)], dim=1)
+        attention = torch.cat([attention, torch.ones(len(rows), 1, dtype=attention.dtype, device=dev)], dim=1)
         out, past = fast_llama.forward(model, drawn.unsqueeze(1), attention, positions.unsqueeze(1), past,
                                        last_only=True, fused=fused)
         logits, positions = out[:, -1], positions + 1
