@@ -30,7 +30,10 @@ def test_every_option_composes_and_validates(group, option):
     if group == "model" and option == "hf":
         overrides.append("model.path=/models/x")
     cfg = to_config(_compose(overrides))
-    assert getattr(cfg, group) is not None
+    if group == "preset":  # a preset sets model, rollout, deepspeed and trainer values together
+        assert cfg.model.name == option and cfg.rollout.backend == "vllm" and cfg.deepspeed.bf16
+    else:
+        assert getattr(cfg, group) is not None
 
 
 def test_defaults_are_the_documented_ones():
