@@ -58,6 +58,7 @@ class VLLMRollout:
                 "`bash scripts/setup.sh --vllm` (its own environment, .venv-vllm; README 'Scaling up')") from exc
         self.tokenizer, self.verify_sync, self.sync_tolerance = tokenizer, verify_sync, sync_tolerance
         self.max_new_tokens, self.temperature, self.top_p, self.top_k = max_new_tokens, temperature, top_p, top_k
+        del max_batch_sequences  # the hf backend's chunking; vLLM's scheduler batches by itself
         self.broken: str | None = None
         self._folder = tempfile.TemporaryDirectory(prefix="hybrid_rl_vllm_")
         policy.save_pretrained(self._folder.name)  # the engine starts from the policy as it is now
