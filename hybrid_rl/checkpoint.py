@@ -73,9 +73,9 @@ def save_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     policy.save_pretrained(tmp / "policy", state_dict=policy_state)
     tokenizer.save_pretrained(tmp / "policy")
+    optimizer_state = optimizer if isinstance(optimizer, dict) else optimizer.state_dict()
     torch.save(
-        {"step": step, "optimizer": optimizer if isinstance(optimizer, dict) else optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-         "rng": rng_state(), **state},
+        {"step": step, "optimizer": optimizer_state, "scheduler": scheduler.state_dict(), "rng": rng_state(), **state},
         tmp / STATE_FILE,
     )
     _write_manifest(tmp)

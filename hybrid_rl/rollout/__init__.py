@@ -1,8 +1,9 @@
 """Rollout backends: sample n completions per prompt with their token log-probs.
 
-A backend generates and never scores. The trainer calls `sync_weights(policy)` after every
-optimizer step; a backend that shares the policy's module (hf) has nothing to copy, one that
-runs its own engine (vLLM) must push the weights or fail loudly.
+A backend generates and never scores. A backend that samples from the policy's own module (hf)
+says `copies_weights = False` and has nothing to copy; one that runs its own engine (vLLM) says
+True, and the trainer calls `sync_weights(policy)` after every optimizer step, with the full
+weights gathered under ZeRO-3; it must push them or fail loudly.
 """
 from __future__ import annotations
 
@@ -63,6 +64,8 @@ def concat_batches(batches: Sequence[RolloutBatch], pad_token_id: int) -> Rollou
 
 
 class RolloutBackend(Protocol):
+    copies_weights: bool  # keeps its own copy of the weights: sync_weights after every step
+
     def generate(self, prompts: Sequence[str], n: int, *, greedy: bool = False) -> RolloutBatch: ...
 
     def sync_weights(self, policy: torch.nn.Module) -> None: ...

