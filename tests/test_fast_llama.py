@@ -52,17 +52,26 @@ def test_forward_logits_match_transformers(kv_heads, tie):
     ids, att = torch.cat([pid, cid], 1), torch.cat([pm, cm], 1)
     pos = (att.cumsum(1) - 1).clamp(min=0)
     with torch.no_grad():
-        ours, _ = fast_llama.forward(model, ids, att, pos)
+        ours, _ = fast_llama.forward(model, ids, pos, fast_llama.attention_mask_4d(att, ids.shape[1]))
         theirs = model(input_ids=ids, attention_mask=att, position_ids=pos).logits
     assert torch.allclose(ours[att.bool()], theirs[att.bool()], atol=1e-5)
     assert torch.isfinite(ours).all()  # padding rows too: no NaN to leak anywhere
 
 
-def test_shared_prompt_logits_and_gradients_match_the_full_forward():
-    model = llama(2, False)
+def uneven_batch():
+    """Rows of one prompt scattered and in unequal numbers (a micro-batch that cut groups)."""
     pid, pm, cid, cm = batch()
+    order = torch.tensor([4, 0, 8, 1, 5, 2])  # prompt 1, 0, 2, 0, 1, 0: three, two and one rows
+    return pid[order], pm[order], cid[order], cm[order]
+
+
+@pytest.mark.parametrize("layout", ["packed", "shared"])
+@pytest.mark.parametrize("make_batch", [batch, uneven_batch])
+def test_shared_prompt_logits_and_gradients_match_the_full_forward(layout, make_batch):
+    model = llama(2, False)
+    pid, pm, cid, cm = make_batch()
     model.zero_grad()
-    ours = fast_llama.completion_logits(model, pid, pm, cid, cm)
+    ours = fast_llama.completion_logits(model, pid, pm, cid, cm, layout=layout)
     (ours.log_softmax(-1)[..., 5] * cm).sum().backward()
     grads = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
@@ -82,12 +91,34 @@ def test_completion_logprobs_take_the_shared_path_with_the_same_result():
     assert torch.allclose(logp[cm.bool()], ref[cm.bool()], atol=1e-5)
 
 
+def test_packing_is_chosen_for_short_completions_only():
+    model = llama()  # hidden 64: the built-in model's scale
+    # 8 prompts of 12 tokens x 4 completions of 4 tokens: the extra attention is ~1% of the pass
+    assert fast_llama.packing_pays(model, num_prompts=8, width=4, prompt_len=12, steps=3, num_rows=32)
+    # 512-token completions: every token would attend over 4 x 512 keys instead of 524
+    assert not fast_llama.packing_pays(model, num_prompts=8, width=4, prompt_len=12, steps=511, num_rows=32)
+    # Half-empty slots (groups cut by a micro-batch) cost their projections too
+    assert not fast_llama.packing_pays(model, num_prompts=8, width=16, prompt_len=12, steps=3, num_rows=16)
+
+
+def test_partitioned_parameters_take_transformers_path():
+    """A ZeRO-3 parameter outside its module's forward is an empty shard (ds_id marks it)."""
+    model = llama()
+    assert fast_llama.supports(model)
+    weight = model.model.layers[0].mlp.up_proj.weight
+    weight.data = torch.empty(0)
+    weight.ds_id = 7
+    assert not fast_llama.supports(model)
+
+
 def test_group_prompts_finds_repeats_anywhere():
     ids = torch.tensor([[0, 5], [6, 7], [0, 5], [6, 7], [0, 6]])
     mask = torch.tensor([[0, 1], [1, 1], [0, 1], [1, 1], [0, 1]])
     first, inverse = fast_llama.group_prompts(ids, mask)
     assert sorted(first.tolist()) == [0, 1, 4]
     assert [first[i].item() for i in inverse] == [0, 1, 0, 1, 4]
+    groups = fast_llama.Groups(ids, mask)
+    assert groups.slot.tolist() == [0, 0, 1, 1, 0] and groups.width == 2
 
 
 @pytest.mark.parametrize("temperature, top_k, top_p", [(1.0, 0, 1.0), (0.7, 0, 1.0), (1.0, 5, 1.0),

@@ -35,9 +35,10 @@ def sample(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompts [B, P] (left-padded) -> (completion ids [B*n, T], log-probs [B*n, T]); each
     prompt's n samples are contiguous, pad after EOS, T <= max_new_tokens."""
-    fused = fast_llama.fused_weights(model)
-    last, past = fast_llama.forward(model, prompt_ids, prompt_mask, fast_llama.prompt_positions(prompt_mask),
-                                    last_only=True, fused=fused)
+    weights = fast_llama.LeanWeights(model, prompt_ids.shape[1] + max_new_tokens)  # built once for the loop
+    last, past = fast_llama.forward(model, prompt_ids, fast_llama.prompt_positions(prompt_mask),
+                                    fast_llama.attention_mask_4d(prompt_mask, prompt_ids.shape[1]), first_logit=-1,
+                                    weights=weights)
     dev = prompt_ids.device  # the model's: every tensor of the loop lives there
     expand = torch.arange(len(prompt_ids), device=dev).repeat_interleave(n)
     total = len(expand)
@@ -46,25 +47,24 @@ def sample(
     rows = torch.arange(total, device=dev)  # the batch rows still being computed, as indices into the output
     tokens = torch.full((total, max_new_tokens), pad_token_id, dtype=torch.long, device=dev)
     logprobs = torch.zeros(total, max_new_tokens, device=dev)
-    done = torch.zeros(total, dtype=torch.bool, device=dev)
+    finished = torch.zeros(total, dtype=torch.bool, device=dev)  # per batch row: EOS drawn at an earlier step
     steps = 0
     for t in range(max_new_tokens):
         scores = logits.float() if greedy else process_logits(logits.float(), temperature, top_k, top_p)
         drawn = scores.argmax(dim=-1) if greedy else torch.multinomial(scores.softmax(dim=-1), 1).squeeze(1)
         logp = scores.log_softmax(dim=-1).gather(1, drawn.unsqueeze(1)).squeeze(1)
-        live = ~done[rows]
-        tokens[rows[live], t], logprobs[rows[live], t] = drawn[live], logp[live]
-        done[rows[live]] = drawn[live] == eos_token_id
+        tokens[rows, t] = drawn.masked_fill(finished, pad_token_id)  # finished rows stay padded
+        logprobs[rows, t] = logp.masked_fill(finished, 0.0)
+        finished = finished | (drawn == eos_token_id)
         steps = t + 1
-        if bool(done.all()) or steps == max_new_tokens:
+        if bool(finished.all()) or steps == max_new_tokens:  # rows dropped earlier had all finished
             break
-        keep = ~done[rows]
-        if int(keep.sum()) <= 0.75 * len(rows):  # drop finished rows once enough have finished
-            idx = keep.nonzero().squeeze(1)
-            rows, drawn, attention, positions = rows[idx], drawn[idx], attention[idx], positions[idx]
+        if int(finished.sum()) >= 0.25 * len(rows):  # drop finished rows once enough have finished
+            idx = (~finished).nonzero().squeeze(1)
+            rows, drawn, attention, positions, finished = rows[idx], drawn[idx], attention[idx], positions[idx], finished[idx]
             past = fast_llama.select_past(past, idx)
         attention = torch.cat([attention, torch.ones(len(rows), 1, dtype=attention.dtype, device=dev)], dim=1)
-        out, past = fast_llama.forward(model, drawn.unsqueeze(1), attention, positions.unsqueeze(1), past,
-                                       last_only=True, fused=fused)
+        out, past = fast_llama.forward(model, drawn.unsqueeze(1), positions.unsqueeze(1),
+                                       fast_llama.attention_mask_4d(attention, 1), past, weights=weights)
         logits, positions = out[:, -1], positions + 1
     return tokens[:, :steps], logprobs[:, :steps]
