@@ -26,7 +26,7 @@ from hybrid_rl.hacking import HackingWatch, agreement
 from hybrid_rl.metrics import MetricsWriter, plot_training
 from hybrid_rl.optim import make_scheduler
 from hybrid_rl.sampling import ScoredRollout, sample_groups
-from hybrid_rl.trainer import NonFiniteLoss, UpdateSettings, grpo_update
+from hybrid_rl.trainer import NonFiniteLoss, UpdateSettings, grpo_update, reference_logprobs
 
 log = logging.getLogger("hybrid_rl")
 register_configs()
@@ -195,6 +195,9 @@ def train_step(run: Run) -> dict[str, float]:
         run.stream, run.rollout, run.scorer, run.composer, prompts_per_step=t.prompts_per_step,
         group_size=t.num_generations, pad_token_id=run.tokenizer.pad_token_id,
         dynamic_sampling=t.dynamic_sampling, max_fill_rounds=t.max_fill_rounds,
+        # The KL term's reference pass runs while the verifier pool scores (two cores busy)
+        reference_logprobs=(lambda batch: reference_logprobs(run.reference, batch, run.settings))
+        if run.reference is not None and t.beta else None,
     )
     t1 = time.time()
     for name, recorded in scored.recorded.items():

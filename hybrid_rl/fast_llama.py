@@ -94,6 +94,7 @@ class LeanWeights:
         self.q_heads = attn.q_proj.out_features // attn.head_dim
         self.kv_heads = attn.k_proj.out_features // attn.head_dim
         self.rope = Rope(model, positions)
+        self.dtype = model.model.embed_tokens.weight.dtype
 
 
 def _rms_norm(norm: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -119,11 +120,16 @@ def additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, -float("inf"))
 
 
+def causal_bias(attention_mask: torch.Tensor, q_len: int, dtype: torch.dtype) -> torch.Tensor:
+    """additive(attention_mask_4d(...)): causal attention over a padded batch."""
+    return additive(attention_mask_4d(attention_mask, q_len), dtype)
+
+
 def forward(
     model: torch.nn.Module,
     input_ids: torch.Tensor,  # [N, Q] new tokens
     position_ids: torch.Tensor,  # [N, Q]
-    allowed: torch.Tensor,  # [N, 1, Q, K] which keys each query sees (K = past + Q), e.g. attention_mask_4d
+    bias: torch.Tensor,  # [N, 1, Q, K] additive attention mask (K = past + Q): additive(attention_mask_4d(...))
     past: Optional[Past] = None,  # keys and values of the earlier K - Q positions
     first_logit: int = 0,  # logits for positions first_logit.. only (-1: the last)
     weights: Optional[LeanWeights] = None,  # when the caller reuses them across calls
@@ -134,7 +140,6 @@ def forward(
     x = body.embed_tokens(input_ids)
     cos, sin = w.rope.at(position_ids)  # [N, Q, 1, head_dim]
     n, q_len = input_ids.shape
-    bias = additive(allowed, x.dtype)
     rotated = w.q_heads + w.kv_heads  # q and k heads, rotated together
     present: Past = []
     for i, (norm1, w_qkv, w_o, norm2, w_gate_up, w_down) in enumerate(w.layers):
@@ -230,13 +235,13 @@ def completion_logits(
     if layout == "packed":
         return _packed_logits(model, groups, prompt_ids, prompt_mask, completion_ids, completion_mask, weights)
     p_ids, p_mask = prompt_ids[groups.first], prompt_mask[groups.first]
-    last, past = forward(model, p_ids, prompt_positions(p_mask), attention_mask_4d(p_mask, p_ids.shape[1]),
+    last, past = forward(model, p_ids, prompt_positions(p_mask), causal_bias(p_mask, p_ids.shape[1], weights.dtype),
                          first_logit=-1, weights=weights)  # [B, 1, V]
     if not steps:
         return last[groups.inverse]
     full_mask = torch.cat([prompt_mask, completion_mask[:, :-1]], dim=1)
     # The last prompt position predicts completion token 0; completion token t predicts t + 1.
-    later, _ = forward(model, completion_ids[:, :-1], positions[:, :-1], attention_mask_4d(full_mask, steps),
+    later, _ = forward(model, completion_ids[:, :-1], positions[:, :-1], causal_bias(full_mask, steps, weights.dtype),
                        select_past(past, groups.inverse), weights=weights)
     return torch.cat([last[groups.inverse], later], dim=1)
 
@@ -260,6 +265,6 @@ def _packed_logits(model, groups: Groups, prompt_ids, prompt_mask, completion_id
     segment = torch.cat([torch.full((p_len,), -1, device=dev), torch.arange(width, device=dev).repeat_interleave(steps)])
     same = (segment[None, :] == segment[:, None]) | (segment[None, :] == -1)
     allowed = attention_mask_4d(mask, ids.shape[1]) & same  # a query's own segment: it still sees itself
-    logits, _ = forward(model, ids, positions, allowed, first_logit=p_len - 1, weights=weights)  # [B, 1 + width*steps, V]
+    logits, _ = forward(model, ids, positions, additive(allowed, weights.dtype), first_logit=p_len - 1, weights=weights)  # [B, 1 + width*steps, V]
     later = logits[:, 1:].view(b, width, steps, -1)[groups.inverse, groups.slot]  # [N, steps, V]
     return torch.cat([logits[groups.inverse, :1], later], dim=1)

@@ -26,7 +26,10 @@ def completion_logprobs(
     prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
     completion_ids, completion_mask = completion_ids.to(device), completion_mask.to(device)
     if fast_llama.supports(model):  # each distinct prompt computed once for its group
-        logits = fast_llama.completion_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask)
+        # Without gradients (reference, old policy) inference mode skips autograd's bookkeeping
+        # per operation; the log-probs below are computed outside it, so they are plain tensors.
+        with torch.inference_mode(not torch.is_grad_enabled()):
+            logits = fast_llama.completion_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask)
     else:
         input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
         attention = torch.cat([prompt_mask, completion_mask], dim=1)
@@ -34,7 +37,7 @@ def completion_logprobs(
         logits = model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids).logits
         # The logit at position i predicts token i + 1: keep those that predict completion tokens.
         logits = logits[:, prompt_ids.shape[1] - 1 : -1, :]
-    logits = logits.float() / temperature  # [S, T, V]
+    logits = logits.float() if temperature == 1.0 else logits.float() / temperature  # [S, T, V]
     logp = torch.log_softmax(logits, dim=-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
     entropy = token_entropy(logits.detach()) if with_entropy else None
     return logp, entropy

@@ -14,7 +14,7 @@ import math
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 
 from hybrid_rl.data import Sample
@@ -76,38 +76,60 @@ class RewardScorer:
         if self.pool is not None:
             self.pool.close()
 
-    def score(self, samples: Sequence[Sample], completions: Sequence[str]) -> SignalScores:
+    def score(self, samples: Sequence[Sample], completions: Sequence[str],
+              meanwhile: Optional[Callable[[], None]] = None) -> SignalScores:
+        """Every signal's scores. `meanwhile` runs in this process while the pool's workers
+        score (the trainer's reference pass), so the two overlap."""
         values = {name: [None] * len(samples) for name in self.signal_names}
         errors = {name: 0 for name in self.signal_names}
         timeouts = {name: 0 for name in self.signal_names}
         recorded = {name: 0 for name in self.signal_names}
+        plan = []  # (task, signal, the task's rows)
         for task, signals in self.signals_by_task.items():
             rows = [i for i, s in enumerate(samples) if s.task == task]
-            if not rows:
-                continue
-            for signal in signals:
-                scores, failures = self._run(signal, [samples[i] for i in rows], [completions[i] for i in rows])
-                for i, v in zip(rows, scores):
-                    values[signal.name][i] = v
-                    if isinstance(v, Flagged) and v.record:  # a valid score with a reason to doubt it
-                        self._record_failure(signal.name, samples[i], completions[i], v.reason, v.reason)
-                reasons = failures + [v.reason for v in scores if isinstance(v, Flagged)]
-                recorded[signal.name] += len(failures) + sum(isinstance(v, Flagged) and v.record for v in scores)
-                timed_out = sum("timed out" in r for r in reasons)
-                timeouts[signal.name] += timed_out
-                errors[signal.name] += len(reasons) - timed_out
-                if len(failures) > self.max_error_rate * len(rows):
-                    raise RewardFailure(
-                        f"verifier {signal.name!r} failed on {len(failures)} of {len(rows)} {task!r} completions "
-                        f"(> reward.max_error_rate={self.max_error_rate}); last error: {failures[-1]}; "
-                        f"every failing sample is in {self.failures_path}"
-                    )
+            plan += [(task, signal, rows) for signal in signals if rows]
+        # Every pool-scored signal's chunks go out in one job, before `meanwhile` runs.
+        chunks = {k: self._chunks(len(rows)) for k, (_, signal, rows) in enumerate(plan) if self._isolated(signal)}
+        job = self.pool.start([
+            item for k, (_, signal, rows) in enumerate(plan) if k in chunks
+            for item in self._pool_items(signal, chunks[k], [samples[i] for i in rows], [completions[i] for i in rows])
+        ]) if chunks else None
+        try:
+            if meanwhile is not None:
+                meanwhile()
+        finally:
+            outcomes = self.pool.finish(job) if job is not None else []
+        for k, (task, signal, rows) in enumerate(plan):
+            picked, texts = [samples[i] for i in rows], [completions[i] for i in rows]
+            if k in chunks:
+                mine, outcomes = outcomes[: len(chunks[k])], outcomes[len(chunks[k]):]
+                scores, failures = self._finish_isolated(signal, chunks[k], mine, picked, texts)
+            else:
+                scores, failures = self._run(signal, picked, texts)
+            for i, v in zip(rows, scores):
+                values[signal.name][i] = v
+                if isinstance(v, Flagged) and v.record:  # a valid score with a reason to doubt it
+                    self._record_failure(signal.name, samples[i], completions[i], v.reason, v.reason)
+            reasons = failures + [v.reason for v in scores if isinstance(v, Flagged)]
+            recorded[signal.name] += len(failures) + sum(isinstance(v, Flagged) and v.record for v in scores)
+            timed_out = sum("timed out" in r for r in reasons)
+            timeouts[signal.name] += timed_out
+            errors[signal.name] += len(reasons) - timed_out
+            if len(failures) > self.max_error_rate * len(rows):
+                raise RewardFailure(
+                    f"verifier {signal.name!r} failed on {len(failures)} of {len(rows)} {task!r} completions "
+                    f"(> reward.max_error_rate={self.max_error_rate}); last error: {failures[-1]}; "
+                    f"every failing sample is in {self.failures_path}"
+                )
         return SignalScores(values, errors, timeouts, recorded)
+
+    def _isolated(self, signal: Signal) -> bool:
+        """Scored in the worker pool; a verifier that isolates itself (the code sandbox) is
+        called from this process."""
+        return self.pool is not None and not getattr(signal.verifier, "runs_isolated", False)
 
     def _run(self, signal: Signal, samples, completions) -> tuple[list[Optional[float]], list[str]]:
         """(scores, one error message per failed sample)."""
-        if self.pool is not None and not getattr(signal.verifier, "runs_isolated", False):
-            return self._run_isolated(signal, samples, completions)
         refs = [s.reference for s in samples]
         try:
             return self._checked(signal, signal.verifier(completions, refs, samples=samples), len(samples)), []
@@ -122,13 +144,16 @@ class RewardScorer:
                 self._fail(signal, sample, completion, f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=5), failures)
         return scores, failures
 
-    def _run_isolated(self, signal: Signal, samples, completions) -> tuple[list[Optional[float]], list[str]]:
-        index = self._pool_index[id(signal)]
-        size = -(-len(samples) // self.pool.num_workers)  # one chunk per worker
-        chunks = [range(i, min(i + size, len(samples))) for i in range(0, len(samples), size)]
+    def _chunks(self, n: int) -> list[range]:
+        size = -(-n // self.pool.num_workers)  # one chunk per worker
+        return [range(i, min(i + size, n)) for i in range(0, n, size)]
+
+    def _finish_isolated(self, signal: Signal, chunks: list[range], outcomes, samples,
+                         completions) -> tuple[list[Optional[float]], list[str]]:
+        """Scores from the chunks' outcomes; a failed chunk is scored again one sample per call."""
         scores: list = [None] * len(samples)
         errors: dict[int, str] = {}
-        for chunk, outcome in zip(chunks, self._pool_call(index, chunks, samples, completions)):
+        for chunk, outcome in zip(chunks, outcomes):
             values = self._valid(signal, outcome, len(chunk))
             if isinstance(values, list):
                 for i, v in zip(chunk, values):
@@ -136,7 +161,7 @@ class RewardScorer:
             else:  # a failed chunk: find the offending samples one call each
                 errors.update({i: "" for i in chunk})
         singles = [range(i, i + 1) for i in sorted(errors)]
-        for single, outcome in zip(singles, self._pool_call(index, singles, samples, completions)):
+        for single, outcome in zip(singles, self.pool.run(self._pool_items(signal, singles, samples, completions))):
             values = self._valid(signal, outcome, 1)
             if isinstance(values, list):
                 scores[single[0]] = values[0]
@@ -148,11 +173,10 @@ class RewardScorer:
             self._fail(signal, samples[i], completions[i], errors[i].splitlines()[0], errors[i], failures)
         return scores, failures
 
-    def _pool_call(self, index: int, chunks: list[range], samples, completions):
-        return self.pool.run([
-            (index, ([completions[i] for i in c], [samples[i].reference for i in c], [samples[i] for i in c]))
-            for c in chunks
-        ]) if chunks else []
+    def _pool_items(self, signal: Signal, chunks: list[range], samples, completions) -> list[tuple[int, tuple]]:
+        index = self._pool_index[id(signal)]
+        return [(index, ([completions[i] for i in c], [samples[i].reference for i in c], [samples[i] for i in c]))
+                for c in chunks]
 
     def _valid(self, signal: Signal, outcome, expected: int):
         """The checked scores of one pool call, or the error message (str) if it failed."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, Optional
 
 import torch
 
@@ -30,11 +31,12 @@ class ScoredRollout:
 def sample_groups(
     stream: PromptStream, rollout: RolloutBackend, scorer: RewardScorer, composer: RewardComposer,
     *, prompts_per_step: int, group_size: int, pad_token_id: int, dynamic_sampling: str = "off",
-    max_fill_rounds: int = 0,
+    max_fill_rounds: int = 0, reference_logprobs: Optional[Callable[[RolloutBatch], torch.Tensor]] = None,
 ) -> ScoredRollout:
     """With dynamic_sampling='drop', groups whose rewards are all equal (zero advantage) are
     removed; with 'fill', fresh prompts are sampled, up to max_fill_rounds more times, until
-    prompts_per_step groups with signal are collected."""
+    prompts_per_step groups with signal are collected. `reference_logprobs(batch)`, when
+    given, runs while the verifier pool scores, and its result rides on the batch."""
     if dynamic_sampling not in DYNAMIC_SAMPLING:
         raise ValueError(f"dynamic_sampling must be one of {DYNAMIC_SAMPLING}, got {dynamic_sampling!r}")
     target = prompts_per_step * group_size
@@ -44,7 +46,11 @@ def sample_groups(
         prompts = stream.next(prompts_per_step)
         group_samples = [s for s in prompts for _ in range(group_size)]
         batch = rollout.generate([s.prompt for s in prompts], group_size)
-        scores = scorer.score(group_samples, batch.texts)
+
+        def compute_reference(batch=batch):
+            batch.reference_logprobs = reference_logprobs(batch)
+
+        scores = scorer.score(group_samples, batch.texts, meanwhile=compute_reference if reference_logprobs else None)
         reward, shares = composer.combine(scores.values, [s.task for s in group_samples], group_size)
         equal = grpo.equal_reward_groups(reward, group_size)  # [B]
         seen, seen_equal = seen + len(prompts), seen_equal + int(equal.sum())

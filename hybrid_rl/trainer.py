@@ -15,7 +15,7 @@ from hybrid_rl.engine import NonFiniteLoss
 from hybrid_rl.logprobs import completion_logprobs
 from hybrid_rl.rollout import RolloutBatch
 
-__all__ = ["NonFiniteLoss", "UpdateSettings", "grpo_update"]
+__all__ = ["NonFiniteLoss", "UpdateSettings", "grpo_update", "reference_logprobs"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,11 @@ def _logprobs_no_grad(model, batch: RolloutBatch, temperature: float, size: int)
         for s in _micro_batches(len(batch), size)
     ]
     return torch.cat(parts)
+
+
+def reference_logprobs(reference: torch.nn.Module, batch: RolloutBatch, s: UpdateSettings) -> torch.Tensor:
+    """[N, T] the frozen reference model's log-probs of the sampled tokens (for the KL term)."""
+    return _logprobs_no_grad(reference, batch, s.temperature, s.micro_batch_size)
 
 
 def _loss_scale(batch: RolloutBatch, loss_mask: torch.Tensor, s: UpdateSettings, num_mbs: int) -> grpo.LossScale:
@@ -80,7 +85,10 @@ def grpo_update(
         loss_mask = loss_mask * (~batch.truncated).float().unsqueeze(1)
     mbs = _micro_batches(len(batch), s.micro_batch_size)
     scale = _loss_scale(batch, loss_mask, s, len(mbs))
-    ref_logp = _logprobs_no_grad(reference, batch, s.temperature, s.micro_batch_size) if s.beta else None
+    ref_logp = None
+    if s.beta:  # computed while the verifiers scored (train.py), or now
+        ref_logp = batch.reference_logprobs
+        ref_logp = reference_logprobs(reference, batch, s) if ref_logp is None else ref_logp
     # With mu > 1 the ratio compares against the policy as it was at sampling time; with
     # mu == 1 that is the current policy, so its detached log-probs serve (ratio == 1).
     old_logp = _logprobs_no_grad(engine.model, batch, s.temperature, s.micro_batch_size) if s.mu > 1 else None

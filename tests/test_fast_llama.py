@@ -52,7 +52,7 @@ def test_forward_logits_match_transformers(kv_heads, tie):
     ids, att = torch.cat([pid, cid], 1), torch.cat([pm, cm], 1)
     pos = (att.cumsum(1) - 1).clamp(min=0)
     with torch.no_grad():
-        ours, _ = fast_llama.forward(model, ids, pos, fast_llama.attention_mask_4d(att, ids.shape[1]))
+        ours, _ = fast_llama.forward(model, ids, pos, fast_llama.causal_bias(att, ids.shape[1], torch.float32))
         theirs = model(input_ids=ids, attention_mask=att, position_ids=pos).logits
     assert torch.allclose(ours[att.bool()], theirs[att.bool()], atol=1e-5)
     assert torch.isfinite(ours).all()  # padding rows too: no NaN to leak anywhere

@@ -68,6 +68,15 @@ class _Worker:
         self.conn.close()
 
 
+class _Job:
+    """Items handed to a pool by `start`, and what has come back of them."""
+
+    def __init__(self, items: list):
+        self.items = items
+        self.results: list[Optional[Outcome]] = [None] * len(items)
+        self.pending = list(range(len(items)))[::-1]  # a stack: pop() hands out items in order
+
+
 class WorkerPool:
     """`num_workers` processes running `functions`; each call is bounded by `timeout_s`."""
 
@@ -82,25 +91,39 @@ class WorkerPool:
 
     def run(self, items: Sequence[tuple[int, tuple]]) -> list[Outcome]:
         """One Outcome per item, in order. Never raises for a failing, hanging or crashing call."""
-        results: list[Optional[Outcome]] = [None] * len(items)
-        pending = list(range(len(items)))[::-1]  # a stack: pop() hands out items in order
-        while pending or any(w.item is not None for w in self._workers):
-            for w in self._workers:
-                if w.item is None and pending:
-                    index = pending.pop()
-                    self._dispatch(w, items[index])
-                    w.item, w.started = index, time.monotonic()
+        return self.finish(self.start(items))
+
+    def start(self, items: Sequence[tuple[int, tuple]]) -> "_Job":
+        """Hand the first items to the idle workers and return at once: the caller can do other
+        work while they run (each call's time limit counts from its dispatch), then `finish`."""
+        if any(w.item is not None for w in self._workers):
+            raise RuntimeError("the pool is still running another job: finish it first")
+        job = _Job(list(items))
+        self._hand_out(job)
+        return job
+
+    def finish(self, job: "_Job") -> list[Outcome]:
+        """The job's outcomes, in order, once every item has returned, failed or timed out."""
+        while job.pending or any(w.item is not None for w in self._workers):
+            self._hand_out(job)
             busy = [w for w in self._workers if w.item is not None]
             next_deadline = min(w.started for w in busy) + self.timeout_s
             ready = wait([w.conn for w in busy], timeout=max(0.0, next_deadline - time.monotonic()))
             for w in busy:
                 index = w.item
                 if w.conn in ready:
-                    results[index] = self._receive(w)
+                    job.results[index] = self._receive(w)
                 elif time.monotonic() - w.started >= self.timeout_s:
-                    results[index] = Outcome(error=f"timed out after {self.timeout_s:g} s; worker killed")
+                    job.results[index] = Outcome(error=f"timed out after {self.timeout_s:g} s; worker killed")
                     self._replace(w)
-        return results  # type: ignore[return-value]
+        return job.results  # type: ignore[return-value]
+
+    def _hand_out(self, job: "_Job") -> None:
+        for w in self._workers:
+            if w.item is None and job.pending:
+                index = job.pending.pop()
+                self._dispatch(w, job.items[index])
+                w.item, w.started = index, time.monotonic()
 
     def _dispatch(self, w: _Worker, item) -> None:
         """Send `item` to an idle worker; one that died while idle (a crash, a kill) is replaced first."""

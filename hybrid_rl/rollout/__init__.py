@@ -8,7 +8,7 @@ weights gathered under ZeRO-3; it must push them or fail loudly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Optional, Protocol, Sequence
 
 import torch
 
@@ -24,6 +24,9 @@ class RolloutBatch:
     rollout_logprobs: torch.Tensor  # [N, T] log-probs of the sampled tokens under the sampler
     truncated: torch.Tensor  # [N] bool: hit max_new_tokens without EOS
     texts: list[str]  # decoded completions (special tokens removed)
+    # [N, T] the reference model's log-probs of the sampled tokens, when the trainer computed
+    # them while the verifiers were scoring (None: the update computes them)
+    reference_logprobs: Optional[torch.Tensor] = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -34,7 +37,7 @@ class RolloutBatch:
         return RolloutBatch(
             self.prompt_ids[rows], self.prompt_mask[rows], self.completion_ids[rows],
             self.completion_mask[rows], self.rollout_logprobs[rows], self.truncated[rows],
-            [self.texts[i] for i in idx],
+            [self.texts[i] for i in idx], None if self.reference_logprobs is None else self.reference_logprobs[rows],
         )
 
 
@@ -60,6 +63,8 @@ def concat_batches(batches: Sequence[RolloutBatch], pad_token_id: int) -> Rollou
         torch.cat([pad(b.rollout_logprobs, T, 0.0, False) for b in batches]),
         torch.cat([b.truncated for b in batches]),
         [t for b in batches for t in b.texts],
+        None if any(b.reference_logprobs is None for b in batches)
+        else torch.cat([pad(b.reference_logprobs, T, 0.0, False) for b in batches]),
     )
 
 

@@ -28,21 +28,33 @@ def process_logits(scores: torch.Tensor, temperature: float, top_k: int, top_p: 
     return scores
 
 
-@torch.no_grad()
 def sample(
     model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, n: int, *, max_new_tokens: int,
     eos_token_id: int, pad_token_id: int, greedy: bool, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompts [B, P] (left-padded) -> (completion ids [B*n, T], log-probs [B*n, T]); each
     prompt's n samples are contiguous, pad after EOS, T <= max_new_tokens."""
+    # Inference mode skips autograd's bookkeeping per operation; the results are copied out
+    # of it, so the trainer can use them like any tensor.
+    with torch.inference_mode():
+        tokens, logprobs = _sample(model, prompt_ids, prompt_mask, n, max_new_tokens, eos_token_id, pad_token_id,
+                                   greedy, temperature, top_k, top_p)
+    return tokens.clone(), logprobs.clone()
+
+
+def _sample(model, prompt_ids, prompt_mask, n, max_new_tokens, eos_token_id, pad_token_id, greedy, temperature,
+            top_k, top_p) -> tuple[torch.Tensor, torch.Tensor]:
     weights = fast_llama.LeanWeights(model, prompt_ids.shape[1] + max_new_tokens)  # built once for the loop
     last, past = fast_llama.forward(model, prompt_ids, fast_llama.prompt_positions(prompt_mask),
-                                    fast_llama.attention_mask_4d(prompt_mask, prompt_ids.shape[1]), first_logit=-1,
-                                    weights=weights)
+                                    fast_llama.causal_bias(prompt_mask, prompt_ids.shape[1], weights.dtype),
+                                    first_logit=-1, weights=weights)
     dev = prompt_ids.device  # the model's: every tensor of the loop lives there
     expand = torch.arange(len(prompt_ids), device=dev).repeat_interleave(n)
     total = len(expand)
-    logits, past, attention = last[expand, -1], fast_llama.select_past(past, expand), prompt_mask[expand]
+    logits, past = last[expand, -1], fast_llama.select_past(past, expand)
+    # A new token sees the real prompt tokens, every token drawn since, and itself: the bias
+    # grows by one open column a step.
+    bias = fast_llama.additive(prompt_mask[expand].bool(), weights.dtype)[:, None, None, :]  # [N, 1, 1, P]
     positions = prompt_mask.sum(dim=1)[expand]  # the next token's position id
     rows = torch.arange(total, device=dev)  # the batch rows still being computed, as indices into the output
     tokens = torch.full((total, max_new_tokens), pad_token_id, dtype=torch.long, device=dev)
@@ -61,10 +73,9 @@ def sample(
             break
         if int(finished.sum()) >= 0.25 * len(rows):  # drop finished rows once enough have finished
             idx = (~finished).nonzero().squeeze(1)
-            rows, drawn, attention, positions, finished = rows[idx], drawn[idx], attention[idx], positions[idx], finished[idx]
+            rows, drawn, bias, positions, finished = rows[idx], drawn[idx], bias[idx], positions[idx], finished[idx]
             past = fast_llama.select_past(past, idx)
-        attention = torch.cat([attention, torch.ones(len(rows), 1, dtype=attention.dtype, device=dev)], dim=1)
-        out, past = fast_llama.forward(model, drawn.unsqueeze(1), positions.unsqueeze(1),
-                                       fast_llama.attention_mask_4d(attention, 1), past, weights=weights)
+        bias = torch.cat([bias, bias.new_zeros(len(rows), 1, 1, 1)], dim=-1)
+        out, past = fast_llama.forward(model, drawn.unsqueeze(1), positions.unsqueeze(1), bias, past, weights=weights)
         logits, positions = out[:, -1], positions + 1
     return tokens[:, :steps], logprobs[:, :steps]
