@@ -81,3 +81,35 @@ def test_a_worker_that_died_while_idle_is_replaced_before_use():
         assert pool.replaced == 1
     finally:
         pool.close()
+
+
+def nap(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def test_start_returns_at_once_and_the_work_overlaps_the_callers():
+    with WorkerPool([nap], num_workers=2, timeout_s=5) as pool:
+        pool.run([(0, (0.0,)), (0, (0.0,))])  # workers up
+        begun = time.monotonic()
+        job = pool.start([(0, (0.4,)), (0, (0.4,))])
+        assert time.monotonic() - begun < 0.2  # handed out, not waited for
+        time.sleep(0.4)  # the caller's own work while the workers nap
+        assert [o.value for o in pool.finish(job)] == [0.4, 0.4]
+        assert time.monotonic() - begun < 0.7  # 0.4 s, not 0.8: the two overlapped
+        try:
+            pool.start([(0, (0.0,))])
+            pool.start([(0, (0.0,))])  # a second job before the first is finished
+        except RuntimeError as exc:
+            assert "finish it first" in str(exc)
+        else:
+            raise AssertionError("a second start while busy must raise")
+
+
+def test_a_time_limit_counts_from_dispatch_even_while_the_caller_is_busy():
+    with WorkerPool(FUNCS + [nap], num_workers=2, timeout_s=0.5) as pool:
+        job = pool.start([(1, (None,)), (4, (0.1,))])  # a hang, and a quick call
+        time.sleep(1.0)  # the caller is busy past the limit
+        out = pool.finish(job)
+        assert "timed out after 0.5 s" in out[0].error  # the hang is killed
+        assert out[1].value == 0.1  # the call that returned in time keeps its result

@@ -78,3 +78,20 @@ def test_math_verifier_through_the_scorer():
     scorer = RewardScorer({"math": [Signal("correctness", get_verifier("math"), 1.0)]})
     samples = [Sample("1+1=", "2", "math"), Sample("2+2=", "4", "math")]
     assert scorer.score(samples, ["2", "5"]).values["correctness"] == [1.0, 0.0]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_meanwhile_runs_once_while_the_pool_scores(workers):
+    calls = []
+    scorer = RewardScorer({"t": [Signal("correct", exact, 1.0), Signal("length", length_bonus, 0.5)]},
+                          num_workers=workers)
+    try:
+        scores = scorer.score(_samples(), ["a", "c", "zz"], meanwhile=lambda: calls.append("ref"))
+        assert calls == ["ref"]
+        assert scores.values == {"correct": [1.0, 0.0, None], "length": [0.1, 0.1, 0.2]}
+        with pytest.raises(KeyError):  # the caller's failure surfaces ...
+            scorer.score(_samples(), ["a", "c", "zz"], meanwhile=lambda: {}["missing"])
+        # ... and the pool's job was collected, so the next batch scores normally
+        assert scorer.score(_samples(), ["b", "b", "b"]).values["correct"] == [0.0, 1.0, None]
+    finally:
+        scorer.close()

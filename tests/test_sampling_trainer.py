@@ -34,7 +34,7 @@ def exact(completions, references, **_):
     return [float(c == r) for c, r in zip(completions, references)]
 
 
-def _setup(dynamic_sampling, fill_rounds=0):
+def _setup(dynamic_sampling, fill_rounds=0, reference_logprobs=None):
     # p0 and p2 have mixed outcomes; p1 and p3 all-wrong (no signal).
     prompts = [Sample(f"p{i}", "y", "t") for i in range(4)]
     script = {"p0": ["y", "n"], "p1": ["n", "n"], "p2": ["n", "y"], "p3": ["n", "n"]}
@@ -43,7 +43,7 @@ def _setup(dynamic_sampling, fill_rounds=0):
     scorer = RewardScorer({"t": [Signal("ok", exact, 1.0)]})
     return sample_groups(stream, ScriptedRollout(script), scorer, RewardComposer({"t": {"ok": SignalRule(1.0)}}), prompts_per_step=2,
                          group_size=2, pad_token_id=0, dynamic_sampling=dynamic_sampling,
-                         max_fill_rounds=fill_rounds)
+                         max_fill_rounds=fill_rounds, reference_logprobs=reference_logprobs)
 
 
 def test_off_keeps_every_group():
@@ -62,6 +62,20 @@ def test_fill_samples_fresh_prompts_until_the_batch_is_full():
     out = _setup("fill", fill_rounds=3)
     assert [s.prompt for s in out.samples] == ["p0", "p0", "p2", "p2"]
     assert out.all_equal_fraction == 0.5  # 2 of the 4 groups looked at had no signal
+
+
+def test_reference_logprobs_ride_on_the_batch_through_selection():
+    """Computed for each generated batch while the pool scores, then kept for the kept rows."""
+    seen = []
+
+    def reference(batch):  # a stand-in whose rows say which completion they belong to
+        seen.append(len(batch))
+        return torch.tensor([[float(len(seen) * 10 + i)] * 2 for i in range(len(batch))])
+
+    out = _setup("fill", fill_rounds=3, reference_logprobs=reference)
+    assert seen == [4, 4]  # once per generated batch: p0 p1, then p2 p3
+    assert out.batch.reference_logprobs[:, 0].tolist() == [10.0, 11.0, 20.0, 21.0]  # p0's rows, then p2's
+    assert _setup("off").batch.reference_logprobs is None
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +105,30 @@ def test_grpo_update_moves_the_policy_and_reports_stats(tiny, mu, beta):
         assert stats["kl"] >= 0  # k3 is never negative; 0 on the first pass, > 0 after a step
     else:
         assert "kl" not in stats
+
+
+def test_precomputed_reference_logprobs_give_the_same_update(tiny):
+    """The KL term from log-probs computed ahead (while the verifiers scored) equals the one
+    the update computes itself."""
+    import copy
+    from dataclasses import replace
+
+    from hybrid_rl.trainer import reference_logprobs
+
+    model, tok = tiny
+    torch.manual_seed(1)
+    batch = build_backend("hf", model, tok, max_new_tokens=4).generate(["1+2=", "30-4="], n=4)
+    adv = grpo.group_advantages(torch.tensor([1.0, 0, 0, 1, 0, 1, 1, 1]), 4)
+    settings = UpdateSettings("grpo", 0.2, 0.28, 0.04, 2, 3, 4, 1.0, False)
+    reference = frozen_copy(model)
+    results = []
+    for ahead in (False, True):
+        policy = copy.deepcopy(model)
+        opt = make_optimizer(policy, 1e-2, 0.0)
+        engine = TorchEngine(policy, opt, make_scheduler(opt, "constant", 0, 10), 1.0)
+        given = replace(batch, reference_logprobs=reference_logprobs(reference, batch, settings)) if ahead else batch
+        results.append((grpo_update(engine, None if ahead else reference, given, adv, settings), policy))
+    (plain, plain_policy), (ahead, ahead_policy) = results
+    assert ahead["kl"] > 0 and ahead["kl"] == pytest.approx(plain["kl"], rel=1e-6)
+    for a, b in zip(plain_policy.parameters(), ahead_policy.parameters()):
+        assert torch.allclose(a, b, atol=1e-7)
