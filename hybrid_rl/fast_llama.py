@@ -84,7 +84,8 @@ class LeanWeights:
 
     def __init__(self, model: torch.nn.Module, positions: int):
         self.layers = [
-            (l.input_layernorm, torch.cat([l.self_attn.q_proj.weight, l.self_attn.k_proj.weight, l.self_attn.v_proj.weight]),
+            (l.input_layernorm,
+             torch.cat([l.self_attn.q_proj.weight, l.self_attn.k_proj.weight, l.self_attn.v_proj.weight]),
              l.self_attn.o_proj.weight, l.post_attention_layernorm,
              torch.cat([l.mlp.gate_proj.weight, l.mlp.up_proj.weight]), l.mlp.down_proj.weight)
             for l in model.model.layers
@@ -251,8 +252,8 @@ def _packed_logits(model, groups: Groups, prompt_ids, prompt_mask, completion_id
     """One sequence per prompt: [prompt | slot 0's completion | slot 1's | ...] (each
     completion without its last token), slots a prompt has fewer rows for left as padding."""
     p_ids, p_mask = prompt_ids[groups.first], prompt_mask[groups.first]
-    (b, p_len), (n, t_len), width, dev = p_ids.shape, completion_ids.shape, groups.width, prompt_ids.device
-    steps = t_len - 1
+    (b, p_len), width, dev = p_ids.shape, groups.width, prompt_ids.device
+    steps = completion_ids.shape[1] - 1
     slots = torch.zeros(b, width, steps, dtype=completion_ids.dtype, device=dev)
     slots[groups.inverse, groups.slot] = completion_ids[:, :-1]
     slot_mask = torch.zeros(b, width, steps, dtype=completion_mask.dtype, device=dev)
@@ -262,9 +263,11 @@ def _packed_logits(model, groups: Groups, prompt_ids, prompt_mask, completion_id
     positions = torch.cat([prompt_positions(p_mask), steps_pos.repeat(1, width)], dim=1)
     # Segments: -1 for the prompt, s for slot s. A query sees earlier keys of its own segment
     # and the whole (causal) prompt.
-    segment = torch.cat([torch.full((p_len,), -1, device=dev), torch.arange(width, device=dev).repeat_interleave(steps)])
+    segment = torch.cat([torch.full((p_len,), -1, device=dev),
+                         torch.arange(width, device=dev).repeat_interleave(steps)])
     same = (segment[None, :] == segment[:, None]) | (segment[None, :] == -1)
     allowed = attention_mask_4d(mask, ids.shape[1]) & same  # a query's own segment: it still sees itself
-    logits, _ = forward(model, ids, positions, additive(allowed, weights.dtype), first_logit=p_len - 1, weights=weights)  # [B, 1 + width*steps, V]
+    logits, _ = forward(model, ids, positions, additive(allowed, weights.dtype), first_logit=p_len - 1,
+                        weights=weights)  # [B, 1 + width * steps, V]: the prompt's last position on
     later = logits[:, 1:].view(b, width, steps, -1)[groups.inverse, groups.slot]  # [N, steps, V]
     return torch.cat([logits[groups.inverse, :1], later], dim=1)
