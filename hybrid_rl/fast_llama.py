@@ -99,10 +99,10 @@ class LeanWeights:
 
 
 def _rms_norm(norm: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """transformers' LlamaRMSNorm (same maths for float32 models)."""
-    if x.dtype != torch.float32:
-        return norm(x)
-    return F.rms_norm(x, (x.shape[-1],), norm.weight, norm.variance_epsilon)
+    """transformers' LlamaRMSNorm: normalised in float32, scaled in the model's dtype."""
+    if x.dtype == torch.float32:
+        return F.rms_norm(x, (x.shape[-1],), norm.weight, norm.variance_epsilon)
+    return norm.weight * F.rms_norm(x.float(), (x.shape[-1],), None, norm.variance_epsilon).to(x.dtype)
 
 
 def attention_mask_4d(attention_mask: torch.Tensor, q_len: int) -> torch.Tensor:
@@ -138,7 +138,9 @@ def forward(
     """(logits [N, Q - first_logit, V]; keys and values of all K positions)."""
     body = model.model
     w = weights or LeanWeights(model, int(position_ids.max()) + 1)
-    x = body.embed_tokens(input_ids)
+    # Functional calls only: a module call would run ZeRO-3's hooks, whose release after the
+    # embedding would also empty a tied lm_head weight gathered for sampling.
+    x = F.embedding(input_ids, body.embed_tokens.weight, body.embed_tokens.padding_idx)
     cos, sin = w.rope.at(position_ids)  # [N, Q, 1, head_dim]
     n, q_len = input_ids.shape
     rotated = w.q_heads + w.kv_heads  # q and k heads, rotated together

@@ -165,3 +165,14 @@ def test_unsupported_models_take_transformers_path():
     model = llama()
     model.gradient_checkpointing_enable()
     assert not fast_llama.supports(model)
+
+
+def test_rms_norm_matches_transformers_in_float32_and_bfloat16():
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    for dtype in (torch.float32, torch.bfloat16):
+        norm = LlamaRMSNorm(64, eps=1e-5).to(dtype)
+        with torch.no_grad():
+            norm.weight.mul_(torch.randn(64, generator=torch.Generator().manual_seed(0)).to(dtype))
+        x = (torch.randn(8, 64, generator=torch.Generator().manual_seed(1)) * 3).to(dtype)
+        assert torch.allclose(fast_llama._rms_norm(norm, x).float(), norm(x).float(), atol=1e-6)
