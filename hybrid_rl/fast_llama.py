@@ -191,12 +191,6 @@ class Groups:
         self.width = max(sizes, default=0)  # the most rows of one prompt
 
 
-def group_prompts(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(first row of each distinct prompt [B], which of them each row uses [N])."""
-    groups = Groups(prompt_ids, prompt_mask)
-    return groups.first, groups.inverse
-
-
 def prompt_positions(prompt_mask: torch.Tensor) -> torch.Tensor:
     """Position ids as transformers derives them from a left-padded mask."""
     return (prompt_mask.cumsum(dim=1) - 1).clamp(min=0)

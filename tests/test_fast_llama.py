@@ -111,13 +111,13 @@ def test_partitioned_parameters_take_transformers_path():
     assert not fast_llama.supports(model)
 
 
-def test_group_prompts_finds_repeats_anywhere():
+def test_groups_find_repeats_anywhere():
     ids = torch.tensor([[0, 5], [6, 7], [0, 5], [6, 7], [0, 6]])
     mask = torch.tensor([[0, 1], [1, 1], [0, 1], [1, 1], [0, 1]])
-    first, inverse = fast_llama.group_prompts(ids, mask)
+    groups = fast_llama.Groups(ids, mask)
+    first, inverse = groups.first, groups.inverse
     assert sorted(first.tolist()) == [0, 1, 4]
     assert [first[i].item() for i in inverse] == [0, 1, 0, 1, 4]
-    groups = fast_llama.Groups(ids, mask)
     assert groups.slot.tolist() == [0, 0, 1, 1, 0] and groups.width == 2
 
 
