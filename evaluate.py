@@ -1,100 +1,17 @@
-"""Evaluate a model on a task's held-out problems: `python evaluate.py evaluate.checkpoint=<path>`.
-
-Several lenses at once, each model side by side: greedy accuracy, the mean of every reward
-signal, unbiased pass@k from sampled completions, mean completion length, and the win rate
-against a reference policy judged by a chosen signal. Writes results.json, report.md,
-metrics.png and lengths.png into the run folder (outputs/evaluate/<task>/<time>/).
-"""
-from __future__ import annotations
-
-import logging
-from pathlib import Path
-
+"""Evaluate models on a task's held-out problems: `python evaluate.py evaluate.checkpoint=PATH`.
+The recipe: hybrid_rl/recipes/evaluate.py."""
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from hybrid_rl import build
-from hybrid_rl.checkpoint import find_checkpoint, verify_manifest
-from hybrid_rl.config import ConfigError, register_configs
-from hybrid_rl.models import load_policy, load_tokenizer
-from hybrid_rl.evaluation import greedy_scores
-from hybrid_rl.report import evaluate_model, win_rate, write_outputs
+from hybrid_rl.config.schema import register_configs
+from hybrid_rl.recipes import evaluate
 
-log = logging.getLogger("hybrid_rl")
 register_configs()
-
-
-def model_folder(path: str) -> str:
-    """A Hugging Face model folder, a checkpoint's policy, or a run folder's latest checkpoint."""
-    folder = Path(path).expanduser()
-    if (folder / "config.json").is_file():
-        return str(folder)
-    checkpoint = find_checkpoint(folder) if folder.is_dir() else None
-    if checkpoint is not None and (checkpoint / "policy" / "config.json").is_file():
-        verify_manifest(checkpoint)  # a corrupt checkpoint is named, not evaluated
-        return str(checkpoint / "policy")
-    raise ConfigError(f"evaluate: {path} is not a model folder (config.json), a checkpoint folder or a run folder with checkpoints")
-
-
-def judge_signal(cfg) -> str:
-    judge = cfg.evaluate.judge_signal or ("preference" if "preference" in cfg.task.rewards else cfg.task.accuracy_signal)
-    if judge not in cfg.task.rewards:
-        raise ConfigError(f"evaluate.judge_signal: {judge!r} is not one of the task's signals {sorted(cfg.task.rewards)}")
-    return judge
-
-
-def labelled(locations: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Short distinct labels: the folder name (a checkpoint's step), numbered if repeated."""
-    out, seen = [], {}
-    for role, location in locations:
-        name = Path(location).parent.name if Path(location).name == "policy" else Path(location).name
-        name = name if role != "start" else "start"
-        seen[name] = seen.get(name, 0) + 1
-        out.append((name if seen[name] == 1 else f"{name}#{seen[name]}", location))
-    return out
 
 
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 def main(dcfg: DictConfig) -> float:
-    cfg = build.to_config(dcfg)
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
-    build.seed_everything(cfg.seed, cfg.num_threads)
-    train, held = build.task_samples(cfg)
-    start, tokenizer, train, held = build.prepare_start(cfg, train, held)
-    judge = judge_signal(cfg) if cfg.evaluate.reference is not None else None
-    e, ev = cfg.evaluate, cfg.eval
-    roles = [("checkpoint" if e.checkpoint else "start", model_folder(e.checkpoint) if e.checkpoint else start)]
-    if e.compare:
-        roles.append(("compare", model_folder(e.compare)))
-    reference = None if e.reference is None else (start if e.reference == "start" else model_folder(e.reference))
-    scorer, _ = build.build_scorer(cfg, out_dir)
-    build.prepare_reward_model(cfg, start, tokenizer, train)  # the `preference` judge, when the task has it
-    try:
-        reference_values = None
-        if reference is not None:
-            policy = load_policy(reference, dtype=cfg.model.dtype)
-            _, reference_values, _ = greedy_scores(build.build_rollout(cfg, policy, load_tokenizer(reference)), held, scorer, ev.batch_size)
-        reports = []
-        for name, location in labelled(roles):
-            build.seed_everything(cfg.seed, cfg.num_threads)  # every model samples from the same RNG state
-            policy = load_policy(location, dtype=cfg.model.dtype)
-            rollout = build.build_rollout(cfg, policy, load_tokenizer(location))
-            report, values = evaluate_model(
-                name, location, rollout, held, scorer, accuracy_signal=cfg.task.accuracy_signal,
-                samples_per_prompt=ev.samples_per_prompt, pass_k=ev.pass_k, batch_size=ev.batch_size,
-            )
-            if reference_values is not None:
-                report.win_rate = win_rate(values[judge], reference_values[judge])
-            reports.append(report)
-            log.info("%s: greedy accuracy %.3f, %s, mean length %.1f%s", name, report.accuracy,
-                     ", ".join(f"pass@{k} {v:.3f}" for k, v in report.pass_at_k.items()) or "no sampling",
-                     report.mean_length, f", win rate {report.win_rate['win_rate']:.3f}" if report.win_rate else "")
-    finally:
-        scorer.close()
-    paths = write_outputs(out_dir, cfg.task.name, len(held), reports, judge, reference)
-    log.info("report: %s", paths["markdown"])
-    return reports[0].accuracy
+    return evaluate.main(dcfg)
 
 
 if __name__ == "__main__":

@@ -1,40 +1,17 @@
 """Supervised fine-tuning on a task's demonstrations: `python sft.py task=math`.
-
-The same warm-up train.py runs before GRPO for the built-in model (model.warmup_sft=true),
-as its own command: it fills the cache train.py reuses, and also exports the result.
-"""
-from __future__ import annotations
-
-import logging
-import shutil
-
+The recipe: hybrid_rl/recipes/sft.py."""
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from hybrid_rl import build
-from hybrid_rl.config import register_configs
-from hybrid_rl.evaluation import heldout_accuracy
+from hybrid_rl.config.schema import register_configs
+from hybrid_rl.recipes import sft
 
-log = logging.getLogger("hybrid_rl")
 register_configs()
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(dcfg: DictConfig) -> float:
-    OmegaConf.set_struct(dcfg, False)
-    dcfg.model.warmup_sft = True  # this command always trains: that is what it is for
-    cfg, run_dir = build.start_run(dcfg)
-    train, held = build.task_samples(cfg)
-    location, tokenizer, train, held = build.prepare_start(cfg, train, held)
-    policy, _ = build.load_models(cfg, location)
-    scorer, _ = build.build_scorer(cfg, run_dir)
-    build.prepare_reward_model(cfg, location, tokenizer, train)
-    res = heldout_accuracy(build.build_rollout(cfg, policy, tokenizer), held, scorer, cfg.task.accuracy_signal)
-    scorer.close()
-    out = run_dir / "model"
-    shutil.copytree(location, out, dirs_exist_ok=True)
-    log.info("SFT model: %s (copy in %s); held-out accuracy %.3f on %d problems", location, out, res.accuracy, res.num_scored)
-    return res.accuracy
+    return sft.main(dcfg)
 
 
 if __name__ == "__main__":

@@ -37,8 +37,8 @@ OVERRIDES = [
 def config(extra=()):
     from hydra import compose, initialize_config_dir
 
-    from hybrid_rl import build
-    from hybrid_rl.config import register_configs
+    from hybrid_rl.config.schema import register_configs
+    from hybrid_rl.recipes import build
 
     register_configs()
     with initialize_config_dir(str(ROOT / "conf"), version_base=None):
@@ -47,8 +47,8 @@ def config(extra=()):
 
 # ------------------------------------------------------------------ ours ----
 def ours(steps: int, budget_s: float | None, run_dir: Path) -> dict:
-    import train
-    from hybrid_rl import build
+    from hybrid_rl.recipes import build
+    from hybrid_rl.recipes import grpo as train
 
     cfg = config([f"trainer.max_steps={steps}"] + ([f"trainer.max_time_s={budget_s}"] if budget_s else []))
     build.seed_everything(cfg.seed, cfg.num_threads)
@@ -71,9 +71,9 @@ def trl(steps: int, budget_s: float | None, run_dir: Path) -> dict:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from hybrid_rl import build
-    from hybrid_rl.evaluation import heldout_accuracy
-    from hybrid_rl.models import load_policy
+    from hybrid_rl.evaluation.heldout import heldout_accuracy
+    from hybrid_rl.models.loading import load_policy
+    from hybrid_rl.recipes import build
     from verifiers.math import verify_math
 
     cfg = config()

@@ -13,8 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hybrid_rl.data import Sample, arithmetic  # noqa: E402
-from hybrid_rl.rewards import RewardScorer, Signal  # noqa: E402
+from hybrid_rl.data.samples import Sample
+from hybrid_rl.rewards.scorer import RewardScorer, Signal  # noqa: E402
+from hybrid_rl.tasks.arithmetic import arithmetic  # noqa: E402
 from verifiers import get_verifier  # noqa: E402
 
 

@@ -15,8 +15,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from sandbox.launch import (HARNESS, Launch, SandboxSettings, SandboxUnavailable, UidLease, bwrap_launch, choose_python,
-                            process_limits, unsafe_launch)
+from sandbox.launch import (
+    HARNESS,
+    Launch,
+    SandboxSettings,
+    SandboxUnavailable,
+    UidLease,
+    bwrap_launch,
+    choose_python,
+    process_limits,
+    unsafe_launch,
+)
 from sandbox.units import prepare_tests
 
 STATUSES = ("pass", "fail", "timeout", "error")

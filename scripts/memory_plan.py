@@ -5,7 +5,7 @@
 
 Takes the same overrides as train.py (the model, rollout, trainer and deepspeed settings are
 read from the composed config) and prints one row per setting: 1 GPU, ZeRO-2, ZeRO-3 and
-ZeRO-3 with the optimizer offloaded. The formulas are in hybrid_rl/memory_plan.py.
+ZeRO-3 with the optimizer offloaded. The formulas are in hybrid_rl/runtime/memory_plan.py.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hybrid_rl.memory_plan import Architecture, Workload, format_plan  # noqa: E402
+from hybrid_rl.runtime.memory_plan import Architecture, Workload, format_plan  # noqa: E402
 
 # Published config.json values of the presets' models (conf/preset), so a plan needs no download.
 KNOWN = {
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> str:
 
     from hydra import compose, initialize_config_dir
 
-    from hybrid_rl.config import register_configs
+    from hybrid_rl.config.schema import register_configs
 
     register_configs()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):

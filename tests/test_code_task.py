@@ -4,9 +4,10 @@ from itertools import combinations
 
 import pytest
 
-from hybrid_rl.code_tasks import functions, humaneval_row
-from hybrid_rl.data import DataError
-from hybrid_rl.evaluation import pass_at_k
+from hybrid_rl.data.samples import DataError
+from hybrid_rl.evaluation.heldout import pass_at_k
+from hybrid_rl.tasks.functions import functions
+from hybrid_rl.tasks.humaneval import humaneval_row
 
 
 def test_generator_is_deterministic_and_shows_examples_that_fit_the_tests():
@@ -53,7 +54,7 @@ def test_pass_at_1_is_the_pass_rate():
 
 # ------------------------------------------------------- the real entry point ----
 def test_train_py_task_code_runs_with_sandboxed_rewards_and_pass_at_k(tmp_path):
-    from test_train_smoke import read_jsonl, run_entry
+    from helpers.runs import read_jsonl, run_entry
 
     run_dir = tmp_path / "run"
     proc = run_entry("train.py", run_dir, "task=code", "trainer.max_steps=2", "rollout.max_new_tokens=6",
@@ -69,7 +70,7 @@ def test_train_py_task_code_runs_with_sandboxed_rewards_and_pass_at_k(tmp_path):
 
 
 def test_train_py_task_humaneval_wires_the_packaged_problems(tmp_path):
-    from test_train_smoke import read_jsonl, run_entry
+    from helpers.runs import read_jsonl, run_entry
 
     run_dir = tmp_path / "run"
     run_entry("train.py", run_dir, "task=humaneval", "trainer.max_steps=1", "rollout.max_new_tokens=4",

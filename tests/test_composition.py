@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from hybrid_rl.composition import RewardComposer, SignalRule
+from hybrid_rl.rewards.composition import RewardComposer, SignalRule
 
 N = None
 

@@ -5,8 +5,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
-from hybrid_rl.build import to_config
-from hybrid_rl.config import ConfigError, register_configs
+from hybrid_rl.config.schema import ConfigError, register_configs
+from hybrid_rl.recipes.build import to_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 register_configs()
@@ -103,7 +103,7 @@ def test_all_problems_are_reported_at_once():
 
 
 def test_unknown_verifier_is_named(tmp_path):
-    from hybrid_rl.build import build_scorer
+    from hybrid_rl.recipes.build import build_scorer
 
     cfg = to_config(_compose(["task.rewards.correctness.verifier=nope"]))
     with pytest.raises(ConfigError, match="task.rewards.correctness.verifier: unknown verifier 'nope'"):

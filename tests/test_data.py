@@ -3,8 +3,13 @@ import json
 
 import pytest
 
-from hybrid_rl.config import DataConfig
-from hybrid_rl.data import DataError, PromptStream, arithmetic, load_task_samples, reference_from
+from hybrid_rl.config.schema import DataConfig
+from hybrid_rl.data.loaders import load_task_samples
+from hybrid_rl.data.samples import DataError, PromptStream
+from hybrid_rl.tasks.arithmetic import arithmetic
+from hybrid_rl.tasks.gsm8k import gsm8k_reference
+from hybrid_rl.tasks.math_solutions import boxed_reference
+from hybrid_rl.tasks.plain import plain_row
 
 
 def _write_jsonl(path, rows):
@@ -103,9 +108,9 @@ def test_unreadable_and_missing_files_are_named(tmp_path):
 
 
 def test_reference_formats():
-    assert reference_from("a\n#### 1,234", "gsm8k") == "1234"
-    assert reference_from("x \\boxed{\\frac{1}{2}} y", "boxed") == "\\frac{1}{2}"
-    assert reference_from(" 7 ", "plain") == "7"
+    assert gsm8k_reference("a\n#### 1,234") == "1234"
+    assert boxed_reference("x \\boxed{\\frac{1}{2}} y") == "\\frac{1}{2}"
+    assert plain_row({"q": "1+1", "a": " 7 "}, "f", "q", "a")[1] == "7"
 
 
 def test_prompt_stream_resumes_exactly_and_reshuffles_per_epoch():

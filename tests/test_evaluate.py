@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from hybrid_rl.report import ModelReport, markdown_report, win_rate
+from hybrid_rl.evaluation.report import ModelReport, markdown_report, win_rate
 
 
 def test_win_rate_counts_wins_ties_and_losses_by_hand():
@@ -30,7 +30,7 @@ def test_markdown_report_puts_models_side_by_side():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from test_train_smoke import run_entry
+    from helpers.runs import run_entry
 
     base = tmp_path_factory.mktemp("evaluate")
     run_entry("train.py", base / "run", "trainer.max_steps=2", "checkpoint.every_steps=1", cache=base / "cache")
@@ -38,7 +38,7 @@ def trained(tmp_path_factory):
 
 
 def test_evaluate_writes_json_markdown_and_plots_for_two_checkpoints(trained):
-    from test_train_smoke import run_entry
+    from helpers.runs import run_entry
 
     out = trained / "eval"
     run_entry("evaluate.py", out, f"evaluate.checkpoint={trained / 'run'}",
@@ -57,7 +57,7 @@ def test_evaluate_writes_json_markdown_and_plots_for_two_checkpoints(trained):
 
 
 def test_evaluating_the_reference_against_itself_is_all_ties(trained):
-    from test_train_smoke import run_entry
+    from helpers.runs import run_entry
 
     out = trained / "self"
     run_entry("evaluate.py", out, cache=trained / "cache")  # no checkpoint: the starting model vs itself
@@ -67,7 +67,7 @@ def test_evaluating_the_reference_against_itself_is_all_ties(trained):
 
 
 def test_bad_paths_and_signals_are_named(trained):
-    from test_train_smoke import run_entry
+    from helpers.runs import run_entry
 
     proc = run_entry("evaluate.py", trained / "bad", f"evaluate.checkpoint={trained / 'nowhere'}",
                      cache=trained / "cache", check=False)

@@ -2,14 +2,18 @@
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
-from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+from transformers.generation.logits_process import (
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
-from hybrid_rl import fast_llama
-from hybrid_rl.logprobs import completion_logprobs
+from hybrid_rl.algo.logprobs import completion_logprobs
+from hybrid_rl.models import fast_llama
+from hybrid_rl.models.tiny import build_char_tokenizer
 from hybrid_rl.rollout import build_backend
 from hybrid_rl.rollout.hf import HFRollout
-from hybrid_rl.rollout.sampler import process_logits
-from hybrid_rl.tiny_model import build_char_tokenizer
+from hybrid_rl.rollout.token_sampler import process_logits
 
 TOK = build_char_tokenizer()
 

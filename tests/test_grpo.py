@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from hybrid_rl import grpo
+from hybrid_rl.algo import grpo
 
 
 def test_group_advantages_population_and_sample_std():

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from hybrid_rl.hacking import HackingWatch, agreement, spearman
+from hybrid_rl.rewards.hacking import HackingWatch, agreement, spearman
 
 
 def test_spearman_by_hand():

@@ -1,9 +1,7 @@
 """A constructed run in which the proxy climbs while verified accuracy falls: the watch must
 warn, log the alarm and, with stop=true, end training early with a checkpoint."""
 import pytest
-
-from conftest import ROOT
-from test_train_smoke import read_jsonl, run_entry
+from helpers.runs import ROOT, read_jsonl, run_entry
 
 
 @pytest.mark.slow

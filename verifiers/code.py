@@ -20,14 +20,11 @@ from collections import OrderedDict
 from typing import Optional, Sequence
 
 from sandbox import ExecResult, Job, SandboxPool, SandboxSettings
-from verifiers.registry import Flagged, register_verifier
+from verifiers.registry import Flagged
 
 _FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
 CACHE_SIZE = 50_000  # verdicts kept: a policy repeats itself, and tests are deterministic
 
-_settings = SandboxSettings()
-_pool: Optional[SandboxPool] = None
-_cache: "OrderedDict[tuple, ExecResult]" = OrderedDict()
 
 
 # ------------------------------------------------------------ extraction ----
@@ -51,50 +48,6 @@ def build_program(completion: str, meta: dict) -> str:
     return meta.get("program_prefix", "") + code
 
 
-# ------------------------------------------------------------------ pool ----
-def configure(cfg) -> None:
-    """Use the run's `sandbox` settings (a SandboxSettings or a config node with its fields);
-    the sandbox is started and checked here, so a machine that cannot isolate code fails at
-    start-up, not in the middle of training."""
-    global _settings
-    section = getattr(cfg, "sandbox", cfg)
-    settings = SandboxSettings(**{k: getattr(section, k) for k in SandboxSettings.__dataclass_fields__})
-    if settings != _settings or _pool is None:
-        close()
-        _settings = settings
-    pool()
-
-
-def pool() -> SandboxPool:
-    global _pool
-    if _pool is None:
-        _pool = SandboxPool(_settings)
-    return _pool
-
-
-def close() -> None:
-    global _pool
-    if _pool is not None:
-        _pool.close()
-        _pool = None
-    _cache.clear()
-
-
-def run_jobs(jobs: Sequence[Job]) -> list[ExecResult]:
-    """Results for `jobs`, each distinct job run once (batch duplicates and earlier verdicts reused)."""
-    keys = [(j.program, j.tests, j.context, None if j.expose is None else tuple(j.expose)) for j in jobs]
-    todo = {k: j for k, j in zip(keys, jobs) if k not in _cache}
-    for key, result in zip(todo, pool().run_batch(list(todo.values()))):
-        if result.status in ("pass", "fail"):  # timeouts and errors may be the machine's: retry later
-            _cache[key] = result
-            while len(_cache) > CACHE_SIZE:
-                _cache.popitem(last=False)
-        else:
-            _cache.pop(key, None)
-        todo[key] = result
-    return [todo[k] if k in todo else _cache[k] for k in keys]
-
-
 # ------------------------------------------------------------- verifiers ----
 def _score(result: ExecResult, partial: bool) -> float:
     if result.status == "timeout":
@@ -105,34 +58,63 @@ def _score(result: ExecResult, partial: bool) -> float:
     return result.fraction if partial else float(result.passed)
 
 
-def _verify(completions, references, samples, partial: bool) -> list[Optional[float]]:
-    rows = [i for i, ref in enumerate(references) if ref is not None]
-    jobs = []
-    for i in rows:
-        meta = samples[i].meta if samples is not None else {}
-        entry = meta.get("entry_point")
-        jobs.append(Job(build_program(completions[i], meta), references[i], meta.get("context", ""),
-                        [entry] if entry else None))
-    scores: list[Optional[float]] = [None] * len(completions)
-    for i, result in zip(rows, run_jobs(jobs)):
-        scores[i] = _score(result, partial)
-    return scores
+class CodeVerifier:
+    """`verifier: code`: 1.0 when every assert of the sample's tests held, else 0.0 (None: no
+    tests). Runs each program in its own sandbox (sandbox/README.md); distinct jobs run once,
+    and pass/fail verdicts are cached (a policy repeats itself and tests are deterministic).
+
+    The sandbox is started and checked in the constructor, so a machine that cannot isolate
+    code fails at start-up, not in the middle of training.
+    """
+
+    runs_isolated = True  # isolates and time-limits its own work (see verifiers.Verifier)
+    partial = False  # CodeFractionVerifier: the share of asserts that held
+
+    def __init__(self, sandbox: Optional[SandboxSettings] = None):
+        section = sandbox if sandbox is not None else SandboxSettings()
+        fields = SandboxSettings.__dataclass_fields__
+        self.settings = SandboxSettings(**{k: getattr(section, k) for k in fields})
+        self.pool = SandboxPool(self.settings)
+        self._cache: "OrderedDict[tuple, ExecResult]" = OrderedDict()
+
+    def __call__(self, completions: Sequence[str], references: Sequence[Optional[str]],
+                 **fields) -> list[Optional[float]]:
+        samples = fields.get("samples")
+        rows = [i for i, ref in enumerate(references) if ref is not None]
+        jobs = []
+        for i in rows:
+            meta = samples[i].meta if samples is not None else {}
+            entry = meta.get("entry_point")
+            jobs.append(Job(build_program(completions[i], meta), references[i],
+                            meta.get("context", ""), [entry] if entry else None))
+        scores: list[Optional[float]] = [None] * len(completions)
+        for i, result in zip(rows, self.run_jobs(jobs)):
+            scores[i] = _score(result, self.partial)
+        return scores
+
+    def run_jobs(self, jobs: Sequence[Job]) -> list[ExecResult]:
+        """Results for `jobs`, each distinct job run once (batch duplicates and earlier
+        verdicts reused)."""
+        keys = [(j.program, j.tests, j.context, None if j.expose is None else tuple(j.expose))
+                for j in jobs]
+        todo = {k: j for k, j in zip(keys, jobs) if k not in self._cache}
+        for key, result in zip(todo, self.pool.run_batch(list(todo.values()))):
+            if result.status in ("pass", "fail"):  # timeouts and errors may be the machine's
+                self._cache[key] = result
+                while len(self._cache) > CACHE_SIZE:
+                    self._cache.popitem(last=False)
+            todo[key] = result
+        return [todo[k] if k in todo else self._cache[k] for k in keys]
+
+    def close(self) -> None:
+        self.pool.close()
+        self._cache.clear()
 
 
-@register_verifier("code")
-def code_verifier(completions: Sequence[str], references: Sequence[Optional[str]], **fields) -> list[Optional[float]]:
-    """1.0 when every assert of the sample's tests held, else 0.0 (None: no tests)."""
-    return _verify(completions, references, fields.get("samples"), partial=False)
+class CodeFractionVerifier(CodeVerifier):
+    """`verifier: code_fraction`: the share of the sample's asserts that held (None: no tests)."""
+
+    partial = True
 
 
-@register_verifier("code_fraction")
-def code_fraction_verifier(completions: Sequence[str], references: Sequence[Optional[str]], **fields) -> list[Optional[float]]:
-    """Share of the sample's asserts that held (None: no tests)."""
-    return _verify(completions, references, fields.get("samples"), partial=True)
-
-
-for _verifier in (code_verifier, code_fraction_verifier):
-    _verifier.runs_isolated = True
-    _verifier.configure = configure
-
-__all__ = ["build_program", "close", "configure", "extract_code", "run_jobs"]
+__all__ = ["CodeFractionVerifier", "CodeVerifier", "build_program", "extract_code"]

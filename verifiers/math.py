@@ -22,9 +22,14 @@ import sympy
 
 from verifiers import pool as _pool
 from verifiers.math_parse import (
-    MAX_ANSWER_CHARS, Unparseable, choice_letter, normalise, split_top_level, to_sympy,
+    MAX_ANSWER_CHARS,
+    Unparseable,
+    choice_letter,
+    normalise,
+    split_top_level,
+    to_sympy,
 )
-from verifiers.registry import Flagged, register_verifier
+from verifiers.registry import Flagged
 
 MAX_DIGITS = 400  # plain numbers longer than this are refused by the fast path
 RELATIVE_TOLERANCE = 1e-6
@@ -324,7 +329,6 @@ def verify_math(completion: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S
         return Flagged(0.0, f"math check failed: {exc}")
 
 
-@register_verifier("math")
 def math_verifier(
     completions: Sequence[str], references: Sequence[Optional[str]], **fields
 ) -> list[Optional[float]]:
@@ -332,4 +336,4 @@ def math_verifier(
     return [None if ref is None else verify_math(c, ref) for c, ref in zip(completions, references)]
 
 
-__all__ = ["answers_match", "bounded_match", "extract_answer", "last_boxed", "normalise", "reset", "verify_math"]
+__all__ = ["answers_match", "math_verifier", "bounded_match", "extract_answer", "last_boxed", "normalise", "reset", "verify_math"]

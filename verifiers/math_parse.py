@@ -12,7 +12,10 @@ from typing import Optional
 
 import sympy
 from sympy.parsing.sympy_parser import (
-    convert_xor, implicit_multiplication_application, parse_expr, standard_transformations,
+    convert_xor,
+    implicit_multiplication_application,
+    parse_expr,
+    standard_transformations,
 )
 
 MAX_ANSWER_CHARS = 400  # longer "answers" are not answers; refusing them keeps checks fast

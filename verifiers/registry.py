@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from importlib.metadata import entry_points
 from typing import Callable, Optional, Protocol, Sequence
 
 ENTRY_POINT_GROUP = "hybrid_rl.verifiers"
-# Built-in verifiers live in these modules; importing one registers its verifiers.
-_BUILTIN_MODULES = ("verifiers.math", "verifiers.code")
 
 
 class Flagged(float):
@@ -34,7 +33,10 @@ class Verifier(Protocol):
     - `runs_isolated = True`: the verifier isolates and time-limits its own work (the code
       verifier's sandbox), so the trainer calls it on the whole batch in-process instead of
       one sample per worker process;
-    - `configure(cfg)`: called once at start with the run's config, before any scoring.
+    - a verifier that needs settings (a sandbox, a model folder) is registered as a class:
+      `get_verifier(name, **settings)` constructs it with the settings its constructor names,
+      so no verifier keeps state in module globals;
+    - `close()`: called when the run ends (the code verifier stops its sandbox workers).
     """
 
     def __call__(
@@ -42,41 +44,103 @@ class Verifier(Protocol):
     ) -> list[Optional[float]]: ...
 
 
-_REGISTRY: dict[str, Verifier] = {}
-_loaded = False
+class PluginError(LookupError):
+    """A plug-in that cannot be found or loaded; the message names the kind, the name, and the
+    module or the package and entry point it was to come from."""
 
 
-def register_verifier(name: str) -> Callable[[Verifier], Verifier]:
-    """Decorator: make `fn` available as `verifier: <name>` in task configs."""
+class Registry:
+    """Name -> component, the one way hybrid-rl finds a plug-in of any kind (verifiers here;
+    rollout backends, task generators and row formats in hybrid_rl/plugins.py).
 
-    def decorate(fn: Verifier) -> Verifier:
-        if name in _REGISTRY and _REGISTRY[name] is not fn:
-            raise ValueError(f"verifier {name!r} is already registered by {_REGISTRY[name]!r}")
-        _REGISTRY[name] = fn
-        return fn
+    A name resolves, in this order, to an object registered in this process (`register`), a
+    built-in given as "module:attribute" (imported on first use, so nothing depends on import
+    order), or an entry point of `group` that an installed package declares.
+    """
 
-    return decorate
+    def __init__(self, kind: str, group: str, builtins: dict[str, str]):
+        self.kind, self.group, self.builtins = kind, group, dict(builtins)
+        self._registered: dict[str, object] = {}
+        self._loaded: dict[str, object] = {}
+
+    def register(self, name: str) -> Callable[[object], object]:
+        """Decorator: make the object available under `name` in this process."""
+
+        def decorate(obj):
+            known = self._registered.get(name)
+            if (known is not None and known is not obj) or name in self.builtins:
+                raise ValueError(f"{self.kind} {name!r} is already registered by {known or self.builtins[name]!r}")
+            self._registered[name] = obj
+            return obj
+
+        return decorate
+
+    def _entry_points(self) -> dict:
+        return {ep.name: ep for ep in entry_points(group=self.group)}
+
+    def names(self) -> list[str]:
+        return sorted(set(self.builtins) | set(self._registered) | set(self._entry_points()))
+
+    def get(self, name: str):
+        if name in self._registered:
+            return self._registered[name]
+        if name not in self._loaded:
+            self._loaded[name] = self._load(name)
+        return self._loaded[name]
+
+    def _load(self, name: str):
+        if name in self.builtins:
+            module, _, attribute = self.builtins[name].partition(":")
+            where = f"built-in {self.kind} {name!r} ({self.builtins[name]})"
+            return _import(module, attribute, where)
+        ep = self._entry_points().get(name)
+        if ep is None:
+            raise PluginError(f"unknown {self.kind} {name!r}; registered: {self.names()}")
+        package = ep.dist.name if getattr(ep, "dist", None) is not None else "an installed package"
+        try:
+            return ep.load()
+        except Exception as exc:
+            raise PluginError(
+                f"{self.kind} {name!r}: entry point {ep.value!r} of {package} (group {self.group!r}) "
+                f"failed to load: {type(exc).__name__}: {exc}"
+            ) from exc
 
 
-def _load_all() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name not in _REGISTRY:
-            _REGISTRY[ep.name] = ep.load()
+def _import(module: str, attribute: str, where: str):
+    try:
+        return getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise PluginError(f"{where} failed to load: {type(exc).__name__}: {exc}") from exc
+
+
+def construct(entry, **settings):
+    """A registered entry made ready to use. A class is a factory: it is constructed with the
+    settings its constructor names (e.g. the code verifier takes `sandbox`); anything else
+    (a plain function) is used as it is."""
+    if not isinstance(entry, type):
+        return entry
+    accepted = inspect.signature(entry).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        return entry(**settings)
+    return entry(**{k: v for k, v in settings.items() if k in accepted})
+
+
+VERIFIERS = Registry(
+    "verifier",
+    ENTRY_POINT_GROUP,
+    {
+        "math": "verifiers.math:math_verifier",
+        "code": "verifiers.code:CodeVerifier",
+        "code_fraction": "verifiers.code:CodeFractionVerifier",
+    },
+)
+register_verifier = VERIFIERS.register
 
 
 def available_verifiers() -> list[str]:
-    _load_all()
-    return sorted(_REGISTRY)
+    return VERIFIERS.names()
 
 
-def get_verifier(name: str) -> Verifier:
-    _load_all()
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown verifier {name!r}; registered: {sorted(_REGISTRY)}")
-    return _REGISTRY[name]
+def get_verifier(name: str, **settings) -> Verifier:
+    """The verifier registered as `name`, constructed with `settings` when it is a class."""
+    return construct(VERIFIERS.get(name), **settings)

@@ -8,7 +8,7 @@ weights gathered under ZeRO-3; it must push them or fail loudly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Protocol, Sequence
+from typing import Optional, Protocol, Sequence
 
 import torch
 
@@ -76,24 +76,8 @@ class RolloutBackend(Protocol):
     def sync_weights(self, policy: torch.nn.Module) -> None: ...
 
 
-# name -> factory(policy, tokenizer, **rollout settings)
-ROLLOUT_BACKENDS: dict[str, Callable[..., RolloutBackend]] = {}
-
-
-def register_backend(name: str):
-    def decorate(factory):
-        ROLLOUT_BACKENDS[name] = factory
-        return factory
-
-    return decorate
-
-
 def build_backend(name: str, policy, tokenizer, **settings) -> RolloutBackend:
-    from hybrid_rl.rollout import hf  # noqa: F401  (registers the built-in backend)
+    """The rollout backend registered as `name` (hybrid_rl/plugins.py), on `policy`."""
+    from hybrid_rl.plugins import ROLLOUT_BACKENDS
 
-    if name == "vllm":  # imported only when asked for: vLLM is an optional extra
-        from hybrid_rl.rollout import vllm_engine  # noqa: F401
-
-    if name not in ROLLOUT_BACKENDS:
-        raise KeyError(f"unknown rollout backend {name!r}; registered: {sorted(ROLLOUT_BACKENDS)}")
-    return ROLLOUT_BACKENDS[name](policy, tokenizer, **settings)
+    return ROLLOUT_BACKENDS.get(name)(policy, tokenizer, **settings)

@@ -1,5 +1,5 @@
 """Rollouts on the training module itself (no weight copy): the lean shared-prompt sampler for
-Llama-architecture models (hybrid_rl/rollout/sampler.py), transformers' `generate()` otherwise."""
+Llama-architecture models (hybrid_rl/rollout/token_sampler.py), transformers' `generate()` otherwise."""
 from __future__ import annotations
 
 import contextlib
@@ -7,9 +7,9 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from hybrid_rl import fast_llama
-from hybrid_rl.rollout import RolloutBatch, concat_batches, register_backend
-from hybrid_rl.rollout.sampler import sample
+from hybrid_rl.models import fast_llama
+from hybrid_rl.rollout import RolloutBatch, concat_batches
+from hybrid_rl.rollout.token_sampler import sample
 
 
 def completion_mask_from(ids: torch.Tensor, eos_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,7 +91,3 @@ class HFRollout:
         scores = torch.stack(out.scores, dim=1).float()  # [N, T, V]
         return completion_ids, torch.log_softmax(scores, dim=-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
 
-
-@register_backend("hf")
-def build_hf_rollout(policy, tokenizer, **settings) -> HFRollout:
-    return HFRollout(policy, tokenizer, **settings)

@@ -17,7 +17,8 @@ class WeightSyncWorker:
         The same steps as vLLM's own in-place reload, with its record of what was loaded kept:
         vLLM only logs a warning for parameters that were not loaded."""
         from vllm.model_executor.model_loader.reload.layerwise import (
-            finalize_layerwise_reload, initialize_layerwise_reload,
+            finalize_layerwise_reload,
+            initialize_layerwise_reload,
         )
 
         model = self.model_runner.get_model()

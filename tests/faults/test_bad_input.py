@@ -2,14 +2,13 @@
 import json
 
 import pytest
+from helpers.runs import ROOT, TINY_OVERRIDES, run_entry
 from hydra import compose, initialize_config_dir
 
-from conftest import ROOT, TINY_OVERRIDES
-from hybrid_rl import build
-from hybrid_rl.checkpoint import CheckpointError
-from hybrid_rl.config import ConfigError, register_configs
-from hybrid_rl.data import DataError
-from test_train_smoke import run_entry
+from hybrid_rl.config.schema import ConfigError, register_configs
+from hybrid_rl.data.samples import DataError
+from hybrid_rl.recipes import build
+from hybrid_rl.runtime.checkpoint import CheckpointError
 
 register_configs()
 

@@ -4,9 +4,15 @@ import random
 import pytest
 import torch
 
-from hybrid_rl.checkpoint import CheckpointError, find_checkpoint, load_trainer_state, save_checkpoint, set_rng_state
-from hybrid_rl.models import builtin_model_folder, load_policy, load_tokenizer
-from hybrid_rl.optim import make_optimizer, make_scheduler
+from hybrid_rl.algo.optim import make_optimizer, make_scheduler
+from hybrid_rl.models.loading import builtin_model_folder, load_policy, load_tokenizer
+from hybrid_rl.runtime.checkpoint import (
+    CheckpointError,
+    find_checkpoint,
+    load_trainer_state,
+    save_checkpoint,
+    set_rng_state,
+)
 
 TINY = dict(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, max_position_embeddings=32, init_seed=0)
 

@@ -7,8 +7,7 @@ import sys
 import time
 
 import pytest
-
-from conftest import ROOT, TINY_OVERRIDES
+from helpers.runs import ROOT, TINY_OVERRIDES
 
 pytestmark = pytest.mark.slow
 SETTINGS = [*TINY_OVERRIDES, "trainer.prompts_per_step=8", "trainer.max_steps=30", "checkpoint.every_steps=5",

@@ -4,12 +4,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import train
-from hybrid_rl.models import builtin_model_folder, load_policy, load_tokenizer
-from hybrid_rl.optim import make_optimizer, make_scheduler
+from hybrid_rl.algo.optim import make_optimizer, make_scheduler
+from hybrid_rl.algo.update import NonFiniteLoss, UpdateSettings, grpo_update
+from hybrid_rl.models.loading import builtin_model_folder, load_policy, load_tokenizer
+from hybrid_rl.recipes import grpo as train
 from hybrid_rl.rollout import build_backend
-from hybrid_rl.engine import TorchEngine
-from hybrid_rl.trainer import NonFiniteLoss, UpdateSettings, grpo_update
+from hybrid_rl.runtime.engine import TorchEngine
 
 TINY = dict(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, max_position_embeddings=32, init_seed=0)
 

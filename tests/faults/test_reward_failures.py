@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from hybrid_rl.data import Sample
-from hybrid_rl.rewards import RewardFailure, RewardScorer, Signal
+from hybrid_rl.data.samples import Sample
+from hybrid_rl.rewards.scorer import RewardFailure, RewardScorer, Signal
 
 
 def moody(completions, references, **_):

@@ -7,11 +7,11 @@ import sys
 
 import torch
 
-from hybrid_rl.logprobs import completion_logprobs
-from hybrid_rl.models import load_policy, load_tokenizer
+from hybrid_rl.algo.logprobs import completion_logprobs
+from hybrid_rl.models.loading import load_policy, load_tokenizer
+from hybrid_rl.models.tiny import write_tiny_model_folder
 from hybrid_rl.rollout import build_backend
-from hybrid_rl.rollout.vllm_engine import WeightSyncError
-from hybrid_rl.tiny_model import write_tiny_model_folder
+from hybrid_rl.rollout.vllm_backend import WeightSyncError
 
 
 def gap(rollout, policy, batch) -> float:

@@ -9,12 +9,12 @@ import sys
 
 import torch
 
-from hybrid_rl import distributed
-from hybrid_rl.engine import DeepSpeedSettings, TorchEngine, ZeroEngine
-from hybrid_rl.optim import make_scheduler
+from hybrid_rl.algo.optim import make_scheduler
+from hybrid_rl.algo.update import UpdateSettings, grpo_update
+from hybrid_rl.models.tiny import build_tiny_llama
 from hybrid_rl.rollout import RolloutBatch
-from hybrid_rl.tiny_model import build_tiny_llama
-from hybrid_rl.trainer import UpdateSettings, grpo_update
+from hybrid_rl.runtime import distributed
+from hybrid_rl.runtime.engine import DeepSpeedSettings, TorchEngine, ZeroEngine
 
 STAGE, LOSS_TYPE = int(sys.argv[1]), sys.argv[2]
 N, P, T, G = 8, 5, 6, 2  # 8 completions in groups of 2: rank r takes rows 4r..4r+3

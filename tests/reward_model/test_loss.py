@@ -4,7 +4,11 @@ import math
 import pytest
 import torch
 
-from hybrid_rl.reward_model.loss import bradley_terry_loss, expected_calibration_error, pairwise_metrics
+from hybrid_rl.rewards.learned.loss import (
+    bradley_terry_loss,
+    expected_calibration_error,
+    pairwise_metrics,
+)
 
 
 def softplus(x):  # -log sigmoid(d) = log(1 + e^-d)

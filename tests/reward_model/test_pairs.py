@@ -6,8 +6,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from hybrid_rl.reward_model.pairs import (
-    PreferenceDataError, PreferencePair, load_pairs, pair_from_row, split_pairs, write_pairs,
+from hybrid_rl.rewards.learned.pairs import (
+    PreferenceDataError,
+    PreferencePair,
+    load_pairs,
+    pair_from_row,
+    split_pairs,
+    write_pairs,
 )
 
 

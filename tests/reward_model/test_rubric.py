@@ -1,7 +1,12 @@
 """The written rubric that stands in for human raters, and the pairs it labels."""
 import random
 
-from hybrid_rl.reward_model.rubric import candidate_responses, rubric_pairs, rubric_points, rubric_score
+from hybrid_rl.rewards.learned.rubric import (
+    candidate_responses,
+    rubric_pairs,
+    rubric_points,
+    rubric_score,
+)
 
 
 def test_rubric_prefers_one_marked_answer_with_brief_working():

@@ -4,12 +4,12 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from helpers.runs import read_jsonl, run_entry
 from omegaconf import OmegaConf
 
-from hybrid_rl.reward_model.fit import evaluate_pairs
-from hybrid_rl.reward_model.model import RewardModel
-from hybrid_rl.reward_model.pairs import load_pairs
-from test_train_smoke import read_jsonl, run_entry
+from hybrid_rl.rewards.learned.fit import evaluate_pairs
+from hybrid_rl.rewards.learned.model import RewardModel
+from hybrid_rl.rewards.learned.pairs import load_pairs
 
 RM_TINY = ["task.data.num_train=300", "reward_model.max_steps=40", "reward_model.batch_size=8",
            "reward_model.data.num_prompts=200", "reward_model.eval_fraction=0.25", "num_threads=2"]

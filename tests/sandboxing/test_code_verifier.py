@@ -2,21 +2,23 @@
 import pytest
 
 import verifiers.code as code
-from hybrid_rl.data import Sample
-from hybrid_rl.rewards import RewardScorer, Signal
+from hybrid_rl.data.samples import Sample
+from hybrid_rl.rewards.scorer import RewardScorer, Signal
+from sandbox import SandboxSettings
 from verifiers import Flagged, get_verifier
 
 TESTS = "assert f(2) == 5\nassert f(10) == 13\n"
 META = {"entry_point": "f", "program_prefix": "def f(x):\n    return "}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def sandbox_settings():
-    from sandbox import SandboxSettings
+SETTINGS = SandboxSettings(workers=2, timeout_s=2.0)
 
-    code.configure(SandboxSettings(workers=2, timeout_s=2.0))
-    yield
-    code.close()
+
+@pytest.fixture(scope="module")
+def verifier():
+    v = get_verifier("code", sandbox=SETTINGS)
+    yield v
+    v.close()
 
 
 def sample(tests=TESTS, meta=META):
@@ -36,20 +38,25 @@ def test_build_program_continues_or_replaces():
     assert code.build_program(whole, dict(META, context="import math\n")) == "import math\n\ndef f(x):\n    return x + 3\n"
 
 
-def test_scores_pass_fail_and_partial():
+def test_scores_pass_fail_and_partial(verifier):
     completions = ["x+3", "3+x", "x+1+2", "x+4"]
     samples = [sample()] * 4
-    assert get_verifier("code")(completions, [TESTS] * 4, samples=samples) == [1.0, 1.0, 1.0, 0.0]
+    assert verifier(completions, [TESTS] * 4, samples=samples) == [1.0, 1.0, 1.0, 0.0]
     partial = sample("assert f(2) == 5\nassert f(10) == 21\n")
-    assert get_verifier("code_fraction")(["x+3"], [partial.reference], samples=[partial]) == [0.5]
+    fraction = get_verifier("code_fraction", sandbox=SETTINGS)
+    try:
+        assert fraction(["x+3"], [partial.reference], samples=[partial]) == [0.5]
+    finally:
+        fraction.close()
 
 
-def test_no_tests_means_no_opinion():
-    assert get_verifier("code")(["x+3"], [None], samples=[sample(None)]) == [None]
+def test_no_tests_means_no_opinion(verifier):
+    assert verifier(["x+3"], [None], samples=[sample(None)]) == [None]
 
 
 def test_timeouts_and_errors_are_flagged_and_counted():
-    scorer = RewardScorer({"code": [Signal("correctness", get_verifier("code"), 1.0)]}, num_workers=2)
+    verifier = get_verifier("code", sandbox=SETTINGS)
+    scorer = RewardScorer({"code": [Signal("correctness", verifier, 1.0)]}, num_workers=2)
     try:
         scores = scorer.score([sample()] * 3, ["x+3", "x+(", "[x for x in iter(int, 1)][0]"])
     finally:
@@ -61,21 +68,21 @@ def test_timeouts_and_errors_are_flagged_and_counted():
     assert (scores.errors["correctness"], scores.timeouts["correctness"]) == (1, 1)
 
 
-def test_identical_jobs_run_once(monkeypatch):
+def test_identical_jobs_run_once(verifier, monkeypatch):
     calls = []
-    real = code.pool().run_batch
-    monkeypatch.setattr(code.pool(), "run_batch", lambda jobs: calls.append(len(jobs)) or real(jobs))
-    code._cache.clear()
-    assert get_verifier("code")(["x+3"] * 8 + ["x+4"], [TESTS] * 9, samples=[sample()] * 9) == [1.0] * 8 + [0.0]
-    assert get_verifier("code")(["x+3"], [TESTS], samples=[sample()]) == [1.0]
+    real = verifier.pool.run_batch
+    monkeypatch.setattr(verifier.pool, "run_batch", lambda jobs: calls.append(len(jobs)) or real(jobs))
+    verifier._cache.clear()
+    assert verifier(["x+3"] * 8 + ["x+4"], [TESTS] * 9, samples=[sample()] * 9) == [1.0] * 8 + [0.0]
+    assert verifier(["x+3"], [TESTS], samples=[sample()]) == [1.0]
     assert calls == [2, 0]
 
 
-def test_every_generated_demonstration_passes_its_own_tests():
-    from hybrid_rl.code_tasks import functions
+def test_every_generated_demonstration_passes_its_own_tests(verifier):
+    from hybrid_rl.tasks.functions import functions
 
     rows = functions(60, seed=3, families="add,sub,mul,rsub")
     samples = [Sample(p, t, "code", d, m) for p, t, d, m in rows]
-    assert get_verifier("code")([s.demonstration for s in samples], [s.reference for s in samples], samples=samples) == [1.0] * 60
+    assert verifier([s.demonstration for s in samples], [s.reference for s in samples], samples=samples) == [1.0] * 60
     wrong = [s.demonstration + "+1" for s in samples]
-    assert get_verifier("code")(wrong, [s.reference for s in samples], samples=samples) == [0.0] * 60
+    assert verifier(wrong, [s.reference for s in samples], samples=samples) == [0.0] * 60

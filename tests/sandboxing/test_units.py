@@ -65,7 +65,7 @@ def test_unsafe_backend_runs_only_when_chosen_and_warns():
 
 
 def test_sandboxes_die_with_a_killed_trainer():
-    from conftest import children_of_a_killed_parent, processes_gone
+    from helpers.runs import children_of_a_killed_parent, processes_gone
 
     sandboxes = children_of_a_killed_parent(
         "from sandbox import SandboxPool, SandboxSettings\npool = SandboxPool(SandboxSettings(workers=2))",

@@ -3,12 +3,9 @@ their checkpoints resume in a single plain process."""
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-from conftest import ROOT, TINY_OVERRIDES
-from test_train_smoke import read_jsonl, run_entry
+from helpers.runs import ROOT, TINY_OVERRIDES, read_jsonl, run_entry
 
 pytest.importorskip("deepspeed", reason="DeepSpeed is in the dev set-up (scripts/setup.sh --dev)")
 pytestmark = pytest.mark.slow

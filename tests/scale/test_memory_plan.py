@@ -3,10 +3,10 @@ import subprocess
 import sys
 
 import pytest
+from helpers.runs import ROOT
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-from conftest import ROOT
-from hybrid_rl.memory_plan import Architecture, Sharding, Workload, plan
+from hybrid_rl.runtime.memory_plan import Architecture, Sharding, Workload, plan
 
 SMALL = Architecture(hidden=8, layers=1, heads=2, kv_heads=1, intermediate=16, vocab=10)
 

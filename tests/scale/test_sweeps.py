@@ -5,8 +5,7 @@ import subprocess
 import sys
 
 import pytest
-
-from conftest import ROOT, TINY_OVERRIDES
+from helpers.runs import ROOT, TINY_OVERRIDES
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="hydra-submitit-launcher is in the dev set-up")
 pytestmark = pytest.mark.slow

@@ -3,11 +3,9 @@
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
-
-from conftest import ROOT, TINY_OVERRIDES
+from helpers.runs import ROOT, TINY_OVERRIDES
 
 VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
 pytestmark = [

@@ -1,0 +1,144 @@
+"""One GRPO policy update over a scored rollout: mu optimizer passes, micro-batched.
+
+Plain arguments only (no config tree). The loss maths lives in hybrid_rl/algo/grpo.py; how
+gradients become a step (one process or DeepSpeed ZeRO) lives in hybrid_rl/runtime/engine.py.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from hybrid_rl.algo import grpo
+from hybrid_rl.algo.logprobs import completion_logprobs
+from hybrid_rl.rollout import RolloutBatch
+from hybrid_rl.runtime import distributed
+from hybrid_rl.runtime.engine import NonFiniteLoss
+
+__all__ = ["NonFiniteLoss", "UpdateSettings", "grpo_update", "reference_logprobs"]
+
+
+@dataclass(frozen=True)
+class UpdateSettings:
+    loss_type: str
+    epsilon: float
+    epsilon_high: float
+    beta: float
+    mu: int
+    micro_batch_size: int
+    max_completion_length: int
+    temperature: float
+    mask_truncated_completions: bool
+    # Truncated importance sampling: weigh each token's loss by min(pi_trainer / pi_rollout, cap)
+    # when the sampler (vLLM) and the trainer compute slightly different probabilities.
+    tis_cap: Optional[float] = None
+
+
+def _micro_batches(n: int, size: int) -> list[slice]:
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+@torch.no_grad()
+def _logprobs_no_grad(model, batch: RolloutBatch, temperature: float, size: int) -> torch.Tensor:
+    parts = [
+        completion_logprobs(model, batch.prompt_ids[s], batch.prompt_mask[s], batch.completion_ids[s],
+                            batch.completion_mask[s], temperature)[0]
+        for s in _micro_batches(len(batch), size)
+    ]
+    return torch.cat(parts)
+
+
+def reference_logprobs(reference: torch.nn.Module, batch: RolloutBatch, s: UpdateSettings) -> torch.Tensor:
+    """[N, T] the frozen reference model's log-probs of the sampled tokens (for the KL term)."""
+    return _logprobs_no_grad(reference, batch, s.temperature, s.micro_batch_size)
+
+
+def _loss_scale(batch: RolloutBatch, loss_mask: torch.Tensor, s: UpdateSettings, num_mbs: int) -> grpo.LossScale:
+    """Counts over the whole step. Under several processes each rank's gradient is averaged
+    with the others', so the token count is the all-rank count divided by the rank count:
+    token-level losses (dapo) then equal one big batch's exactly."""
+    tokens = int(loss_mask.sum().item())
+    world = distributed.world_size()
+    if world > 1:
+        tokens = distributed.sum_over_ranks(tokens) / world
+    return grpo.LossScale(len(batch), tokens, s.max_completion_length, num_mbs)
+
+
+def _sampler_agreement(logp: torch.Tensor, rollout_logp: torch.Tensor, mask: torch.Tensor, into: dict) -> None:
+    """Largest and mean |trainer - sampler| token log-prob gap (a vLLM engine with stale or
+    differently-rounded weights shows up here)."""
+    gap = (logp.detach() - rollout_logp).abs() * mask
+    into["logprob_gap_max"] = max(into.get("logprob_gap_max", 0.0), float(gap.max()) if gap.numel() else 0.0)
+    into["logprob_gap_sum"] = into.get("logprob_gap_sum", 0.0) + float(gap.sum())
+
+
+def grpo_update(
+    engine,
+    reference: Optional[torch.nn.Module],
+    batch: RolloutBatch,
+    advantages: torch.Tensor,  # [N]
+    s: UpdateSettings,
+) -> dict[str, float]:
+    """Run s.mu optimizer steps on one rollout; return averaged statistics."""
+    loss_mask = batch.completion_mask.float()
+    if s.mask_truncated_completions:
+        loss_mask = loss_mask * (~batch.truncated).float().unsqueeze(1)
+    mbs = _micro_batches(len(batch), s.micro_batch_size)
+    scale = _loss_scale(batch, loss_mask, s, len(mbs))
+    ref_logp = None
+    if s.beta:  # computed while the verifiers scored (train.py), or now
+        ref_logp = batch.reference_logprobs
+        ref_logp = reference_logprobs(reference, batch, s) if ref_logp is None else ref_logp
+    # With mu > 1 the ratio compares against the policy as it was at sampling time; with
+    # mu == 1 that is the current policy, so its detached log-probs serve (ratio == 1).
+    old_logp = _logprobs_no_grad(engine.model, batch, s.temperature, s.micro_batch_size) if s.mu > 1 else None
+
+    totals: dict[str, float] = {}
+    engine.model.train()
+    for epoch in range(s.mu):
+        engine.zero_grad()
+        loss_sum = 0.0
+        for i, mb in enumerate(mbs):
+            logp, entropy = completion_logprobs(
+                engine.model, batch.prompt_ids[mb], batch.prompt_mask[mb], batch.completion_ids[mb],
+                batch.completion_mask[mb], s.temperature, with_entropy=True,
+            )
+            rollout_logp = batch.rollout_logprobs[mb].to(logp.device)
+            mask = loss_mask[mb].to(logp.device)
+            if epoch == 0:  # the weights that sampled this rollout: compare with the sampler
+                _sampler_agreement(logp, rollout_logp, batch.completion_mask[mb].to(logp.device), totals)
+            behaviour = logp.detach() if old_logp is None else old_logp[mb]
+            weights = None if s.tis_cap is None else grpo.truncated_importance_weights(behaviour, rollout_logp, s.tis_cap)
+            loss, stats = grpo.policy_loss(
+                logp, behaviour, None if ref_logp is None else ref_logp[mb], advantages[mb].to(logp.device), mask,
+                loss_type=s.loss_type, scale=scale, eps_low=s.epsilon, eps_high=s.epsilon_high, beta=s.beta,
+                token_weights=weights,
+            )
+            if not distributed.all_ranks_true(bool(torch.isfinite(loss))):
+                engine.zero_grad()
+                raise NonFiniteLoss(f"non-finite loss {loss.item()} in a micro-batch; update skipped")
+            engine.backward(loss, last=i == len(mbs) - 1)
+            loss_sum += loss.item()
+            stats["entropy_sum"] = (entropy * batch.completion_mask[mb].to(entropy.device)).sum()
+            for k, v in stats.items():
+                totals[k] = totals.get(k, 0.0) + float(v)
+        grad_norm = engine.step()
+        totals["loss"] = totals.get("loss", 0.0) + loss_sum
+        totals["grad_norm"] = totals.get("grad_norm", 0.0) + grad_norm
+
+    active = max(totals.pop("active_tokens"), 1.0)
+    sampled_tokens = batch.completion_mask.sum().item()
+    out = {
+        "loss": totals["loss"] / s.mu,
+        "grad_norm": totals["grad_norm"] / s.mu,
+        "clip_fraction/low": totals["clip_low_tokens"] / active,
+        "clip_fraction/high": totals["clip_high_tokens"] / active,
+        "clip_fraction/total": (totals["clip_low_tokens"] + totals["clip_high_tokens"]) / active,
+        "entropy": totals["entropy_sum"] / (sampled_tokens * s.mu or 1),
+        "rollout/logprob_gap_max": totals["logprob_gap_max"],
+        "rollout/logprob_gap_mean": totals["logprob_gap_sum"] / (sampled_tokens or 1),
+    }
+    if "kl_sum" in totals:
+        out["kl"] = totals["kl_sum"] / active
+    return out

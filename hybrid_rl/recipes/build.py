@@ -1,0 +1,213 @@
+"""From the config tree to components. Called by the entry scripts only; everything it builds
+takes plain arguments."""
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from transformers import AutoConfig
+
+from hybrid_rl import plugins
+from hybrid_rl.algo.optim import make_optimizer
+from hybrid_rl.config.schema import Config, ConfigError
+from hybrid_rl.data.loaders import load_task_samples
+from hybrid_rl.data.samples import DataError, Sample, drop_overlong
+from hybrid_rl.models.loading import (
+    builtin_model_folder,
+    format_prompt,
+    frozen_copy,
+    load_policy,
+    load_tokenizer,
+    resolve_model_location,
+)
+from hybrid_rl.models.warm_start import warm_start
+from hybrid_rl.plugins import VERIFIERS
+from hybrid_rl.rewards.composition import RewardComposer, SignalRule
+from hybrid_rl.rewards.scorer import RewardScorer, Signal
+from hybrid_rl.rollout import build_backend
+from hybrid_rl.runtime import distributed
+from hybrid_rl.runtime.engine import DeepSpeedSettings, reference_under_zero3
+
+log = logging.getLogger("hybrid_rl")
+
+
+def to_config(dcfg: DictConfig) -> Config:
+    """Typed, validated config (raises ConfigError naming every bad field)."""
+    return OmegaConf.to_object(dcfg)
+
+
+def start_processes(dcfg: DictConfig) -> None:
+    """train.py under torchrun or DeepSpeed: join the process group before anything else, and
+    let only rank 0 speak at INFO level (the others still warn)."""
+    distributed.adopt_slurm_environment()
+    if dcfg.deepspeed.stage is None and not distributed.launched_multi_process():
+        return
+    if dcfg.deepspeed.stage is None:
+        raise ConfigError("deepspeed.stage: several processes need DeepSpeed: add deepspeed=ddp, deepspeed=zero2 "
+                          "or deepspeed=zero3 (README 'Scaling up')")
+    distributed.init_process_group()
+    if not distributed.is_main():
+        log.setLevel(logging.WARNING)
+    world, t = distributed.world_size(), dcfg.trainer
+    if t.prompts_per_step % world:
+        raise ConfigError(f"trainer.prompts_per_step: {t.prompts_per_step} prompts do not split evenly over {world} processes")
+    if world > 1 and t.dynamic_sampling != "off":
+        # Ranks would keep different numbers of groups, and ZeRO's collectives need equal work.
+        raise ConfigError("trainer.dynamic_sampling: only 'off' is supported with several processes")
+
+
+def start_run(dcfg: DictConfig) -> tuple[Config, Path]:
+    """An entry script's first step: the validated config (a bad value stops here, naming the
+    field), the run folder with the resolved config written into it, and seeded RNGs."""
+    from hydra.core.hydra_config import HydraConfig
+
+    cfg = to_config(dcfg)
+    # Under torchrun each process names its own folder from the clock: rank 0's is the run's.
+    run_dir = Path(distributed.broadcast_object(HydraConfig.get().runtime.output_dir))
+    if distributed.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(dcfg, resolve=True))
+    seed_everything(cfg.seed, cfg.num_threads)
+    return cfg, run_dir
+
+
+def seed_everything(seed: int, num_threads: Optional[int]) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if num_threads:
+        torch.set_num_threads(num_threads)
+
+
+def task_samples(cfg: Config) -> tuple[list[Sample], list[Sample]]:
+    train, held, skipped = load_task_samples(cfg.task.data, cfg.task.name)
+    if skipped:
+        log.warning("skipped %d bad rows (task.data.on_bad_row=skip); first: %s", len(skipped), skipped[0])
+    log.info("task %s: %d training and %d held-out problems", cfg.task.name, len(train), len(held))
+    return train, held
+
+
+def base_location(cfg: Config) -> str:
+    """Folder (or hub id) of the model before any warm-up."""
+    m = cfg.model
+    if m.source == "builtin":
+        return str(builtin_model_folder(asdict(m.tiny), cfg.cache_dir))
+    return resolve_model_location(m.source, m.path, m.package)
+
+
+def prepare_start(cfg: Config, train: list[Sample], held: list[Sample]):
+    """(starting-model location, tokenizer, train, held) with prompts in the model's format;
+    runs or reuses the SFT warm-up when model.warmup_sft is set."""
+    location = base_location(cfg)
+    tokenizer = load_tokenizer(location, cfg.model.gguf_file)
+    if cfg.model.chat_template:
+        fmt = lambda s: replace(s, prompt=format_prompt(tokenizer, s.prompt, True))  # noqa: E731
+        train, held = [fmt(s) for s in train], [fmt(s) for s in held]
+    train, held = fit_context(cfg, location, tokenizer, train, held)
+    if cfg.model.warmup_sft:
+        location = str(warm_start(
+            location, train, cache_dir=cfg.cache_dir,
+            key_parts={"task": cfg.task.name, "data": asdict(cfg.task.data), "chat": cfg.model.chat_template},
+            steps=cfg.sft.steps, batch_size=cfg.sft.batch_size, learning_rate=cfg.sft.learning_rate,
+            lr_schedule=cfg.sft.lr_schedule, weight_decay=cfg.sft.weight_decay, seed=cfg.seed,
+            log_every=cfg.sft.log_every, log=log.info,
+        ))
+    return location, tokenizer, train, held
+
+
+def fit_context(cfg: Config, location: str, tokenizer, train: list[Sample], held: list[Sample]):
+    """Check every prompt leaves room for rollout.max_new_tokens in the model's context."""
+    model_config = AutoConfig.from_pretrained(location, gguf_file=cfg.model.gguf_file)
+    context = getattr(model_config, "max_position_embeddings", None)
+    if context is None:
+        return train, held
+    limit = context - cfg.rollout.max_new_tokens
+    if limit <= 0:
+        raise ConfigError(f"rollout.max_new_tokens={cfg.rollout.max_new_tokens} does not fit the model's context of {context}")
+    skipped: list[str] = []
+    out = []
+    for samples in (train, held):
+        lengths = [len(ids) for ids in tokenizer([s.prompt for s in samples], add_special_tokens=False)["input_ids"]]
+        out.append(drop_overlong(samples, lengths, limit, cfg.task.data.on_bad_row, skipped))
+    if skipped:
+        log.warning("skipped %d overlong prompts (task.data.on_bad_row=skip); first: %s", len(skipped), skipped[0])
+    if not out[0] or not out[1]:
+        raise DataError(f"task {cfg.task.name!r}: no prompt fits the model's context of {context} tokens")
+    return out[0], out[1]
+
+
+def load_models(cfg: Config, location: str, policy_location: Optional[str] = None):
+    """(policy, reference or None) on this process's device. The reference is always the
+    starting model; the policy comes from `policy_location` when resuming."""
+    gguf = cfg.model.gguf_file if cfg.model.source == "gguf" else None
+    start = load_policy(location, dtype=cfg.model.dtype, gguf_file=gguf, trust_remote_code=cfg.model.trust_remote_code)
+    reference = frozen_copy(start) if cfg.trainer.beta > 0 else None
+    policy = start if policy_location is None else load_policy(policy_location, dtype=cfg.model.dtype)
+    if cfg.model.gradient_checkpointing:
+        policy.gradient_checkpointing_enable()
+    device = distributed.device()
+    return policy.to(device), None if reference is None else reference.to(device)
+
+
+def deepspeed_settings(cfg: Config) -> Optional[DeepSpeedSettings]:
+    d = cfg.deepspeed
+    return None if d.stage is None else DeepSpeedSettings(d.stage, d.offload_optimizer, d.bf16)
+
+
+def make_policy_optimizer(cfg: Config, policy) -> torch.optim.Optimizer:
+    """torch AdamW, or DeepSpeed's CPU Adam when its states are offloaded (it steps them on the
+    CPU; its first use compiles a C++ extension, a few minutes)."""
+    t = cfg.trainer
+    if cfg.deepspeed.stage is not None and cfg.deepspeed.offload_optimizer:
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+        params = [p for p in policy.parameters() if p.requires_grad]
+        return DeepSpeedCPUAdam(params, lr=t.learning_rate, betas=tuple(t.adam_betas), weight_decay=t.weight_decay,
+                                adamw_mode=True)
+    return make_optimizer(policy, t.learning_rate, t.weight_decay, t.adam_betas, fused=True)
+
+
+def shard_reference(cfg: Config, reference):
+    """Under ZeRO-3 the frozen reference is sharded like the policy (each rank keeps 1/N)."""
+    if reference is None or cfg.deepspeed.stage != 3 or not cfg.deepspeed.reference_zero3:
+        return reference
+    return reference_under_zero3(reference)
+
+
+def build_scorer(cfg: Config, run_dir: Optional[Path]) -> tuple[RewardScorer, RewardComposer]:
+    """The task's reward signals (verifiers found by name or `_target_`) and how they combine."""
+    signals, rules = [], {}
+    # What a verifier class may ask for in its constructor (verifiers/registry.py construct):
+    # the code verifier starts and checks its sandbox here, before any model is loaded.
+    settings = {"sandbox": cfg.sandbox, "reward_model_path": cfg.reward_model.path,
+                "score_batch_size": cfg.reward_model.score_batch_size}
+    for name, sig in cfg.task.signals().items():
+        verifier = plugins.build(VERIFIERS, sig.verifier, f"task.rewards.{name}.verifier", **settings)
+        signals.append(Signal(name, verifier, sig.weight))
+        rules[name] = SignalRule(sig.weight, sig.normalize, sig.gate, sig.gate_min)
+    failures = Path(run_dir) / cfg.reward.failures_file if run_dir is not None else None
+    scorer = RewardScorer({cfg.task.name: signals}, failures, cfg.reward.max_error_rate,
+                          num_workers=cfg.reward.num_workers, timeout_s=cfg.reward.timeout_s)
+    return scorer, RewardComposer({cfg.task.name: rules}, eps=cfg.trainer.advantage_eps)
+
+
+def build_rollout(cfg: Config, policy, tokenizer, gather=None):
+    """The rollout backend. `gather` (ZeRO-3) makes the full weights present while the hf
+    backend samples from the training module; vLLM keeps its own copy and ignores it."""
+    r = cfg.rollout
+    settings = dict(max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
+                    max_batch_sequences=r.max_batch_sequences)
+    if r.backend == "vllm":
+        settings.update(gpu_memory_utilization=r.gpu_memory_utilization, kv_cache_gib=r.kv_cache_gib,
+                        enforce_eager=r.enforce_eager, verify_sync=r.verify_sync,
+                        sync_tolerance=r.sync_tolerance, seed=cfg.seed + distributed.rank(),
+                        dtype=cfg.model.dtype)
+    elif gather is not None and cfg.deepspeed.stage == 3:
+        settings["gather"] = gather
+    return build_backend(r.backend, policy, tokenizer, **settings)

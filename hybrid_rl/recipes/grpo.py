@@ -1,0 +1,298 @@
+"""GRPO training, the recipe behind `python train.py task=math` (README "GRPO").
+
+Reads top to bottom: set-up, one loop (rollout -> rewards -> advantages -> update), wrap-up.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from hybrid_rl.algo import grpo
+from hybrid_rl.algo.optim import make_scheduler
+from hybrid_rl.algo.update import NonFiniteLoss, UpdateSettings, grpo_update, reference_logprobs
+from hybrid_rl.config.schema import Config
+from hybrid_rl.data.samples import PromptStream
+from hybrid_rl.evaluation.heldout import heldout_accuracy, sampled_pass_at_k
+from hybrid_rl.recipes import build
+from hybrid_rl.recipes.reward_model import prepare_reward_model
+from hybrid_rl.rewards.composition import RewardComposer
+from hybrid_rl.rewards.hacking import HackingWatch
+from hybrid_rl.rollout.scored_groups import ScoredRollout, rollout_metrics, sample_groups
+from hybrid_rl.runtime import distributed
+from hybrid_rl.runtime.checkpoint import (
+    find_checkpoint,
+    load_trainer_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from hybrid_rl.runtime.engine import make_engine
+from hybrid_rl.runtime.metrics import MetricsWriter, plot_training
+
+log = logging.getLogger("hybrid_rl")
+
+
+def resolve_resume(resume: str | None, run_dir: Path) -> Path | None:
+    if resume is None:
+        return None
+    ckpt = find_checkpoint(run_dir if resume == "auto" else resume)
+    if ckpt is None and resume != "auto":
+        raise FileNotFoundError(f"checkpoint.resume={resume}: no checkpoint found there")
+    return ckpt
+
+
+@dataclass
+class Run:
+    """Everything the loop touches, built once by `setup`."""
+
+    cfg: Config
+    run_dir: Path
+    policy: torch.nn.Module
+    reference: torch.nn.Module | None
+    tokenizer: object
+    rollout: object
+    scorer: object
+    composer: RewardComposer
+    engine: object  # hybrid_rl/runtime/engine.py: TorchEngine (one process) or ZeroEngine (DeepSpeed)
+    scheduler: object
+    stream: PromptStream
+    held: list
+    metrics: MetricsWriter
+    settings: UpdateSettings
+    step: int = 0  # last completed step
+    elapsed: float = 0.0  # seconds spent in training steps (survives resume)
+    start_accuracy: float | None = None
+    nonfinite_in_a_row: int = 0  # consecutive updates skipped for NaN/inf
+    watch: HackingWatch | None = None  # held-out proxy score vs verified accuracy
+    stop_reason: str | None = None  # set when the hacking watch ends training
+
+
+def setup(cfg: Config, run_dir: Path) -> Run:
+    """Data, starting model (SFT warm-up if configured), rewards, rollouts, optimizer; resume."""
+    t = cfg.trainer
+    # Verifiers first: an unknown name fails before minutes of data and model work, and the
+    # worker processes fork from a small process, before any model is loaded.
+    scorer, composer = build.build_scorer(cfg, run_dir)
+    train, held = build.task_samples(cfg)
+    with distributed.main_process_first():  # rank 0 fills the caches, the others reuse them
+        location, tokenizer, train, held = build.prepare_start(cfg, train, held)
+        prepare_reward_model(cfg, location, tokenizer, train, scorer)
+    ckpt = resolve_resume(cfg.checkpoint.resume, run_dir)
+    state = load_trainer_state(ckpt) if ckpt else {}
+    policy, reference = build.load_models(cfg, location, str(ckpt / "policy") if ckpt else None)
+    optimizer = build.make_policy_optimizer(cfg, policy)
+    scheduler = make_scheduler(optimizer, t.lr_schedule, t.warmup_steps, t.max_steps * t.mu)
+    engine = make_engine(policy, optimizer, scheduler, deepspeed=build.deepspeed_settings(cfg),
+                         micro_batch_size=t.micro_batch_size, max_grad_norm=t.max_grad_norm)
+    run = Run(
+        cfg, run_dir, engine.module, build.shard_reference(cfg, reference), tokenizer,
+        build.build_rollout(cfg, engine.module, tokenizer, gather=engine.gathered), scorer, composer,
+        engine, scheduler,
+        PromptStream(train, cfg.seed, distributed.rank(), distributed.world_size()), held,
+        MetricsWriter(run_dir, cfg.logging.tensorboard, resume_step=state.get("step") if ckpt else None,
+                      enabled=distributed.is_main()),
+        UpdateSettings(t.loss_type, t.epsilon, t.epsilon_high, t.beta, t.mu, t.micro_batch_size,
+                       cfg.rollout.max_new_tokens, cfg.rollout.temperature, t.mask_truncated_completions,
+                       t.tis_cap),
+    )
+    w = cfg.reward.hacking_watch
+    if w.proxy_signal in cfg.task.rewards and w.proxy_signal != cfg.task.accuracy_signal:
+        run.watch = HackingWatch(w.window, w.min_proxy_rise, w.min_accuracy_drop)
+    # Re-seed here: whether the SFT warm-up ran or came from the cache must not change the run.
+    # Each process samples with its own seed (in one process: cfg.seed itself).
+    build.seed_everything(cfg.seed + distributed.rank(), cfg.num_threads)
+    if ckpt:
+        run.engine.load_optimizer_state(state["optimizer"])
+        run.scheduler.load_state_dict(state["scheduler"])
+        run.stream.load_state_dict(state["data"])
+        set_rng_state(state["rng"])
+        run.step, run.elapsed, run.start_accuracy = state["step"], state["elapsed_s"], state["start_accuracy"]
+        run.composer.load_state_dict(state.get("composer", {}))
+        if run.watch is not None:
+            run.watch.load_state_dict(state.get("hacking_watch", {}))
+        log.info("resumed from %s at step %d", ckpt, run.step)
+    n_params = sum(getattr(p, "ds_numel", p.numel()) for p in run.policy.parameters())  # ZeRO-3 shards hold ds_numel
+    log.info("policy %s (%.2fM parameters) from %s; run folder %s", cfg.model.name, n_params / 1e6, location, run_dir)
+    return run
+
+
+def evaluate(run: Run) -> float:
+    e = run.cfg.eval
+    res = heldout_accuracy(run.rollout, run.held, run.scorer, run.cfg.task.accuracy_signal, e.batch_size)
+    metrics = {"eval/accuracy": res.accuracy, "eval/mean_length": res.mean_length,
+               **{f"eval/reward/{name}": v for name, v in res.signal_means.items()}}
+    if e.samples_per_prompt:
+        passes = sampled_pass_at_k(run.rollout, run.held, run.scorer, run.cfg.task.accuracy_signal,
+                                   e.samples_per_prompt, e.pass_k, e.batch_size)
+        metrics.update({f"eval/pass@{k}": v for k, v in passes.items()})
+        log.info("step %d held-out sampled %s", run.step, ", ".join(f"pass@{k} {v:.3f}" for k, v in passes.items()))
+    run.metrics.log(run.step, metrics)
+    ex = res.examples[0]
+    log.info("step %d held-out accuracy %.3f (%d problems), e.g. %r -> %r", run.step, res.accuracy,
+             res.num_scored, ex["prompt"][-40:], ex["completion"][:60])
+    if run.watch is not None:
+        watch_for_hacking(run, res.signal_means[run.cfg.reward.hacking_watch.proxy_signal], res.accuracy)
+    return res.accuracy
+
+
+def watch_for_hacking(run: Run, proxy_mean: float, accuracy: float) -> None:
+    warning = run.watch.observe(run.step, proxy_mean, accuracy)
+    if warning is None:
+        return
+    log.warning("step %d: %s", run.step, warning)
+    run.metrics.log(run.step, {"hacking/alarm": 1.0})
+    if run.cfg.reward.hacking_watch.stop:
+        run.stop_reason = warning + " (reward.hacking_watch.stop=true: training ends here)"
+
+
+def save(run: Run) -> None:
+    extra = {"data": run.stream.state_dict(), "elapsed_s": run.elapsed, "start_accuracy": run.start_accuracy,
+             "composer": run.composer.state_dict(), "hacking_watch": run.watch.state_dict() if run.watch else {},
+             "world_size": distributed.world_size()}
+    # Full weights and optimizer state in one portable layout (collective under DeepSpeed):
+    # a checkpoint from N processes resumes in one, and back.
+    weights, optimizer_state = run.engine.full_state_dict(), run.engine.optimizer_state()
+    if distributed.is_main():
+        path = save_checkpoint(run.run_dir, run.step, policy=run.policy, tokenizer=run.tokenizer,
+                               optimizer=optimizer_state, scheduler=run.scheduler, state=extra,
+                               keep_last=run.cfg.checkpoint.keep_last, policy_state=weights)
+        log.info("saved checkpoint %s", path)
+    distributed.barrier()
+
+
+def train_step(run: Run) -> dict[str, float]:
+    """Rollout -> rewards -> advantages -> policy update; returns the step's metrics."""
+    cfg, t = run.cfg, run.cfg.trainer
+    t0 = time.time()
+    scored = sample_groups(
+        run.stream, run.rollout, run.scorer, run.composer, prompts_per_step=t.prompts_per_step,
+        group_size=t.num_generations, pad_token_id=run.tokenizer.pad_token_id,
+        dynamic_sampling=t.dynamic_sampling, max_fill_rounds=t.max_fill_rounds,
+        # The KL term's reference pass runs while the verifier pool scores (two cores busy)
+        reference_logprobs=(lambda batch: reference_logprobs(run.reference, batch, run.settings))
+        if run.reference is not None and t.beta else None,
+    )
+    t1 = time.time()
+    for name, recorded in scored.recorded.items():
+        if recorded:  # loud: the console says so every step it happens, the file has the samples
+            log.warning("step %d: verifier %r: %d checks failed, %d timed out (%d recorded in %s)",
+                        run.step + 1, name, scored.errors[name], scored.timeouts.get(name, 0), recorded,
+                        cfg.reward.failures_file)
+    m = rollout_metrics(scored, cfg.task.accuracy_signal, cfg.reward.hacking_watch.proxy_signal,
+                        t.num_generations)
+    batch, reward = scored.batch, scored.reward
+    adv = reward
+    if len(batch):
+        adv = grpo.group_advantages(reward, t.num_generations, t.advantage_scale, t.std_estimator, t.advantage_eps)
+        m.update(guarded_update(run, batch, adv))
+        sync_rollout_weights(run)
+    else:  # dynamic sampling left no group with signal: nothing to learn from this step
+        log.warning("step %d: every group had equal rewards; no update", run.step + 1)
+    t2 = time.time()
+    run.elapsed += t2 - t0
+    m.update({"lr": run.scheduler.get_last_lr()[0], "time/step_s": t2 - t0, "time/rollout_s": t1 - t0,
+              "time/update_s": t2 - t1, "throughput/tokens_per_s": batch.completion_mask.sum().item() / (t2 - t0)})
+    if every(cfg.logging.samples_every_steps, run.step + 1):
+        run.metrics.log_samples(run.step + 1, sample_rows(scored, adv, cfg.logging.num_samples))
+    return m
+
+
+def sync_rollout_weights(run: Run) -> None:
+    """Push the new weights into a rollout engine that keeps its own copy (vLLM); it raises on
+    a failed or partial sync, so training never goes on sampling from stale weights."""
+    if not getattr(run.rollout, "copies_weights", False):
+        return
+    with run.engine.gathered() as module:
+        run.rollout.sync_weights(module)
+
+
+def sample_rows(scored: ScoredRollout, adv: torch.Tensor, n: int) -> list[dict]:
+    """The first n completions with everything needed to judge them by eye."""
+    return [
+        {"prompt": s.prompt, "completion": scored.batch.texts[i], "reference": s.reference,
+         "reward": scored.reward[i].item(), "advantage": adv[i].item(),
+         **{f"signal/{k}": v[i] for k, v in scored.values.items()}}
+        for i, s in enumerate(scored.samples[:n])
+    ]
+
+
+class NonFiniteTraining(RuntimeError):
+    """Too many consecutive updates had a NaN or infinite loss or gradient."""
+
+
+def guarded_update(run: Run, batch, adv) -> dict[str, float]:
+    """The policy update, skipped (and counted) when its loss or gradient is not finite."""
+    try:
+        stats = grpo_update(run.engine, run.reference, batch, adv, run.settings)
+    except NonFiniteLoss as exc:
+        if not run.engine.can_skip_nonfinite:
+            raise NonFiniteTraining(f"{exc}: DeepSpeed has already reduced this step's gradients, so it cannot "
+                                    f"be skipped; lower trainer.learning_rate or check the rewards") from exc
+        run.nonfinite_in_a_row += 1
+        log.warning("step %d: %s (%d in a row)", run.step + 1, exc, run.nonfinite_in_a_row)
+        if run.nonfinite_in_a_row > run.cfg.trainer.max_nonfinite_steps:
+            raise NonFiniteTraining(
+                f"{run.nonfinite_in_a_row} consecutive updates had a non-finite loss or gradient "
+                f"(> trainer.max_nonfinite_steps={run.cfg.trainer.max_nonfinite_steps}); last: {exc}. "
+                f"Lower trainer.learning_rate or check the rewards."
+            ) from exc
+        return {"skipped_nonfinite": 1.0}
+    run.nonfinite_in_a_row = 0
+    return {**stats, "skipped_nonfinite": 0.0}
+
+
+def finished(run: Run) -> bool:
+    t = run.cfg.trainer
+    done = (run.step >= t.max_steps or (t.max_time_s is not None and run.elapsed >= t.max_time_s)
+            or run.stop_reason is not None)
+    return distributed.broadcast_object(done)  # clocks differ between processes: rank 0 decides
+
+
+def every(n: int, step: int) -> bool:
+    return n > 0 and step % n == 0
+
+
+def main(dcfg: DictConfig) -> float:
+    build.start_processes(dcfg)
+    cfg, run_dir = build.start_run(dcfg)
+    run = setup(cfg, run_dir)
+    t = cfg.trainer
+    if run.start_accuracy is None and cfg.eval.at_start:
+        run.start_accuracy = evaluate(run)
+
+    # disable=None: tqdm draws only on a terminal, so logs and CI output stay readable.
+    draw = cfg.logging.progress_bar and distributed.is_main()
+    bar = tqdm(total=t.max_steps, initial=run.step, desc="GRPO", disable=None if draw else True)
+    while not finished(run):
+        m = distributed.mean_over_ranks(train_step(run))
+        run.step += 1
+        bar.update(1)
+        bar.set_postfix(reward=f"{m['reward/total/mean']:.3f}", acc=f"{m['accuracy']:.3f}")
+        if every(cfg.logging.every_steps, run.step):
+            run.metrics.log(run.step, m)
+        last = finished(run)
+        if every(cfg.eval.every_steps, run.step) and not last:  # the last step is evaluated below
+            evaluate(run)
+            last = finished(run)  # the hacking watch may have ended the run
+        if every(cfg.checkpoint.every_steps, run.step) or (last and cfg.checkpoint.save_final):
+            save(run)
+    bar.close()
+
+    final = evaluate(run)
+    run.metrics.close()
+    run.scorer.close()
+    plot = plot_training(run_dir) if distributed.is_main() else None
+    start = run.start_accuracy if run.start_accuracy is not None else math.nan
+    if run.stop_reason:
+        log.error("stopped early: %s", run.stop_reason)
+    log.info("held-out accuracy: start %.3f -> final %.3f after %d steps (%.0fs of training); plot %s",
+             start, final, run.step, run.elapsed, plot)
+    distributed.shutdown()
+    return final
+

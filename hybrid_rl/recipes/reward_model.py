@@ -1,0 +1,144 @@
+"""Reward-model training: `python train_rm.py` (Bradley-Terry on preference pairs; README
+"Learned preference reward"), and the default reward model train.py builds for a task whose
+signals include `verifier: preference`.
+
+Reads top to bottom: pairs (read from files, or the starting policy's own samples labelled by
+the rubric), Bradley-Terry training, a Hugging Face folder with its pairs and validation
+metrics.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional
+
+from omegaconf import DictConfig
+
+from hybrid_rl.config.schema import Config
+from hybrid_rl.data.samples import DataError, Sample
+from hybrid_rl.models.loading import load_policy, publish_folder, settings_key
+from hybrid_rl.recipes import build
+from hybrid_rl.rewards.learned.fit import FitSettings, evaluate_pairs, fit_reward_model
+from hybrid_rl.rewards.learned.model import META_FILE, RewardModel, backbone_location
+from hybrid_rl.rewards.learned.pairs import load_pairs, split_pairs, write_pairs
+from hybrid_rl.rewards.learned.rubric import rubric_pairs
+from hybrid_rl.rewards.learned.signal import PREFERENCE, PreferenceSignal
+from hybrid_rl.rewards.scorer import RewardScorer
+from hybrid_rl.rollout import build_backend
+from hybrid_rl.runtime import distributed
+
+log = logging.getLogger("hybrid_rl")
+
+
+def uses_reward_model(cfg: Config) -> bool:
+    return any(sig.verifier == PREFERENCE for sig in cfg.task.signals().values())
+
+
+def prepare_reward_model(cfg: Config, location: str, tokenizer, train: list[Sample],
+                         scorer: RewardScorer) -> Optional[str]:
+    """Give the scorer's `preference` signals their reward model when the task uses one:
+    reward_model.path, or the default one, trained on rubric-labelled samples of the starting
+    policy the first time and then reused from the cache. Returns its folder (None when the
+    task has no such signal)."""
+    if not uses_reward_model(cfg):
+        return None
+    folder = cfg.reward_model.path
+    if folder is None:
+        rm = cfg.reward_model
+        key = settings_key(location, cfg.task.name, asdict(cfg.task.data), cfg.task.response_style,
+                           {k: v for k, v in asdict(rm).items() if k != "path"}, asdict(cfg.rollout), cfg.seed)
+        folder = str(Path(cfg.cache_dir).expanduser() / "reward_model" / key)
+        if (Path(folder) / META_FILE).is_file():
+            log.info("[reward model] reusing the cached default reward model %s (same settings)", folder)
+        else:
+            log.info("[reward model] training the default reward model -> %s", folder)
+            train_reward_model(cfg, location, tokenizer, train, Path(folder))
+    for signal in scorer.signals():
+        if isinstance(signal.verifier, PreferenceSignal):
+            signal.verifier.use(folder)
+    return folder
+
+
+def policy_samples(cfg: Config, location: str, tokenizer, prompts: list[str], n: int) -> list[list[str]]:
+    """n sampled completions of the starting policy per prompt (rollout settings)."""
+    policy = load_policy(location, dtype=cfg.model.dtype, gguf_file=cfg.model.gguf_file if cfg.model.source == "gguf" else None)
+    # transformers' sampling even under rollout=vllm: a second vLLM engine for this one-off
+    # would keep its share of GPU memory for the whole run.
+    r = cfg.rollout
+    rollout = build_backend("hf", policy.to(distributed.device()), tokenizer, max_new_tokens=r.max_new_tokens,
+                            temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
+                            max_batch_sequences=r.max_batch_sequences)
+    per_call = max(1, cfg.rollout.max_batch_sequences // n)
+    texts = []
+    for i in range(0, len(prompts), per_call):
+        texts += rollout.generate(prompts[i : i + per_call], n).texts
+    return [texts[j * n : (j + 1) * n] for j in range(len(prompts))]
+
+
+def preference_pairs(cfg: Config, location: Optional[str], tokenizer, train: list[Sample]):
+    """(training pairs, validation pairs): read from reward_model.data, or generated from the
+    starting policy's own samples and labelled by the rubric (hybrid_rl/rewards/learned/rubric.py)."""
+    d = cfg.reward_model.data
+    held = None
+    if d.source == "generator":
+        chosen = random.Random(d.seed).sample(train, min(d.num_prompts, len(train)))
+        prompts = [s.prompt for s in chosen]
+        samples = policy_samples(cfg, location, tokenizer, prompts, d.samples_per_prompt)
+        pairs = rubric_pairs(prompts, samples, style=cfg.task.response_style, pairs_per_prompt=d.pairs_per_prompt,
+                             label_noise=d.label_noise, seed=d.seed)
+    else:
+        skipped: list[str] = []
+        pairs, held = load_pairs(d, skipped)
+        if skipped:
+            log.warning("skipped %d bad preference rows (reward_model.data.on_bad_row=skip); first: %s", len(skipped), skipped[0])
+    if held is None:
+        pairs, held = split_pairs(pairs, cfg.reward_model.eval_fraction, d.seed)
+    if not pairs or not held:
+        raise DataError(f"reward model: {len(pairs)} training and {len(held)} validation pairs; need both")
+    return pairs, held
+
+
+def train_reward_model(cfg: Config, location: Optional[str], tokenizer, train: list[Sample], out: Path) -> dict:
+    """Pairs -> Bradley-Terry training -> a reward-model folder at `out` (with its pairs and
+    validation metrics in hybrid_rl_reward_model.json). Returns that metadata."""
+    rm_cfg = cfg.reward_model
+    pairs, held = preference_pairs(cfg, location, tokenizer, train)
+    log.info("[reward model] %d training and %d validation pairs", len(pairs), len(held))
+    rm = RewardModel.from_backbone(backbone_location(rm_cfg.backbone, location), rm_cfg.max_length, cfg.seed)
+    before = evaluate_pairs(rm, held, rm_cfg.score_batch_size)
+    settings = FitSettings(rm_cfg.batch_size, rm_cfg.learning_rate, rm_cfg.max_steps, rm_cfg.max_time_s,
+                           rm_cfg.margin, rm_cfg.center_coef, seed=cfg.seed)
+    fit = fit_reward_model(rm, pairs, settings, log.info)
+    after = evaluate_pairs(rm, held, rm_cfg.score_batch_size)
+    meta = {"backbone": rm_cfg.backbone, "train_pairs": len(pairs), "validation_pairs": len(held), "fit": fit,
+            "validation": after, "validation_at_start": before, "data": asdict(rm_cfg.data)}
+    log.info("[reward model] validation: accuracy %.3f (clean labels %.3f), mean margin %.3f, ECE %.3f after %d steps, %.0fs",
+             after["accuracy"], after.get("accuracy_clean", math.nan), after["mean_margin"], after["ece"],
+             fit["steps"], fit["seconds"])
+
+    def write(tmp: Path) -> None:
+        rm.save(tmp, meta)
+        write_pairs(pairs, tmp / "train_pairs.jsonl")
+        write_pairs(held, tmp / "validation_pairs.jsonl")
+
+    publish_folder(out, write)
+    return meta
+
+
+def main(dcfg: DictConfig) -> float:
+    cfg, run_dir = build.start_run(dcfg)
+    location = tokenizer = None
+    train: list = []
+    if cfg.reward_model.data.source == "generator" or cfg.reward_model.backbone == "policy":
+        train, held = build.task_samples(cfg)
+        location, tokenizer, train, _ = build.prepare_start(cfg, train, held)
+    out = run_dir / "reward_model"
+    meta = train_reward_model(cfg, location, tokenizer, train, out)
+    (run_dir / "metrics.json").write_text(json.dumps(meta, indent=2))
+    log.info("reward model saved in %s; train with it: python train.py task=%s reward_model.path=%s",
+             out, cfg.task.name, out.resolve())
+    return meta["validation"]["accuracy"]

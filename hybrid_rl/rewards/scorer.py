@@ -1,0 +1,220 @@
+"""Scoring completions with each reward signal of their task, and combining the signals.
+
+Each signal is kept and logged under its own name; hybrid_rl/rewards/composition.py sums them into the
+reward GRPO uses.
+A verifier that fails is never allowed to score a batch as 0 silently: in-process, a batch
+that raises is retried sample by sample; in the worker pool a chunk that fails is scored again
+one sample per call. The failing samples get None (no opinion) and are written to a failures file, and the error count
+is reported per signal every step.
+"""
+from __future__ import annotations
+
+import json
+import math
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from hybrid_rl.data.samples import Sample
+from verifiers import Flagged, Verifier
+from verifiers.pool import WorkerPool
+
+
+class RewardFailure(RuntimeError):
+    """Too many of a signal's scores failed in one step."""
+
+
+@dataclass
+class Signal:
+    name: str
+    verifier: Verifier
+    weight: float
+
+
+@dataclass
+class SignalScores:
+    values: dict[str, list[Optional[float]]]  # signal -> one score (or None) per completion
+    errors: dict[str, int] = field(default_factory=dict)  # signal -> checks that failed (not timeouts)
+    timeouts: dict[str, int] = field(default_factory=dict)  # signal -> checks that ran out of time
+    # signal -> failures written to the failures file (the verifier's or the machine's doing; the
+    # rest, like model-written code that does not compile, is only counted)
+    recorded: dict[str, int] = field(default_factory=dict)
+
+
+def _call_batch(verifier: Verifier):
+    """A batch call of a verifier, as run inside a pool worker."""
+    return lambda completions, references, samples: verifier(completions, references, samples=samples)
+
+
+class RewardScorer:
+    """Runs every signal of every task over a batch. `signals_by_task` maps a task name to its
+    signals, so a mixed-task batch routes each sample to its own task's verifiers and weights.
+
+    With num_workers > 0 every verifier call runs in a worker process, bounded by timeout_s:
+    a hang or a crash costs that one sample (None, recorded), never the run. The batch goes
+    out in one chunk per worker (few round trips); a chunk that fails is scored again one
+    sample per call, so only the offending samples lose their score."""
+
+    def __init__(
+        self, signals_by_task: dict[str, list[Signal]], failures_path: Optional[Path] = None,
+        max_error_rate: float = 1.0, num_workers: int = 0, timeout_s: float = 2.0,
+    ):
+        self.signals_by_task = signals_by_task
+        self.failures_path = failures_path
+        self.max_error_rate = max_error_rate
+        self.signal_names = sorted({s.name for sigs in signals_by_task.values() for s in sigs})
+        every_signal = [s for sigs in signals_by_task.values() for s in sigs]
+        self._pool_index = {id(s): i for i, s in enumerate(every_signal)}  # signal -> pool function
+        self.pool = None
+        if num_workers > 0:
+            functions = [_call_batch(s.verifier) for s in every_signal]
+            self.pool = WorkerPool(functions, num_workers=num_workers, timeout_s=timeout_s)
+
+    def signals(self) -> list[Signal]:
+        """Every task's signals, in order."""
+        return [s for sigs in self.signals_by_task.values() for s in sigs]
+
+    def close(self) -> None:
+        """Stop the worker pool and every verifier that holds workers of its own (sandboxes)."""
+        if self.pool is not None:
+            self.pool.close()
+        for signal in self.signals():
+            if hasattr(signal.verifier, "close"):
+                signal.verifier.close()
+
+    def score(self, samples: Sequence[Sample], completions: Sequence[str],
+              meanwhile: Optional[Callable[[], None]] = None) -> SignalScores:
+        """Every signal's scores. `meanwhile` runs in this process while the pool's workers
+        score (the trainer's reference pass), so the two overlap."""
+        values = {name: [None] * len(samples) for name in self.signal_names}
+        errors = {name: 0 for name in self.signal_names}
+        timeouts = {name: 0 for name in self.signal_names}
+        recorded = {name: 0 for name in self.signal_names}
+        plan = []  # (task, signal, the task's rows)
+        for task, signals in self.signals_by_task.items():
+            rows = [i for i, s in enumerate(samples) if s.task == task]
+            plan += [(task, signal, rows) for signal in signals if rows]
+        # Every pool-scored signal's chunks go out in one job, before `meanwhile` runs.
+        chunks = {k: self._chunks(len(rows)) for k, (_, signal, rows) in enumerate(plan) if self._in_worker_pool(signal)}
+        job = self.pool.start([
+            item for k, (_, signal, rows) in enumerate(plan) if k in chunks
+            for item in self._pool_items(signal, chunks[k], [samples[i] for i in rows], [completions[i] for i in rows])
+        ]) if chunks else None
+        try:
+            if meanwhile is not None:
+                meanwhile()
+        finally:
+            outcomes = self.pool.finish(job) if job is not None else []
+        for k, (task, signal, rows) in enumerate(plan):
+            picked, texts = [samples[i] for i in rows], [completions[i] for i in rows]
+            if k in chunks:
+                mine, outcomes = outcomes[: len(chunks[k])], outcomes[len(chunks[k]):]
+                scores, failures = self._finish_in_worker_pool(signal, chunks[k], mine, picked, texts)
+            else:
+                scores, failures = self._run(signal, picked, texts)
+            for i, v in zip(rows, scores):
+                values[signal.name][i] = v
+                if isinstance(v, Flagged) and v.record:  # a valid score with a reason to doubt it
+                    self._record_failure(signal.name, samples[i], completions[i], v.reason, v.reason)
+            reasons = failures + [v.reason for v in scores if isinstance(v, Flagged)]
+            recorded[signal.name] += len(failures) + sum(isinstance(v, Flagged) and v.record for v in scores)
+            timed_out = sum("timed out" in r for r in reasons)
+            timeouts[signal.name] += timed_out
+            errors[signal.name] += len(reasons) - timed_out
+            if len(failures) > self.max_error_rate * len(rows):
+                raise RewardFailure(
+                    f"verifier {signal.name!r} failed on {len(failures)} of {len(rows)} {task!r} completions "
+                    f"(> reward.max_error_rate={self.max_error_rate}); last error: {failures[-1]}; "
+                    f"every failing sample is in {self.failures_path}"
+                )
+        return SignalScores(values, errors, timeouts, recorded)
+
+    def _in_worker_pool(self, signal: Signal) -> bool:
+        """Scored in the worker pool; a verifier that isolates itself (the code sandbox) is
+        called from this process."""
+        return self.pool is not None and not getattr(signal.verifier, "runs_isolated", False)
+
+    def _run(self, signal: Signal, samples, completions) -> tuple[list[Optional[float]], list[str]]:
+        """(scores, one error message per failed sample)."""
+        refs = [s.reference for s in samples]
+        try:
+            return self._checked(signal, signal.verifier(completions, refs, samples=samples), len(samples)), []
+        except Exception:  # isolate the offending samples: retry one by one
+            pass
+        scores, failures = [], []
+        for sample, completion in zip(samples, completions):
+            try:
+                scores.append(self._checked(signal, signal.verifier([completion], [sample.reference], samples=[sample]), 1)[0])
+            except Exception as exc:
+                scores.append(None)
+                self._fail(signal, sample, completion, f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=5), failures)
+        return scores, failures
+
+    def _chunks(self, n: int) -> list[range]:
+        size = -(-n // self.pool.num_workers)  # one chunk per worker
+        return [range(i, min(i + size, n)) for i in range(0, n, size)]
+
+    def _finish_in_worker_pool(self, signal: Signal, chunks: list[range], outcomes, samples,
+                         completions) -> tuple[list[Optional[float]], list[str]]:
+        """Scores from the chunks' outcomes; a failed chunk is scored again one sample per call."""
+        scores: list = [None] * len(samples)
+        errors: dict[int, str] = {}
+        for chunk, outcome in zip(chunks, outcomes):
+            values = self._valid(signal, outcome, len(chunk))
+            if isinstance(values, list):
+                for i, v in zip(chunk, values):
+                    scores[i] = v
+            else:  # a failed chunk: find the offending samples one call each
+                errors.update({i: "" for i in chunk})
+        singles = [range(i, i + 1) for i in sorted(errors)]
+        for single, outcome in zip(singles, self.pool.run(self._pool_items(signal, singles, samples, completions))):
+            values = self._valid(signal, outcome, 1)
+            if isinstance(values, list):
+                scores[single[0]] = values[0]
+                del errors[single[0]]
+            else:
+                errors[single[0]] = values
+        failures = []
+        for i in sorted(errors):
+            self._fail(signal, samples[i], completions[i], errors[i].splitlines()[0], errors[i], failures)
+        return scores, failures
+
+    def _pool_items(self, signal: Signal, chunks: list[range], samples, completions) -> list[tuple[int, tuple]]:
+        index = self._pool_index[id(signal)]
+        return [(index, ([completions[i] for i in c], [samples[i].reference for i in c], [samples[i] for i in c]))
+                for c in chunks]
+
+    def _valid(self, signal: Signal, outcome, expected: int):
+        """The checked scores of one pool call, or the error message (str) if it failed."""
+        if outcome.error is not None:
+            return outcome.error
+        try:
+            return self._checked(signal, outcome.value, expected)
+        except (ValueError, TypeError) as exc:  # wrong count, NaN, text, not a list
+            return f"{type(exc).__name__}: {exc}"
+
+    def _fail(self, signal: Signal, sample, completion, error: str, detail: str, failures: list) -> None:
+        """One sample's check failed (it scores None): the error is kept and recorded."""
+        failures.append(error)
+        self._record_failure(signal.name, sample, completion, error, detail)
+
+    @staticmethod
+    def _checked(signal: Signal, scores, expected: int) -> list[Optional[float]]:
+        scores = list(scores)
+        if len(scores) != expected:
+            raise ValueError(f"verifier {signal.name!r} returned {len(scores)} scores for {expected} completions")
+        for v in scores:
+            if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v)):
+                raise ValueError(f"verifier {signal.name!r} returned a non-finite or non-numeric score {v!r}")
+        return scores
+
+    def _record_failure(self, name: str, sample: Sample, completion: str, error: str, detail: str) -> None:
+        if self.failures_path is None:
+            return
+        entry = {
+            "signal": name, "task": sample.task, "prompt": sample.prompt, "reference": sample.reference,
+            "completion": completion, "error": error, "detail": detail,
+        }
+        with open(self.failures_path, "a") as fh:
+            fh.write(json.dumps(entry) + "\n")

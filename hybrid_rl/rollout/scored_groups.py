@@ -1,0 +1,108 @@
+"""One step's data: sample B prompts x G completions, score them, apply dynamic sampling."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+
+from hybrid_rl.algo import grpo
+from hybrid_rl.data.samples import PromptStream, Sample
+from hybrid_rl.rewards.composition import RewardComposer
+from hybrid_rl.rewards.hacking import agreement
+from hybrid_rl.rewards.scorer import RewardScorer
+from hybrid_rl.rollout import RolloutBackend, RolloutBatch, concat_batches
+
+DYNAMIC_SAMPLING = ("off", "drop", "fill")
+
+
+@dataclass
+class ScoredRollout:
+    samples: list[Sample]  # [N] the sample behind each completion (groups contiguous)
+    batch: RolloutBatch  # [N] completions
+    values: dict[str, list]  # signal -> [N] scores (None = not applicable)
+    reward: torch.Tensor  # [N] weighted sum of the signals
+    parts: dict[str, torch.Tensor]  # signal -> [N] its weighted (gated, normalised) share of reward
+    errors: dict[str, int]  # signal -> failed checks, over every round
+    timeouts: dict[str, int]  # signal -> checks that ran out of time, over every round
+    all_equal_fraction: float  # share of sampled groups whose rewards were all equal
+    recorded: dict[str, int] = field(default_factory=dict)  # signal -> failures written to the failures file
+
+
+def sample_groups(
+    stream: PromptStream, rollout: RolloutBackend, scorer: RewardScorer, composer: RewardComposer,
+    *, prompts_per_step: int, group_size: int, pad_token_id: int, dynamic_sampling: str = "off",
+    max_fill_rounds: int = 0, reference_logprobs: Optional[Callable[[RolloutBatch], torch.Tensor]] = None,
+) -> ScoredRollout:
+    """With dynamic_sampling='drop', groups whose rewards are all equal (zero advantage) are
+    removed; with 'fill', fresh prompts are sampled, up to max_fill_rounds more times, until
+    prompts_per_step groups with signal are collected. `reference_logprobs(batch)`, when
+    given, runs while the verifier pool scores, and its result rides on the batch."""
+    if dynamic_sampling not in DYNAMIC_SAMPLING:
+        raise ValueError(f"dynamic_sampling must be one of {DYNAMIC_SAMPLING}, got {dynamic_sampling!r}")
+    target = prompts_per_step * group_size
+    samples, batches, values, rewards, parts, errors, timeouts, recorded = [], [], {}, [], {}, {}, {}, {}
+    seen = seen_equal = 0
+    for _ in range(1 + (max_fill_rounds if dynamic_sampling == "fill" else 0)):
+        prompts = stream.next(prompts_per_step)
+        group_samples = [s for s in prompts for _ in range(group_size)]
+        batch = rollout.generate([s.prompt for s in prompts], group_size)
+
+        def compute_reference(batch=batch):
+            batch.reference_logprobs = reference_logprobs(batch)
+
+        scores = scorer.score(group_samples, batch.texts, meanwhile=compute_reference if reference_logprobs else None)
+        reward, shares = composer.combine(scores.values, [s.task for s in group_samples], group_size)
+        equal = grpo.equal_reward_groups(reward, group_size)  # [B]
+        seen, seen_equal = seen + len(prompts), seen_equal + int(equal.sum())
+        keep = ~equal if dynamic_sampling != "off" else torch.ones_like(equal)
+        rows = torch.arange(len(batch)).view(-1, group_size)[keep].reshape(-1)
+        samples += [group_samples[i] for i in rows.tolist()]
+        batches.append(batch.select(rows))
+        rewards.append(reward[rows])
+        for name, share in shares.items():
+            parts.setdefault(name, []).append(share[rows])
+        for name, vals in scores.values.items():
+            values.setdefault(name, []).extend(vals[i] for i in rows.tolist())
+        for name in scores.errors:
+            errors[name] = errors.get(name, 0) + scores.errors[name]
+            timeouts[name] = timeouts.get(name, 0) + scores.timeouts.get(name, 0)
+            recorded[name] = recorded.get(name, 0) + scores.recorded.get(name, 0)
+        if dynamic_sampling != "fill" or len(samples) >= target:
+            break
+    n = min(target, len(samples))  # 'fill' may overshoot; whole groups are kept since target is a multiple of G
+    return ScoredRollout(
+        samples[:n], concat_batches(batches, pad_token_id).select(torch.arange(n)),
+        {k: v[:n] for k, v in values.items()}, torch.cat(rewards)[:n], {k: torch.cat(v)[:n] for k, v in parts.items()},
+        errors, timeouts, seen_equal / seen,
+        recorded,
+    )
+
+
+def rollout_metrics(scored: ScoredRollout, accuracy_signal: str, proxy_signal: str,
+                    group_size: int) -> dict[str, float]:
+    """Every signal under its own name, its weighted share of the reward, and the agreement
+    of the learned reward with the verifier (see README "Reward-hacking watch")."""
+    reward, batch, errors = scored.reward, scored.batch, scored.errors
+    m = {"reward/total/mean": reward.mean().item() if len(reward) else math.nan,
+         "reward/total/std": reward.std().item() if len(reward) > 1 else math.nan,
+         "groups/all_equal_fraction": scored.all_equal_fraction}
+    for name, vals in scored.values.items():
+        applicable = torch.tensor([v for v in vals if v is not None])
+        m[f"reward/{name}/mean"] = applicable.mean().item() if len(applicable) else math.nan
+        m[f"reward/{name}/std"] = applicable.std().item() if len(applicable) > 1 else math.nan
+        m[f"reward/{name}/errors"] = float(errors.get(name, 0))
+        m[f"reward/{name}/timeouts"] = float(scored.timeouts.get(name, 0))
+        if name in scored.parts and len(reward):
+            m[f"reward/{name}/weighted_mean"] = scored.parts[name].mean().item()
+    proxy, verified = proxy_signal, accuracy_signal
+    if proxy in scored.values and verified in scored.values and proxy != verified:
+        agree = agreement(scored.values[proxy], scored.values[verified], group_size)
+        m.update({f"hacking/{k}": v for k, v in agree.items()})
+    m["accuracy"] = m[f"reward/{accuracy_signal}/mean"]
+    lengths = batch.completion_mask.sum(1).float()
+    m["completion/mean_length"] = lengths.mean().item() if len(lengths) else math.nan
+    m["completion/max_length"] = lengths.max().item() if len(lengths) else math.nan
+    m["completion/truncated_fraction"] = batch.truncated.float().mean().item() if len(lengths) else math.nan
+    return m

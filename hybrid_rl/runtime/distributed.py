@@ -1,0 +1,137 @@
+"""Processes and devices: one process (the default) or several under `torchrun`.
+
+`torchrun --nproc_per_node=N train.py ...` sets RANK / WORLD_SIZE / LOCAL_RANK; every process
+then runs the same loop on its own share of the prompts, and DeepSpeed averages gradients
+(hybrid_rl/runtime/engine.py). Everything collective goes through the helpers here, so that in a
+single process they cost nothing and need no process group.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import torch
+import torch.distributed as dist
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_initialized() else int(os.environ.get("WORLD_SIZE", 1))
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", 0))
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", 0))
+
+
+def is_main() -> bool:
+    """Only this process writes logs, metrics and checkpoints."""
+    return rank() == 0
+
+
+def adopt_slurm_environment() -> None:
+    """Under SLURM (srun or the submitit launcher, one task per GPU) set the variables torchrun
+    would have set, from SLURM's own: the rank layout and the first node as rendezvous."""
+    if "WORLD_SIZE" in os.environ or int(os.environ.get("SLURM_NTASKS", 1)) <= 1:
+        return
+    try:
+        from submitit.helpers import TorchDistributedEnvironment
+    except ImportError as exc:
+        raise ImportError("several SLURM tasks need submitit to find their ranks: pip install -e .[slurm]") from exc
+    TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+
+
+def launched_multi_process() -> bool:
+    return int(os.environ.get("WORLD_SIZE", 1)) > 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init_process_group() -> None:
+    """Join (or, in a lone process, create) the process group DeepSpeed needs. A single
+    process gets the environment torchrun would have set, on a free local port."""
+    if dist.is_initialized():
+        return
+    if not launched_multi_process():
+        for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1")):
+            os.environ.setdefault(key, value)
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank())
+    else:
+        # DeepSpeed's CPU accelerator (gloo); without this it probes for a GPU and mpi4py.
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    import deepspeed
+
+    deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+
+
+def shutdown() -> None:
+    """Leave the process group at the end of a run (torch warns about one left open)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def device() -> torch.device:
+    """Where models live: this process's GPU when there is one, else the CPU."""
+    return torch.device("cuda", local_rank()) if torch.cuda.is_available() else torch.device("cpu")
+
+
+def barrier() -> None:
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+@contextmanager
+def main_process_first() -> Iterator[None]:
+    """Rank 0 builds shared, cached artefacts (the built-in model, the SFT warm-up, the default
+    reward model) while the others wait; they then find them in the cache."""
+    if not is_main():
+        barrier()
+    yield
+    if is_main():
+        barrier()
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's value on every rank (e.g. the run folder, whose name has a timestamp)."""
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def mean_over_ranks(metrics: dict[str, float]) -> dict[str, float]:
+    """Each metric averaged over the processes (NaN where any process had none)."""
+    if not (dist.is_initialized() and dist.get_world_size() > 1) or not metrics:
+        return metrics
+    keys = sorted(metrics)
+    values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64)
+    dist.all_reduce(values)
+    return dict(zip(keys, (values / dist.get_world_size()).tolist()))
+
+
+def sum_over_ranks(value: float) -> float:
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return value
+    t = torch.tensor([float(value)], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t.item())
+
+
+def all_ranks_true(flag: bool) -> bool:
+    """One decision for every process (a rank that alone skipped a collective would hang the rest)."""
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return flag
+    t = torch.tensor([1 if flag else 0])
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())

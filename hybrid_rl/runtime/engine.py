@@ -1,0 +1,230 @@
+"""The training engine: how the policy's gradients become an optimizer step, in one process
+(torch AdamW) or sharded over processes by DeepSpeed ZeRO (stage 0 = plain data parallel, 2 =
+optimizer states and gradients sharded, 3 = parameters too).
+
+Both engines offer the same five things to the GRPO update (hybrid_rl/algo/update.py): `model`
+(the module to run forward), `backward(loss, last)`, `step() -> grad norm`, `gathered()` (the
+full parameters, for sampling and saving) and a portable optimizer state. The optimizer state
+is always written in torch AdamW's own `state_dict` layout with full (unsharded) tensors, so a
+checkpoint written by 2 processes under ZeRO-3 resumes in a single plain process and back.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+
+from hybrid_rl.runtime import distributed
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss or gradient was NaN or infinite; the update was skipped."""
+
+
+@dataclass(frozen=True)
+class DeepSpeedSettings:
+    stage: int  # 0 | 2 | 3
+    offload_optimizer: bool = False  # optimizer states and step in CPU memory (DeepSpeedCPUAdam)
+    bf16: bool = False  # bf16 mixed precision (GPU); fp32 master weights in the optimizer
+
+
+def deepspeed_config(s: DeepSpeedSettings, micro_batch_size: int, max_grad_norm: float) -> dict[str, Any]:
+    zero: dict[str, Any] = {"stage": s.stage}
+    if s.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu"}
+    if s.stage == 3:
+        # Gather whole layers for the lean forward pass and sampling; keep small tensors whole.
+        zero.update({"stage3_param_persistence_threshold": 0, "stage3_gather_16bit_weights_on_model_save": False})
+    return {
+        "train_micro_batch_size_per_gpu": micro_batch_size,
+        "gradient_accumulation_steps": 1,  # the update sets the accumulation boundary itself
+        "gradient_clipping": max_grad_norm,
+        "zero_optimization": zero,
+        "bf16": {"enabled": s.bf16},
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 2**62,
+        "wall_clock_breakdown": False,
+    }
+
+
+class TorchEngine:
+    """One process: torch AdamW on the module itself."""
+
+    can_skip_nonfinite = True  # a bad micro-batch leaves nothing behind but .grad, which is cleared
+
+    def __init__(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler, max_grad_norm: float):
+        self.model = self.module = module
+        self.optimizer, self.scheduler, self.max_grad_norm = optimizer, scheduler, max_grad_norm
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def backward(self, loss: torch.Tensor, last: bool) -> None:
+        loss.backward()
+
+    def step(self) -> float:
+        norm = torch.nn.utils.clip_grad_norm_(
+            self.module.parameters(), self.max_grad_norm if self.max_grad_norm > 0 else float("inf"))
+        if not torch.isfinite(norm):
+            self.zero_grad()
+            raise NonFiniteLoss(f"non-finite gradient norm {norm.item()}; update skipped")
+        self.optimizer.step()
+        self.scheduler.step()
+        return float(norm)
+
+    @contextlib.contextmanager
+    def gathered(self) -> Iterator[torch.nn.Module]:
+        yield self.module
+
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        return self.module.state_dict()
+
+    def optimizer_state(self) -> dict[str, Any]:
+        return self.optimizer.state_dict()
+
+    def load_optimizer_state(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state)
+
+
+class ZeroEngine:
+    """Several processes (or one) under DeepSpeed ZeRO. The client optimizer is our torch AdamW
+    (DeepSpeedCPUAdam with offload); DeepSpeed keeps its fp32 state sharded across ranks."""
+
+    can_skip_nonfinite = False  # gradients already reduced into shards cannot be taken back
+
+    def __init__(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler,
+                 settings: DeepSpeedSettings, micro_batch_size: int, max_grad_norm: float):
+        import deepspeed
+
+        self.settings, self.scheduler = settings, scheduler
+        # The client optimizer's parameter order and hyper-parameters, captured before
+        # DeepSpeed swaps its own flat shards in: the portable state is written in this order.
+        self._params = [p for g in optimizer.param_groups for p in g["params"]]
+        self._group_sizes = [len(g["params"]) for g in optimizer.param_groups]
+        self.client_optimizer = optimizer
+        self.model, self.optimizer, _, _ = deepspeed.initialize(
+            model=module, optimizer=optimizer,
+            config=deepspeed_config(settings, micro_batch_size, max_grad_norm))
+        self.module = self.model.module
+
+    def zero_grad(self) -> None:
+        self.model.zero_grad()
+
+    def backward(self, loss: torch.Tensor, last: bool) -> None:
+        # Our loss is already scaled for accumulation (grpo.LossScale): DeepSpeed must not
+        # divide it again, and it steps only when told this is the last micro-batch.
+        self.model.set_gradient_accumulation_boundary(last)
+        self.model.backward(loss, scale_wrt_gas=False)
+
+    def step(self) -> float:
+        self.model.set_gradient_accumulation_boundary(True)
+        # Stage 0 keeps whole, already averaged gradients and reports no norm: measure it here.
+        plain_norm = self._plain_grad_norm() if self.settings.stage == 0 else None
+        self.model.step()
+        self.scheduler.step()
+        norm = self.model.get_global_grad_norm() if plain_norm is None else plain_norm
+        norm = math.nan if norm is None else float(norm)
+        if not math.isfinite(norm):
+            raise NonFiniteLoss(f"non-finite gradient norm {norm} under DeepSpeed")
+        return norm
+
+    def _plain_grad_norm(self) -> float:
+        grads = [p.grad for p in self.module.parameters() if p.grad is not None]
+        return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))) if grads else 0.0
+
+    @contextlib.contextmanager
+    def gathered(self) -> Iterator[torch.nn.Module]:
+        """The whole module on every rank while inside (ZeRO-3 shards parameters; a collective,
+        so every rank must enter it the same number of times)."""
+        if self.settings.stage != 3:
+            yield self.module
+            return
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(self.module.parameters()), modifier_rank=None):
+            yield self.module
+
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        """Full fp32 master weights by name (collective: call on every rank)."""
+        if self.settings.stage == 0:  # every rank holds everything
+            return self.module.state_dict()
+        from deepspeed.utils import safe_get_full_fp32_param
+
+        dtype = next(self.module.parameters()).dtype
+        return {name: safe_get_full_fp32_param(p).detach().to(dtype).cpu()
+                for name, p in self.module.named_parameters()}
+
+    def _base_state(self) -> dict:
+        return self.optimizer.optimizer.state
+
+    def _flat_shards(self) -> list[torch.Tensor]:
+        shards = getattr(self.optimizer, "fp32_partitioned_groups_flat", None)  # ZeRO-3
+        return list(shards if shards is not None else self.optimizer.single_partition_of_fp32_groups)  # 0-2
+
+    def optimizer_state(self) -> dict[str, Any]:
+        """torch AdamW's state_dict layout with full tensors (collective: call on every rank)."""
+        if self.settings.stage == 0:
+            return self.client_optimizer.state_dict()
+        from deepspeed.utils import safe_get_full_optimizer_state
+
+        steps = [s["step"] for s in self._base_state().values() if "step" in s]
+        step = torch.as_tensor(steps[0] if steps else 0.0, dtype=torch.float32).cpu()
+        state = {}
+        if steps:
+            for i, p in enumerate(self._params):
+                state[i] = {"step": step.clone(),
+                            **{k: safe_get_full_optimizer_state(p, k).detach().cpu() for k in ("exp_avg", "exp_avg_sq")}}
+        groups, start = [], 0
+        for g, size in zip(self.client_optimizer.param_groups, self._group_sizes):
+            groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": list(range(start, start + size))})
+            start += size
+        return {"state": state, "param_groups": groups}
+
+    def load_optimizer_state(self, saved: dict[str, Any]) -> None:
+        """Scatter a portable (full) AdamW state into this rank's shards."""
+        if self.settings.stage == 0:
+            self.client_optimizer.load_state_dict(saved)
+            return
+        from deepspeed.utils import safe_set_full_optimizer_state
+
+        if len(saved["param_groups"]) != len(self.client_optimizer.param_groups) or \
+                sum(len(g["params"]) for g in saved["param_groups"]) != len(self._params):
+            raise ValueError("the checkpoint's optimizer state does not fit this model's parameters")
+        for g, sg in zip(self.client_optimizer.param_groups, saved["param_groups"]):
+            g.update({k: v for k, v in sg.items() if k != "params"})
+        if not saved["state"]:
+            return  # saved before the first step: nothing to restore
+        step = float(next(iter(saved["state"].values()))["step"])
+        # AdamW creates its state lazily at the first step; create it now so it can be filled.
+        for shard in self._flat_shards():
+            self._base_state()[shard] = {"step": torch.tensor(step), "exp_avg": torch.zeros_like(shard),
+                                         "exp_avg_sq": torch.zeros_like(shard)}
+        if hasattr(self.optimizer, "_lazy_init_hp_params_optimizer_state"):  # ZeRO 0-2 link their views now
+            self.optimizer._lazy_init_hp_params_optimizer_state()
+        for i, p in enumerate(self._params):
+            for key in ("exp_avg", "exp_avg_sq"):
+                safe_set_full_optimizer_state(p, saved["state"][i][key], key)
+
+
+def reference_under_zero3(reference: torch.nn.Module) -> torch.nn.Module:
+    """The frozen reference sharded like the policy (ZeRO-3 inference): each rank keeps 1/N."""
+    import deepspeed
+
+    config = {"train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 3}, "steps_per_print": 2**62}
+    engine = deepspeed.initialize(model=reference, config=config)[0]
+    engine.eval()
+    return engine
+
+
+def make_engine(policy, optimizer, scheduler, *, deepspeed: DeepSpeedSettings | None,
+                micro_batch_size: int, max_grad_norm: float):
+    if deepspeed is None:
+        if distributed.launched_multi_process():
+            raise RuntimeError(
+                "several processes need a sharded engine: add deepspeed=ddp (plain data parallel), "
+                "deepspeed=zero2 or deepspeed=zero3 to the command line (README 'Scaling up')")
+        return TorchEngine(policy, optimizer, scheduler, max_grad_norm)
+    return ZeroEngine(policy, optimizer, scheduler, deepspeed, micro_batch_size, max_grad_norm)

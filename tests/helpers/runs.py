@@ -1,0 +1,65 @@
+"""Shared by the tests: the repository root, tiny settings, and running the real entry points
+(train.py, sft.py, ...) as a user would, in a fresh process."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# Tiny settings that make the real entry points finish in seconds.
+TINY_OVERRIDES = [
+    "model.tiny.hidden_size=32", "model.tiny.num_layers=2", "model.tiny.num_heads=2",
+    "model.tiny.intermediate_size=64", "sft.steps=4", "sft.batch_size=8", "sft.log_every=2",
+    "task.data.num_train=64", "task.data.num_eval=8",
+    "trainer.prompts_per_step=4", "trainer.num_generations=2", "rollout.max_new_tokens=4",
+    "logging.progress_bar=false", "logging.samples_every_steps=1", "logging.num_samples=2",
+    "eval.every_steps=1", "num_threads=1",
+]
+
+
+def processes_gone(pids, timeout_s: float = 5.0) -> list[int]:
+    """Wait until none of `pids` is alive (zombies count as gone); returns those still alive."""
+    import time
+
+    def alive(pid):
+        try:
+            return "zombie" not in open(f"/proc/{pid}/status").read()
+        except OSError:
+            return False
+
+    deadline, left = time.monotonic() + timeout_s, list(pids)
+    while left and time.monotonic() < deadline:
+        left = [pid for pid in left if alive(pid)]
+        time.sleep(0.05)
+    return [pid for pid in left if alive(pid)]
+
+
+def children_of_a_killed_parent(setup: str, pids_expression: str) -> list[int]:
+    """Run `setup` in a fresh Python, read back the pids `pids_expression` names, SIGKILL that
+    Python (no chance to clean up) and return the pids, for the caller to check they die too."""
+    import signal
+    import subprocess
+    import sys
+
+    script = f"{setup}\nprint(' '.join(str(p) for p in {pids_expression}), flush=True)\nimport time\ntime.sleep(60)\n"
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    pids = [int(pid) for pid in parent.stdout.readline().split()]
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    return pids
+
+
+def run_entry(script, run_dir, *overrides, cache, check=True, env=None):
+    env = {**os.environ, "HYBRID_RL_CACHE": str(cache), "PYTHONUNBUFFERED": "1", **(env or {})}
+    cmd = [sys.executable, str(ROOT / script), *TINY_OVERRIDES, f"hydra.run.dir={run_dir}", *overrides]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{script} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
