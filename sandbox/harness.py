@@ -30,7 +30,8 @@ SIGKILL = 9
 MAX_FRAME = 64 << 20
 IPC_RMID = 0
 # Exact types allowed to cross from the program to the judge (subclasses never do).
-PLAIN_TYPES = frozenset({int, float, complex, str, bytes, bool, type(None), tuple, list, dict, set, frozenset})
+PLAIN_TYPES = frozenset({int, float, complex, str, bytes, bool, type(None), tuple, list, dict, set,
+                         frozenset})
 PROGRAM_FDS = (3, 4)  # the program's ends of the call pipes: requests in, replies out
 
 
@@ -93,8 +94,10 @@ def check_plain(value, depth=0):
 def set_limits(limits):
     cpu = limits["cpu_s"]
     for name, soft in (
-        ("RLIMIT_CPU", cpu), ("RLIMIT_AS", limits["memory_bytes"]), ("RLIMIT_NPROC", limits["processes"]),
-        ("RLIMIT_FSIZE", limits["file_bytes"]), ("RLIMIT_NOFILE", limits["open_files"]), ("RLIMIT_CORE", 0),
+        ("RLIMIT_CPU", cpu), ("RLIMIT_AS", limits["memory_bytes"]), ("RLIMIT_NPROC",
+                                                                     limits["processes"]),
+        ("RLIMIT_FSIZE", limits["file_bytes"]), ("RLIMIT_NOFILE", limits["open_files"]),
+            ("RLIMIT_CORE", 0),
     ):
         if soft is not None:
             resource.setrlimit(getattr(resource, name), (soft, soft))
@@ -123,7 +126,8 @@ def program_main(job, requests_fd, replies_fd, output_path):
         except BaseException as exc:  # SystemExit too: the program refused to load
             write_frame(4, {"load_error": f"{type(exc).__name__}: {exc}"[:2000]})
             raise SystemExit(0)
-        callables = sorted(k for k, v in namespace.items() if callable(v) and not k.startswith("__"))
+        callables = sorted(k for k,
+                           v in namespace.items() if callable(v) and not k.startswith("__"))
         write_frame(4, {"names": callables})
         serve_calls(namespace)
     finally:
@@ -219,7 +223,8 @@ def judge_main(job):
         deadline = start + spec["timeout_s"]
         verdict = judge(Program(requests_w, replies_r, deadline), spec)
         stop_process_group(pid)
-        verdict["output"], verdict["output_bytes"] = read_output(output_path, spec["max_output_bytes"])
+        verdict["output"], verdict["output_bytes"] = read_output(output_path,
+                                                                 spec["max_output_bytes"])
         verdict["secret"] = spec["secret"]
         verdict["duration_s"] = time.monotonic() - start
         write_frame(1, verdict)
@@ -231,7 +236,10 @@ def judge_main(job):
 
 def judge(program, spec):
     units = Units(spec["units"])
-    counts = lambda: {"passed_units": units.passed_count(), "total_units": units.total}  # noqa: E731
+
+    def counts():
+        return {"passed_units": units.passed_count(), "total_units": units.total}
+
     try:
         names = hello_names(program.receive())
         namespace = {"__name__": "__tests__", "__builtins__": builtins}
@@ -242,7 +250,8 @@ def judge(program, spec):
         namespace["__unit__"] = units.record
         exec(compile(spec["tests"], "<tests>", "exec"), namespace)
     except Deadline:
-        return dict(counts(), status="timeout", error=f"time limit of {spec['timeout_s']} s reached")
+        return dict(counts(), status="timeout",
+                    error=f"time limit of {spec['timeout_s']} s reached")
     except ProgramGone as exc:
         return dict(counts(), status="error", error=str(exc))
     except BaseException as exc:  # a test step raised (the program's exception, a failed call)
@@ -379,7 +388,8 @@ def main():
             judge_main(job)
         _, status = os.waitpid(pid, 0)
         if status != 0:  # the judge died without a verdict (killed by the program?): say so
-            write_frame(1, {"status": "error", "error": "the judge process was killed", "secret": None})
+            write_frame(1, {"status": "error", "error": "the judge process was killed",
+                            "secret": None})
         clean_up(config["isolated"], libc, config["scratch_dirs"])
         write_frame(1, {"ready": True})
 

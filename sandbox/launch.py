@@ -31,18 +31,22 @@ class SandboxSettings:
     timeout_s: float = 5.0  # wall clock per job: load + all tests; the whole process tree is killed
     memory_mb: int = 512  # address space of the program process
     max_processes: int = 16  # processes and threads the program may have at once
-    max_output_bytes: int = 4096  # stdout+stderr kept in the result (the rest is counted, then dropped)
+    # stdout+stderr kept in the result (the rest is counted, then dropped)
+    max_output_bytes: int = 4096
     max_file_mb: int = 16  # largest file the program may write
     max_open_files: int = 64
     tmp_size_mb: int = 64  # size of the sandbox's writable /tmp (memory-backed)
-    jobs_per_sandbox: int = 100  # sandbox restarted (fresh namespaces) after this many jobs; 1 = every job
+    # sandbox restarted (fresh namespaces) after this many jobs; 1 = every job
+    jobs_per_sandbox: int = 100
     uid_base: int = 61000  # when started as root, each worker leases its own uid from uid_base up
-    python: str = "auto"  # interpreter inside the sandbox; auto: this one if the sandbox uid can reach it
+    # interpreter inside the sandbox; auto: this one if the sandbox uid can reach it
+    python: str = "auto"
 
     def problems(self):
         if self.backend not in ("bwrap", "unsafe_local"):
             yield f"backend: must be 'bwrap' or 'unsafe_local', got {self.backend!r}"
-        for name in ("workers", "timeout_s", "memory_mb", "max_processes", "max_output_bytes", "max_file_mb",
+        for name in ("workers", "timeout_s", "memory_mb", "max_processes", "max_output_bytes",
+                     "max_file_mb",
                      "max_open_files", "tmp_size_mb", "jobs_per_sandbox"):
             if not getattr(self, name) > 0:
                 yield f"{name}: must be > 0, got {getattr(self, name)!r}"
@@ -73,7 +77,8 @@ def _reachable_by_others(path: str) -> bool:
 def choose_python(settings: SandboxSettings, switching_uid: bool) -> str:
     if settings.python != "auto":
         if not os.access(settings.python, os.X_OK):
-            raise SandboxUnavailable(f"sandbox.python: {settings.python!r} is not an executable file")
+            raise SandboxUnavailable(f"sandbox.python: {settings.python!r} is not an executable "
+                                     "file")
         return os.path.realpath(settings.python)
     own = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
     if not switching_uid or (_reachable_by_others(own) and _reachable_by_others(sys.base_prefix)):
@@ -81,7 +86,8 @@ def choose_python(settings: SandboxSettings, switching_uid: bool) -> str:
     if os.access(FALLBACK_PYTHON, os.X_OK) and _reachable_by_others(FALLBACK_PYTHON):
         return os.path.realpath(FALLBACK_PYTHON)
     raise SandboxUnavailable(
-        f"the sandbox uid cannot reach this interpreter ({own}: a parent directory is not searchable by "
+        f"the sandbox uid cannot reach this interpreter ({own}: a parent directory is not "
+        "searchable by "
         f"other users) and {FALLBACK_PYTHON} does not exist; install python3 or set sandbox.python"
     )
 
@@ -128,21 +134,26 @@ class UidLease:
             self._fd = None
 
 
-def bwrap_launch(settings: SandboxSettings, uid: Optional[int], harness_fd: int, channel: tuple[int, int]) -> Launch:
+def bwrap_launch(settings: SandboxSettings, uid: Optional[int], harness_fd: int, channel: tuple[int,
+                                                                                                int]) -> Launch:
     """`uid`: the worker's leased uid when started as root (None: run as ourselves)."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise SandboxUnavailable(
-            "bubblewrap (bwrap) is not installed, so model-written code cannot be isolated. Install it "
-            "(Debian/Ubuntu: apt-get install bubblewrap; scripts/setup.sh does this when run as root), or "
-            "set sandbox.backend=unsafe_local to run the code WITHOUT isolation (trusted code only)."
+            "bubblewrap (bwrap) is not installed, so model-written code cannot be isolated. "
+            "Install it "
+            "(Debian/Ubuntu: apt-get install bubblewrap; scripts/setup.sh does this when run as "
+            "root), or "
+            "set sandbox.backend=unsafe_local to run the code WITHOUT isolation (trusted code "
+            "only)."
         )
     root = uid is not None
     uid = uid if root else os.getuid()
     python = choose_python(settings, switching_uid=root)
     argv = [
         bwrap, "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
-        "--unshare-cgroup-try", "--disable-userns", "--die-with-parent", "--new-session", "--as-pid-1",
+        "--unshare-cgroup-try", "--disable-userns", "--die-with-parent", "--new-session",
+            "--as-pid-1",
         "--uid", str(uid), "--gid", str(uid), "--cap-drop", "ALL", "--hostname", "sandbox",
         *_system_mounts(python),
         "--proc", "/proc", "--dev", "/dev",
@@ -157,7 +168,8 @@ def bwrap_launch(settings: SandboxSettings, uid: Optional[int], harness_fd: int,
 
 def unsafe_launch(python: str, workdir: str, channel: tuple[int, int]) -> Launch:
     """No namespaces, no uid switch: rlimits and a process group only. Trusted code only."""
-    return Launch([python, "-I", "-S", str(HARNESS), *map(str, channel)], None, [workdir], workdir, isolated=False)
+    return Launch([python, "-I", "-S", str(HARNESS), *map(str, channel)], None, [workdir], workdir,
+                  isolated=False)
 
 
 def process_limits(settings: SandboxSettings, user: Optional[int]) -> dict:

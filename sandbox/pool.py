@@ -39,7 +39,8 @@ class Job:
     program: str  # the untrusted code
     tests: str  # trusted test code; its `assert`s are the units counted
     context: str = ""  # trusted code run before the tests, in the judge (e.g. HumanEval's helpers)
-    expose: Optional[Sequence[str]] = None  # program names the tests may call; None = every top-level callable
+    # program names the tests may call; None = every top-level callable
+    expose: Optional[Sequence[str]] = None
 
 
 @dataclass
@@ -79,7 +80,8 @@ class Worker:
         if self.settings.backend == "bwrap":
             if os.geteuid() == 0 and self._uid is None:
                 self._uid = UidLease(self.settings.uid_base)
-            return bwrap_launch(self.settings, self._uid.uid if self._uid else None, harness_fd, channel)
+            return bwrap_launch(self.settings, self._uid.uid if self._uid else None, harness_fd,
+                                channel)
         _warn_unsafe()
         self._unsafe_dir = self._unsafe_dir or tempfile.mkdtemp(prefix="hybrid-rl-unsafe-")
         python = choose_python(self.settings, switching_uid=False)
@@ -96,7 +98,8 @@ class Worker:
             self.stderr = tempfile.TemporaryFile()
             user = self.launch.user
             self.proc = subprocess.Popen(
-                self.launch.argv, env={}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.stderr,
+                self.launch.argv, env={}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=self.stderr,
                 pass_fds=(to_harness_r, from_harness_w, harness_fd), start_new_session=True,
                 user=user, group=user, extra_groups=[] if user is not None else None,
             )
@@ -142,14 +145,18 @@ class Worker:
         try:
             self._send({
                 "program": job.program, "workdir": self.launch.workdir,
-                "env": {"PATH": "/usr/bin:/bin", "HOME": self.launch.workdir, "TMPDIR": self.launch.workdir,
+                "env": {"PATH": "/usr/bin:/bin", "HOME": self.launch.workdir,
+                        "TMPDIR": self.launch.workdir,
                         "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"},
-                "limits": process_limits(self.settings, self.launch.user if self.launch.isolated else None),
+                "limits": process_limits(self.settings,
+                                         self.launch.user if self.launch.isolated else None),
             })
             self._send({
                 "tests": tests, "units": units, "context": job.context,
-                "expose": None if job.expose is None else [str(n) for n in job.expose], "secret": secret,
-                "timeout_s": float(self.settings.timeout_s), "max_output_bytes": self.settings.max_output_bytes,
+                "expose": None if job.expose is None else [str(n) for n in job.expose],
+                    "secret": secret,
+                "timeout_s": float(self.settings.timeout_s),
+                    "max_output_bytes": self.settings.max_output_bytes,
             })
             verdict = self._receive(deadline)
             if self._receive(deadline) != {"ready": True}:
@@ -165,10 +172,14 @@ class Worker:
     def _result(self, verdict, secret: bytes, started: float) -> ExecResult:
         if type(verdict) is not dict or verdict.get("secret") != secret or verdict.get("status") not in STATUSES:
             self.stop()  # whatever wrote this frame, the channel can no longer be trusted
-            return ExecResult("error", error=str(verdict.get("error") if type(verdict) is dict else "bad verdict"),
-                              duration_s=time.monotonic() - started)
+            return ExecResult(
+                "error",
+                error=str(verdict.get("error") if type(verdict) is dict else "bad verdict"),
+                duration_s=time.monotonic() - started,
+            )
         return ExecResult(
-            verdict["status"], int(verdict.get("passed_units", 0)), int(verdict.get("total_units", 0)),
+            verdict["status"], int(verdict.get("passed_units", 0)), int(verdict.get("total_units",
+                                                                                    0)),
             verdict.get("error"), verdict.get("output", ""), int(verdict.get("output_bytes", 0)),
             time.monotonic() - started,
         )
@@ -220,8 +231,10 @@ def _warn_unsafe() -> None:
     if not _unsafe_warned:
         _unsafe_warned = True
         warnings.warn(
-            "sandbox.backend=unsafe_local: model-written code runs WITHOUT isolation (no namespaces, your uid, "
-            "your files and network). Use it only for code you trust.", RuntimeWarning, stacklevel=3,
+            "sandbox.backend=unsafe_local: model-written code runs WITHOUT isolation (no "
+            "namespaces, your uid, "
+            "your files and network). Use it only for code you trust.", RuntimeWarning,
+                stacklevel=3,
         )
 
 
@@ -245,7 +258,8 @@ class SandboxPool:
         """Start one sandbox and run a trivial job, so a machine that cannot sandbox fails now."""
         result = self.run(Job("def f():\n    return 1\n", "assert f() == 1\n"))
         if not result.passed:
-            raise SandboxUnavailable(f"the {self.settings.backend} sandbox does not work here: {result.error}")
+            raise SandboxUnavailable(f"the {self.settings.backend} sandbox does not work here: "
+                                     f"{result.error}")
 
     def run(self, job: Job) -> ExecResult:
         worker = self._idle.get()
@@ -273,7 +287,8 @@ def run_tests(program: str, tests: str, *, timeout_s: float, memory_mb: int, con
               expose: Optional[Sequence[str]] = None, backend: str = "bwrap") -> ExecResult:
     """Run one program against its tests in a sandbox of its own (started and torn down here).
     For many programs use a SandboxPool: it keeps sandboxes warm between jobs."""
-    settings = SandboxSettings(backend=backend, workers=1, timeout_s=timeout_s, memory_mb=memory_mb, jobs_per_sandbox=1)
+    settings = SandboxSettings(backend=backend, workers=1, timeout_s=timeout_s, memory_mb=memory_mb,
+                               jobs_per_sandbox=1)
     worker = Worker(settings)
     try:
         return worker.run(Job(program, tests, context, expose))

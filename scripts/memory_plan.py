@@ -33,20 +33,24 @@ def architecture(cfg) -> Architecture:
     m = cfg.model
     if m.source == "builtin":
         t = m.tiny
-        return Architecture(t.hidden_size, t.num_layers, t.num_heads, t.num_heads, t.intermediate_size, 104)
+        return Architecture(t.hidden_size, t.num_layers, t.num_heads, t.num_heads,
+                            t.intermediate_size, 104)
     if m.path in KNOWN:
         return KNOWN[m.path]
     config = Path(str(m.path)).expanduser() / "config.json"
     if config.is_file():
         return Architecture.from_hf_config(json.loads(config.read_text()))
-    raise SystemExit(f"memory_plan: no architecture for model.path={m.path!r}: give a local folder with a "
+    raise SystemExit(f"memory_plan: no architecture for model.path={m.path!r}: give a local "
+                     "folder with a "
                      f"config.json, or one of {sorted(KNOWN)}")
 
 
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--gpus", type=int, default=8, help="GPUs the ZeRO rows shard over (default 8)")
-    parser.add_argument("--prompt-tokens", type=int, default=256, help="longest prompt, in tokens (default 256)")
+    parser.add_argument("--gpus", type=int, default=8, help="GPUs the ZeRO rows shard over "
+                                                            "(default 8)")
+    parser.add_argument("--prompt-tokens", type=int, default=256, help="longest prompt, in tokens "
+                                                                       "(default 256)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for train.py")
     args = parser.parse_args(argv)
 

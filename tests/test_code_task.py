@@ -38,12 +38,17 @@ def test_humaneval_row_keeps_the_prompt_as_trusted_context():
         humaneval_row(dict(row, entry_point=""), "file.jsonl")
 
 
-@pytest.mark.parametrize("n, c, k", [(5, 0, 1), (5, 2, 1), (5, 2, 2), (10, 3, 5), (4, 4, 2), (20, 1, 20)])
+@pytest.mark.parametrize("n, c, k", [(5, 0, 1), (5, 2, 1), (5, 2, 2), (10, 3, 5), (4, 4, 2), (20, 1,
+                                                                                              20)])
 def test_pass_at_k_matches_its_closed_form_and_enumeration(n, c, k):
     closed = 1 - math.comb(n - c, k) / math.comb(n, k)
     # by enumeration: share of k-subsets of the n samples that contain at least one pass
     subsets = list(combinations([True] * c + [False] * (n - c), k))
-    assert pass_at_k(n, c, k) == pytest.approx(closed) == pytest.approx(sum(any(s) for s in subsets) / len(subsets))
+    assert (
+        pass_at_k(n, c, k)
+        == pytest.approx(closed)
+        == pytest.approx(sum(any(s) for s in subsets) / len(subsets))
+    )
 
 
 def test_pass_at_1_is_the_pass_rate():
@@ -57,12 +62,15 @@ def test_train_py_task_code_runs_with_sandboxed_rewards_and_pass_at_k(tmp_path):
     from helpers.runs import read_jsonl, run_entry
 
     run_dir = tmp_path / "run"
-    proc = run_entry("train.py", run_dir, "task=code", "trainer.max_steps=2", "rollout.max_new_tokens=6",
-                     "eval.samples_per_prompt=3", "eval.pass_k=[1,3]", "sandbox.workers=1", cache=tmp_path / "cache")
+    proc = run_entry("train.py", run_dir, "task=code", "trainer.max_steps=2",
+                     "rollout.max_new_tokens=6",
+                     "eval.samples_per_prompt=3", "eval.pass_k=[1,3]", "sandbox.workers=1",
+                         cache=tmp_path / "cache")
     rows = read_jsonl(run_dir / "metrics.jsonl")
     train_rows = [r for r in rows if "loss" in r]
     assert [r["step"] for r in train_rows] == [1, 2]
-    for key in ("reward/correctness/mean", "reward/correctness/errors", "reward/correctness/timeouts"):
+    for key in ("reward/correctness/mean", "reward/correctness/errors",
+                "reward/correctness/timeouts"):
         assert key in train_rows[0]
     evals = [r for r in rows if "eval/pass@3" in r]
     assert len(evals) == 3 and all(0.0 <= r["eval/pass@1"] <= r["eval/pass@3"] <= 1.0 for r in evals)
@@ -73,9 +81,12 @@ def test_train_py_task_humaneval_wires_the_packaged_problems(tmp_path):
     from helpers.runs import read_jsonl, run_entry
 
     run_dir = tmp_path / "run"
-    run_entry("train.py", run_dir, "task=humaneval", "trainer.max_steps=1", "rollout.max_new_tokens=4",
-              "model.tiny.max_position_embeddings=2048", "task.data.num_train=4", "task.data.num_eval=2",
+    run_entry("train.py", run_dir, "task=humaneval", "trainer.max_steps=1",
+              "rollout.max_new_tokens=4",
+              "model.tiny.max_position_embeddings=2048", "task.data.num_train=4",
+                  "task.data.num_eval=2",
               "sandbox.workers=1", cache=tmp_path / "cache")
     rows = read_jsonl(run_dir / "metrics.jsonl")
-    assert [r["reward/correctness/mean"] for r in rows if "loss" in r] == [0.0]  # scored (not NaN): 4 characters solve nothing
+    # scored (not NaN): 4 characters solve nothing
+    assert [r["reward/correctness/mean"] for r in rows if "loss" in r] == [0.0]
     assert [r["eval/accuracy"] for r in rows if "eval/accuracy" in r] == [0.0, 0.0]

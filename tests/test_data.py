@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from hybrid_rl.config.schema import DataConfig
+from hybrid_rl.config.task import DataConfig
 from hybrid_rl.data.loaders import load_task_samples
 from hybrid_rl.data.samples import DataError, PromptStream
 from hybrid_rl.tasks.arithmetic import arithmetic
@@ -22,7 +22,8 @@ def test_arithmetic_generator_is_correct_and_deterministic():
     assert a == arithmetic(200, seed=3, min_digits=2, max_digits=3, operations="+-*")
     for problem, answer, demo in a:
         assert eval(problem.rstrip("=")) == int(answer) == int(demo)  # noqa: S307 (our own digits)
-        assert all(9 < int(x) < 1000 for x in problem.rstrip("=").replace("*", "+").replace("-", "+").split("+"))
+        assert all(9 < int(x) < 1000 for x in problem.rstrip("=").replace("*", "+").replace("-",
+                                                                                            "+").split("+"))
 
 
 def test_generated_heldout_is_disjoint_from_train():
@@ -54,7 +55,8 @@ def test_math_format_parquet_split_off_heldout(tmp_path):
     import pyarrow.parquet as pq
 
     solutions = [f"so we get \\boxed{{\\frac{{{i}}}{{2}}}}" for i in range(20)]
-    pq.write_table(pa.table({"problem": [f"p{i}" for i in range(20)], "solution": solutions}), tmp_path / "m.parquet")
+    pq.write_table(pa.table({"problem": [f"p{i}" for i in range(20)], "solution": solutions}),
+                   tmp_path / "m.parquet")
     cfg = DataConfig(source="parquet", path=str(tmp_path / "m.parquet"), prompt_field="problem",
                      answer_field="solution", answer_format="boxed", eval_fraction=0.25)
     train, held, _ = load_task_samples(cfg, "math_boxed")
@@ -67,7 +69,8 @@ def test_hf_dataset_from_a_local_folder(tmp_path):
     folder.mkdir()
     _write_jsonl(folder / "train.jsonl", [{"question": "1+1", "answer": "#### 2"}] * 3)
     _write_jsonl(folder / "test.jsonl", [{"question": "2+2", "answer": "#### 4"}])
-    cfg = DataConfig(source="hf", path=str(folder), split="train", eval_split="test", answer_format="gsm8k")
+    cfg = DataConfig(source="hf", path=str(folder), split="train", eval_split="test",
+                     answer_format="gsm8k")
     train, held, _ = load_task_samples(cfg, "gsm8k")
     assert [s.reference for s in train] == ["2", "2", "2"] and held[0].reference == "4"
 

@@ -33,7 +33,8 @@ def trained(tmp_path_factory):
     from helpers.runs import run_entry
 
     base = tmp_path_factory.mktemp("evaluate")
-    run_entry("train.py", base / "run", "trainer.max_steps=2", "checkpoint.every_steps=1", cache=base / "cache")
+    run_entry("train.py", base / "run", "trainer.max_steps=2", "checkpoint.every_steps=1",
+              cache=base / "cache")
     return base
 
 
@@ -60,10 +61,12 @@ def test_evaluating_the_reference_against_itself_is_all_ties(trained):
     from helpers.runs import run_entry
 
     out = trained / "self"
-    run_entry("evaluate.py", out, cache=trained / "cache")  # no checkpoint: the starting model vs itself
+    # no checkpoint: the starting model vs itself
+    run_entry("evaluate.py", out, cache=trained / "cache")
     (model,) = json.loads((out / "results.json").read_text())["models"]
     assert model["name"] == "start" and model["win_rate"]["ties"] == 8 and model["win_rate"]["win_rate"] == 0.5
-    assert model["pass_at_k"] and "1" in model["pass_at_k"]  # evaluate.yaml samples 4 per problem by default
+    # evaluate.yaml samples 4 per problem by default
+    assert model["pass_at_k"] and "1" in model["pass_at_k"]
 
 
 def test_bad_paths_and_signals_are_named(trained):
@@ -72,5 +75,6 @@ def test_bad_paths_and_signals_are_named(trained):
     proc = run_entry("evaluate.py", trained / "bad", f"evaluate.checkpoint={trained / 'nowhere'}",
                      cache=trained / "cache", check=False)
     assert proc.returncode != 0 and "is not a model folder" in proc.stderr and "nowhere" in proc.stderr
-    proc = run_entry("evaluate.py", trained / "bad2", "evaluate.judge_signal=style", cache=trained / "cache", check=False)
+    proc = run_entry("evaluate.py", trained / "bad2", "evaluate.judge_signal=style",
+                     cache=trained / "cache", check=False)
     assert proc.returncode != 0 and "evaluate.judge_signal: 'style' is not one of the task's signals" in proc.stderr

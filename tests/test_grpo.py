@@ -87,14 +87,16 @@ def _ratio_one_case():
 )
 def test_loss_aggregations(loss_type, scale, expected):
     logp, mask, adv = _ratio_one_case()
-    loss, stats = grpo.policy_loss(logp, logp.detach(), None, adv, mask, loss_type=loss_type, scale=scale)
+    loss, stats = grpo.policy_loss(logp, logp.detach(), None, adv, mask, loss_type=loss_type,
+                                   scale=scale)
     assert loss.item() == pytest.approx(expected)
     assert stats["active_tokens"].item() == 5
 
 
 def test_ratio_one_gives_zero_loss_but_nonzero_gradient():
     logp = torch.zeros(4, 1, requires_grad=True)
-    adv = grpo.group_advantages(torch.tensor([1.0, 0.0, 0.0, 1.0]), 4, std_estimator="population", eps=0.0)
+    adv = grpo.group_advantages(torch.tensor([1.0, 0.0, 0.0, 1.0]), 4, std_estimator="population",
+                                eps=0.0)
     loss, _ = grpo.policy_loss(logp, logp.detach(), None, adv, torch.ones(4, 1), loss_type="grpo",
                                scale=grpo.LossScale(4, 4, 1))
     loss.backward()
@@ -105,7 +107,8 @@ def test_ratio_one_gives_zero_loss_but_nonzero_gradient():
 
 def test_clipped_tokens_get_no_gradient():
     logp = torch.log(torch.tensor([[1.5]])).requires_grad_(True)
-    loss, stats = grpo.policy_loss(logp, torch.zeros(1, 1), None, torch.tensor([1.0]), torch.ones(1, 1),
+    loss, stats = grpo.policy_loss(logp, torch.zeros(1, 1), None, torch.tensor([1.0]), torch.ones(1,
+                                                                                                  1),
                                    loss_type="grpo", scale=grpo.LossScale(1, 1, 1))
     loss.backward()
     assert logp.grad.item() == 0.0 and stats["clip_high_tokens"].item() == 1
@@ -114,7 +117,8 @@ def test_clipped_tokens_get_no_gradient():
 def test_kl_term_is_added_with_beta():
     logp = torch.log(torch.tensor([[0.5]]))
     ref = torch.log(torch.tensor([[0.25]]))
-    loss, stats = grpo.policy_loss(logp, logp, ref, torch.tensor([0.0]), torch.ones(1, 1), loss_type="grpo",
+    loss, stats = grpo.policy_loss(logp, logp, ref, torch.tensor([0.0]), torch.ones(1, 1),
+                                   loss_type="grpo",
                                    scale=grpo.LossScale(1, 1, 1), beta=0.1)
     assert loss.item() == pytest.approx(0.1 * 0.1931472, abs=1e-6)
     assert stats["kl_sum"].item() == pytest.approx(0.1931472, abs=1e-6)
@@ -136,7 +140,8 @@ def test_micro_batches_give_the_full_batch_gradient(loss_type):
     grpo.policy_loss(full, old, None, adv, mask, loss_type=loss_type, scale=scale)[0].backward()
     split = base.clone().requires_grad_(True)
     for s in (slice(0, 2), slice(2, 4), slice(4, 6)):
-        grpo.policy_loss(split[s], old[s], None, adv[s], mask[s], loss_type=loss_type, scale=scale)[0].backward()
+        grpo.policy_loss(split[s], old[s], None, adv[s], mask[s], loss_type=loss_type,
+                         scale=scale)[0].backward()
     assert torch.allclose(full.grad, split.grad, atol=1e-6)
 
 
@@ -148,5 +153,6 @@ def test_entropy_of_uniform_and_peaked():
 
 
 def test_truncated_importance_weights_cap():
-    w = grpo.truncated_importance_weights(torch.tensor([0.0, 1.0]), torch.tensor([0.0, 0.0]), cap=2.0)
+    w = grpo.truncated_importance_weights(torch.tensor([0.0, 1.0]), torch.tensor([0.0, 0.0]),
+                                          cap=2.0)
     assert torch.allclose(w, torch.tensor([1.0, 2.0]))

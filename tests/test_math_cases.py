@@ -30,7 +30,8 @@ def _generated_cases():
         if a % b == 0:
             a += 1
         yield pytest.param(f"\\frac{{{a}}}{{{b}}}", f"{a / b:.10f}", True, id=f"frac-long:{a}/{b}")
-        yield pytest.param(f"\\frac{{{a}}}{{{b}}}", f"{a / b:.2f}", False, id=f"frac-rounded:{a}/{b}")
+        yield pytest.param(f"\\frac{{{a}}}{{{b}}}", f"{a / b:.2f}", False,
+                           id=f"frac-rounded:{a}/{b}")
 
 
 CASES = list(_file_cases()) + list(_generated_cases())

@@ -14,7 +14,8 @@ from hybrid_rl.models.tiny import build_char_tokenizer
 from hybrid_rl.rollout import build_backend
 from hybrid_rl.rollout.hf import completion_mask_from
 
-TINY = dict(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_position_embeddings=64, init_seed=0)
+TINY = dict(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
+            max_position_embeddings=64, init_seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,8 @@ def test_bad_model_paths_give_clear_errors(tmp_path):
         resolve_model_location("hf", str(tmp_path / "empty"), None)
     with pytest.raises(ModelLoadError, match="not installed"):
         resolve_model_location("gguf", None, "no_such_model_package_xyz")
-    assert resolve_model_location("hf", "org/model", None) == "org/model"  # hub id, loaded when online
+    # hub id, loaded when online
+    assert resolve_model_location("hf", "org/model", None) == "org/model"
 
 
 def test_completion_mask_stops_after_first_eos():
@@ -79,7 +81,8 @@ def test_hf_rollout_groups_masks_and_logprobs_match_the_trainer(tiny):
 def test_greedy_rollout_is_deterministic(tiny):
     model, tok, _ = tiny
     rollout = build_backend("hf", model, tok, max_new_tokens=5)
-    assert rollout.generate(["1+1="], 1, greedy=True).texts == rollout.generate(["1+1="], 1, greedy=True).texts
+    assert rollout.generate(["1+1="], 1, greedy=True).texts == rollout.generate(["1+1="], 1,
+                                                                                greedy=True).texts
 
 
 def test_unknown_backend_is_named(tiny):
@@ -93,10 +96,13 @@ def test_sft_warm_up_is_cached_by_its_demonstrations_not_only_its_settings(tiny,
     from hybrid_rl.models.warm_start import warm_start
 
     _, _, folder = tiny
-    settings = dict(cache_dir=tmp_path, key_parts={"task": "t"}, steps=1, batch_size=2, learning_rate=1e-3,
-                    lr_schedule="constant", weight_decay=0.0, seed=0, log_every=1, log=lambda _: None)
+    settings = dict(cache_dir=tmp_path, key_parts={"task": "t"}, steps=1, batch_size=2,
+                    learning_rate=1e-3,
+                    lr_schedule="constant", weight_decay=0.0, seed=0, log_every=1,
+                        log=lambda _: None)
     demos = [Sample("1+1=", "2", "t", "2"), Sample("2+2=", "4", "t", "4")]
     first = warm_start(folder, demos, **settings)
     assert warm_start(folder, demos, **settings) == first  # same demonstrations: reused
-    changed = [Sample("1+1=", "2", "t", "2"), Sample("2+2=", "5", "t", "5")]  # e.g. a generator changed
+    # e.g. a generator changed
+    changed = [Sample("1+1=", "2", "t", "2"), Sample("2+2=", "5", "t", "5")]
     assert warm_start(folder, changed, **settings) != first

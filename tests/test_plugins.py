@@ -19,17 +19,21 @@ def installed_plugin(tmp_path_factory):
     """The example package installed into a folder of its own, put on PYTHONPATH for runs."""
     site, source = tmp_path_factory.mktemp("site"), tmp_path_factory.mktemp("src") / "plugin"
     shutil.copytree(EXAMPLE, source)  # pip builds in the source folder: keep the checkout clean
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(source)],
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
+                    str(site), str(source)],
                    check=True, capture_output=True, timeout=300)
     return site
 
 
 def test_entry_points_register_the_plugin_verifiers(installed_plugin):
-    code = "from verifiers import available_verifiers; import json; print(json.dumps(available_verifiers()))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={"PYTHONPATH": str(installed_plugin)},
+    code = ("from verifiers import available_verifiers; import json; "
+            "print(json.dumps(available_verifiers()))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT,
+                         env={"PYTHONPATH": str(installed_plugin)},
                          capture_output=True, text=True, check=True).stdout
     # the trainer's own learned signal comes through the same entry-point group
-    assert {"concise", "digits_only", "math", "code", "preference"} <= set(json.loads(out.splitlines()[-1]))
+    assert {"concise", "digits_only", "math", "code",
+            "preference"} <= set(json.loads(out.splitlines()[-1]))
 
 
 @pytest.mark.slow
@@ -38,7 +42,8 @@ def test_training_with_the_installed_plugin_and_a_target_factory(installed_plugi
     run_entry("train.py", run_dir, "trainer.max_steps=2",
               "+task.rewards.brevity={verifier: concise, weight: 0.1}",
               "+task.rewards.plain={verifier: digits_only, weight: 0.1, gate: correctness}",
-              "+task.rewards.seven={verifier: {_target_: hybrid_rl_plugin_example.verifiers.make_keyword_verifier, "
+              "+task.rewards.seven={verifier: {_target_: "
+              "hybrid_rl_plugin_example.verifiers.make_keyword_verifier, "
               "keyword: '7', score: 2.0}, weight: 0.0}",
               cache=tmp_path / "cache", env={"PYTHONPATH": str(installed_plugin)})
     step = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "loss" in r][0]
@@ -49,9 +54,11 @@ def test_training_with_the_installed_plugin_and_a_target_factory(installed_plugi
 
 
 def test_unknown_verifier_and_bad_target_are_named(tmp_path):
-    proc = run_entry("train.py", tmp_path / "a", "+task.rewards.x={verifier: nope}", cache=tmp_path / "c", check=False)
+    proc = run_entry("train.py", tmp_path / "a", "+task.rewards.x={verifier: nope}",
+                     cache=tmp_path / "c", check=False)
     assert proc.returncode != 0 and "task.rewards.x.verifier: unknown verifier 'nope'" in proc.stderr
-    proc = run_entry("train.py", tmp_path / "b", "+task.rewards.x={verifier: {_target_: no.such.factory}}",
+    proc = run_entry("train.py", tmp_path / "b", "+task.rewards.x={verifier: {_target_: "
+                                                 "no.such.factory}}",
                      cache=tmp_path / "c", check=False)
     assert proc.returncode != 0 and "task.rewards.x.verifier: cannot instantiate 'no.such.factory'" in proc.stderr
 

@@ -28,7 +28,9 @@ FUNCS = [square, hang, crash, boom]
 
 def test_results_come_back_in_order():
     with WorkerPool(FUNCS, num_workers=2, timeout_s=5) as pool:
-        assert [o.value for o in pool.run([(0, (i,)) for i in range(20)])] == [i * i for i in range(20)]
+        assert [o.value for o in pool.run([(0, (i,)) for i in range(20)])] == [
+            i * i for i in range(20)
+        ]
 
 
 def test_hang_is_killed_at_the_timeout_and_the_pool_goes_on():

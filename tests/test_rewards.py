@@ -29,7 +29,8 @@ def _samples(task="t", refs=("a", "b", None)):
 
 
 def test_each_signal_kept_and_weighted_sum():
-    scorer = RewardScorer({"t": [Signal("correct", exact, 1.0), Signal("length", length_bonus, 0.5)]})
+    scorer = RewardScorer({"t": [Signal("correct", exact, 1.0), Signal("length", length_bonus,
+                                                                       0.5)]})
     samples = _samples()
     scores = scorer.score(samples, ["a", "c", "zz"])
     assert scores.values == {"correct": [1.0, 0.0, None], "length": [0.1, 0.1, 0.2]}
@@ -40,7 +41,8 @@ def test_each_signal_kept_and_weighted_sum():
 
 
 def test_mixed_tasks_route_to_their_own_signals_and_weights():
-    scorer = RewardScorer({"m": [Signal("correct", exact, 1.0)], "s": [Signal("length", length_bonus, 2.0)]})
+    scorer = RewardScorer({"m": [Signal("correct", exact, 1.0)], "s": [Signal("length",
+                                                                              length_bonus, 2.0)]})
     samples = [Sample("p", "a", "m"), Sample("q", None, "s")]
     scores = scorer.score(samples, ["a", "abcd"])
     assert scores.values == {"correct": [1.0, None], "length": [None, 0.4]}
@@ -51,7 +53,8 @@ def test_mixed_tasks_route_to_their_own_signals_and_weights():
 
 def test_verifier_crash_isolates_the_sample_and_records_it(tmp_path):
     failures = tmp_path / "fail.jsonl"
-    scorer = RewardScorer({"t": [Signal("fragile", crashes_on_x, 1.0)]}, failures, max_error_rate=0.5)
+    scorer = RewardScorer({"t": [Signal("fragile", crashes_on_x, 1.0)]}, failures,
+                          max_error_rate=0.5)
     scores = scorer.score(_samples(refs=("a", "b", "c")), ["ok", "x", "fine"])
     assert scores.values["fragile"] == [1.0, None, 1.0] and scores.errors["fragile"] == 1
     row = json.loads(failures.read_text())
@@ -59,8 +62,10 @@ def test_verifier_crash_isolates_the_sample_and_records_it(tmp_path):
 
 
 def test_too_many_failures_stop_with_the_verifier_named(tmp_path):
-    scorer = RewardScorer({"t": [Signal("fragile", crashes_on_x, 1.0)]}, tmp_path / "f.jsonl", max_error_rate=0.5)
-    with pytest.raises(RewardFailure, match="verifier 'fragile' failed on 2 of 3 't' completions .* "
+    scorer = RewardScorer({"t": [Signal("fragile", crashes_on_x, 1.0)]}, tmp_path / "f.jsonl",
+                          max_error_rate=0.5)
+    with pytest.raises(RewardFailure, match="verifier 'fragile' failed on 2 of 3 't' completions "
+                                            ".* "
                        "last error: ZeroDivisionError: cannot score x"):
         scorer.score(_samples(refs=("a", "b", "c")), ["x", "x", "fine"])
 
@@ -83,7 +88,8 @@ def test_math_verifier_through_the_scorer():
 @pytest.mark.parametrize("workers", [0, 2])
 def test_meanwhile_runs_once_while_the_pool_scores(workers):
     calls = []
-    scorer = RewardScorer({"t": [Signal("correct", exact, 1.0), Signal("length", length_bonus, 0.5)]},
+    scorer = RewardScorer({"t": [Signal("correct", exact, 1.0), Signal("length", length_bonus,
+                                                                       0.5)]},
                           num_workers=workers)
     try:
         scores = scorer.score(_samples(), ["a", "c", "zz"], meanwhile=lambda: calls.append("ref"))

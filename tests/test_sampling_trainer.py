@@ -13,7 +13,8 @@ from hybrid_rl.rollout import RolloutBatch, build_backend
 from hybrid_rl.rollout.scored_groups import sample_groups
 from hybrid_rl.runtime.engine import TorchEngine
 
-TINY = dict(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_position_embeddings=64, init_seed=0)
+TINY = dict(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
+            max_position_embeddings=64, init_seed=0)
 
 
 class ScriptedRollout:
@@ -41,7 +42,8 @@ def _setup(dynamic_sampling, fill_rounds=0, reference_logprobs=None):
     stream = PromptStream(prompts, seed=0)
     stream._order = [0, 1, 2, 3]  # a known order keeps the expected groups readable
     scorer = RewardScorer({"t": [Signal("ok", exact, 1.0)]})
-    return sample_groups(stream, ScriptedRollout(script), scorer, RewardComposer({"t": {"ok": SignalRule(1.0)}}), prompts_per_step=2,
+    return sample_groups(stream, ScriptedRollout(script), scorer,
+                         RewardComposer({"t": {"ok": SignalRule(1.0)}}), prompts_per_step=2,
                          group_size=2, pad_token_id=0, dynamic_sampling=dynamic_sampling,
                          max_fill_rounds=fill_rounds, reference_logprobs=reference_logprobs)
 
@@ -74,7 +76,8 @@ def test_reference_logprobs_ride_on_the_batch_through_selection():
 
     out = _setup("fill", fill_rounds=3, reference_logprobs=reference)
     assert seen == [4, 4]  # once per generated batch: p0 p1, then p2 p3
-    assert out.batch.reference_logprobs[:, 0].tolist() == [10.0, 11.0, 20.0, 21.0]  # p0's rows, then p2's
+    # p0's rows, then p2's
+    assert out.batch.reference_logprobs[:, 0].tolist() == [10.0, 11.0, 20.0, 21.0]
     assert _setup("off").batch.reference_logprobs is None
 
 
@@ -126,8 +129,10 @@ def test_precomputed_reference_logprobs_give_the_same_update(tiny):
         policy = copy.deepcopy(model)
         opt = make_optimizer(policy, 1e-2, 0.0)
         engine = TorchEngine(policy, opt, make_scheduler(opt, "constant", 0, 10), 1.0)
-        given = replace(batch, reference_logprobs=reference_logprobs(reference, batch, settings)) if ahead else batch
-        results.append((grpo_update(engine, None if ahead else reference, given, adv, settings), policy))
+        given = replace(batch, reference_logprobs=reference_logprobs(reference, batch,
+                                                                     settings)) if ahead else batch
+        results.append((grpo_update(engine, None if ahead else reference, given, adv, settings),
+                        policy))
     (plain, plain_policy), (ahead, ahead_policy) = results
     assert ahead["kl"] > 0 and ahead["kl"] == pytest.approx(plain["kl"], rel=1e-6)
     for a, b in zip(plain_policy.parameters(), ahead_policy.parameters()):

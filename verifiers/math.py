@@ -38,7 +38,8 @@ DEFAULT_TIMEOUT_S = 2.0
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _ANSWER_IS = re.compile(r"answer\s+is\s*:?\s*(.+)", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
-_RELATIONS = (("\\geq", ">="), ("\\ge", ">="), ("\\leq", "<="), ("\\le", "<="), ("\\neq", "!="), ("≥", ">="), ("≤", "<="))
+_RELATIONS = (("\\geq", ">="), ("\\ge", ">="), ("\\leq", "<="), ("\\le", "<="), ("\\neq", "!="),
+              ("≥", ">="), ("≤", "<="))
 
 
 # ------------------------------------------------------------ extraction ----
@@ -83,7 +84,8 @@ def _rational(text: str) -> Optional[sympy.Rational]:
     """Plain numbers only: 12, -0.5, 3e5, 7/8, \\frac{7}{8}. No evaluation of expressions."""
     if sum(ch.isdigit() for ch in text) > MAX_DIGITS:
         return None
-    mixed = re.fullmatch(r"(-?)(\d+)\\frac\{(\d+)\}\{(\d+)\}", text)  # 2\frac{1}{2} is two and a half
+    # 2\frac{1}{2} is two and a half
+    mixed = re.fullmatch(r"(-?)(\d+)\\frac\{(\d+)\}\{(\d+)\}", text)
     if mixed and int(mixed.group(4)) != 0:
         value = int(mixed.group(2)) + sympy.Rational(int(mixed.group(3)), int(mixed.group(4)))
         return -value if mixed.group(1) else value
@@ -114,7 +116,8 @@ def _percent_variants(s: str) -> list[str]:
 
 
 # ----------------------------------------------------- structured compare ----
-_PROBES = (sympy.Rational(7, 5), sympy.Rational(-13, 7), sympy.Rational(31, 11))  # arbitrary, no special values
+# arbitrary, no special values
+_PROBES = (sympy.Rational(7, 5), sympy.Rational(-13, 7), sympy.Rational(31, 11))
 
 
 def _at_probes(expr: sympy.Expr) -> list:
@@ -187,7 +190,8 @@ def _matrix_rows(s: str) -> Optional[list[list[str]]]:
     m = re.fullmatch(r"\\begin\{[pbvB]?matrix\}(.*)\\end\{[pbvB]?matrix\}", s, flags=re.S)
     if not m:
         return None
-    return [[c.strip() for c in row.split("&")] for row in re.split(r"\\\\", m.group(1)) if row.strip()]
+    return [[c.strip() for c in row.split("&")] for row in re.split(r"\\\\",
+                                                                    m.group(1)) if row.strip()]
 
 
 def _brackets(s: str) -> Optional[tuple[str, list[str], str]]:
@@ -224,7 +228,8 @@ def _structured_equal(p: str, g: str) -> bool:
     br_p, br_g = _brackets(p), _brackets(g)
     if br_p or br_g:
         return (br_p is not None and br_g is not None and br_p[0] == br_g[0] and br_p[2] == br_g[2]
-                and len(br_p[1]) == len(br_g[1]) and all(answers_match(x, y) for x, y in zip(br_p[1], br_g[1])))
+                and len(br_p[1]) == len(br_g[1]) and all(answers_match(x, y) for x,
+                                                         y in zip(br_p[1], br_g[1])))
     parts_p, parts_g = split_top_level(p), split_top_level(g)
     if len(parts_p) > 1 or len(parts_g) > 1:  # a bare list of answers: order-free
         return _same_multiset(parts_p, parts_g)
@@ -336,4 +341,5 @@ def math_verifier(
     return [None if ref is None else verify_math(c, ref) for c, ref in zip(completions, references)]
 
 
-__all__ = ["answers_match", "math_verifier", "bounded_match", "extract_answer", "last_boxed", "normalise", "reset", "verify_math"]
+__all__ = ["answers_match", "math_verifier", "bounded_match", "extract_answer", "last_boxed",
+           "normalise", "reset", "verify_math"]

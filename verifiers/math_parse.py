@@ -20,14 +20,20 @@ from sympy.parsing.sympy_parser import (
 
 MAX_ANSWER_CHARS = 400  # longer "answers" are not answers; refusing them keeps checks fast
 _TRANSFORMS = standard_transformations + (implicit_multiplication_application, convert_xor)
-_NAMES = {"pi": sympy.pi, "e": sympy.E, "oo": sympy.oo, "sqrt": sympy.sqrt, "ln": sympy.log, "log": sympy.log}
+_NAMES = {"pi": sympy.pi, "e": sympy.E, "oo": sympy.oo, "sqrt": sympy.sqrt, "ln": sympy.log,
+          "log": sympy.log}
 _UNIT_WORDS = (
-    "degrees", "degree", "deg", "cm", "mm", "km", "m", "meters", "meter", "inches", "inch", "feet", "foot", "ft",
-    "units", "unit", "sq", "square", "cubic", "hours", "hour", "minutes", "minute", "seconds", "second", "days",
-    "day", "dollars", "dollar", "cents", "cent", "percent", "mph", "miles", "mile", "pounds", "grams", "kg", "g",
+    "degrees", "degree", "deg", "cm", "mm", "km", "m", "meters", "meter", "inches", "inch", "feet",
+        "foot", "ft",
+    "units", "unit", "sq", "square", "cubic", "hours", "hour", "minutes", "minute", "seconds",
+        "second", "days",
+    "day", "dollars", "dollar", "cents", "cent", "percent", "mph", "miles", "mile", "pounds",
+        "grams", "kg", "g",
 )
-_UNITS = re.compile(r"(?<=[\d\s}])\s*(?:\\(?:mbox|text|textbf|mathrm)\{\s*)?(?:%s)\b\}?\.?(?:\^\{?[23]\}?)?\s*$"
-                    % "|".join(_UNIT_WORDS))
+_UNITS = re.compile(
+    r"(?<=[\d\s}])\s*(?:\\(?:mbox|text|textbf|mathrm)\{\s*)?(?:%s)\b\}?\.?(?:\^\{?[23]\}?)?\s*$"
+    % "|".join(_UNIT_WORDS)
+)
 
 
 class Unparseable(ValueError):
@@ -47,7 +53,8 @@ def normalise(answer: str) -> str:
     s = strip_text_commands(s)
     s = re.sub(r"\\(?:left|right|big|Big|bigg|Bigg)(?![a-zA-Z])", "", s)
     s = re.sub(r"(?<!\\)\\(?:!|,|;|:| |quad|qquad)", "", s).replace("~", "")  # not the \\ row break
-    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\$", "").replace("$", "")
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\$", "").replace("$",
+                                                                                               "")
     s = re.sub(r"\^\{?\\circ\}?|°", "", s)
     s = s.replace("\\displaystyle", "")
     s = re.sub(r"^[a-zA-Z]\s*\\in\s*", "", s)  # 'x \in [1, 2]' is the interval
@@ -101,9 +108,12 @@ def _replace_command(s: str, name: str, arity: int, render) -> str:
 def latex_to_text(s: str) -> str:
     """LaTeX math -> sympy's parse_expr syntax."""
     s = _replace_command(s, "\\frac", 2, lambda a, b, option: f"(({a})/({b}))")
-    s = _replace_command(s, "\\sqrt", 1, lambda a, option: f"(({a})**(1/({option})))" if option else f"sqrt({a})")
-    for latex, text in (("\\cdot", "*"), ("\\times", "*"), ("\\div", "/"), ("\\pi", "pi"), ("\\infty", "oo"),
-                        ("\\ln", "ln"), ("\\log", "log"), ("\\exp", "exp"), ("\\sin", "sin"), ("\\cos", "cos"),
+    s = _replace_command(s, "\\sqrt", 1, lambda a,
+                         option: f"(({a})**(1/({option})))" if option else f"sqrt({a})")
+    for latex, text in (("\\cdot", "*"), ("\\times", "*"), ("\\div", "/"), ("\\pi", "pi"),
+                        ("\\infty", "oo"),
+                        ("\\ln", "ln"), ("\\log", "log"), ("\\exp", "exp"), ("\\sin", "sin"),
+                            ("\\cos", "cos"),
                         ("\\tan", "tan"), ("{", "("), ("}", ")"), ("\\", "")):
         s = s.replace(latex, text)
     return s

@@ -69,7 +69,8 @@ class Registry:
         def decorate(obj):
             known = self._registered.get(name)
             if (known is not None and known is not obj) or name in self.builtins:
-                raise ValueError(f"{self.kind} {name!r} is already registered by {known or self.builtins[name]!r}")
+                raise ValueError(f"{self.kind} {name!r} is already registered by "
+                                 f"{known or self.builtins[name]!r}")
             self._registered[name] = obj
             return obj
 
@@ -101,7 +102,8 @@ class Registry:
             return ep.load()
         except Exception as exc:
             raise PluginError(
-                f"{self.kind} {name!r}: entry point {ep.value!r} of {package} (group {self.group!r}) "
+                f"{self.kind} {name!r}: entry point {ep.value!r} of {package} (group "
+                f"{self.group!r}) "
                 f"failed to load: {type(exc).__name__}: {exc}"
             ) from exc
 

@@ -29,12 +29,14 @@ def completion_logprobs(
         # Without gradients (reference, old policy) inference mode skips autograd's bookkeeping
         # per operation; the log-probs below are computed outside it, so they are plain tensors.
         with torch.inference_mode(not torch.is_grad_enabled()):
-            logits = fast_llama.completion_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask)
+            logits = fast_llama.completion_logits(model, prompt_ids, prompt_mask, completion_ids,
+                                                  completion_mask)
     else:
         input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
         attention = torch.cat([prompt_mask, completion_mask], dim=1)
         position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
-        logits = model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids).logits
+        logits = model(input_ids=input_ids, attention_mask=attention,
+                       position_ids=position_ids).logits
         # The logit at position i predicts token i + 1: keep those that predict completion tokens.
         logits = logits[:, prompt_ids.shape[1] - 1 : -1, :]
     logits = logits.float() if temperature == 1.0 else logits.float() / temperature  # [S, T, V]

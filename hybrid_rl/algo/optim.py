@@ -7,7 +7,8 @@ from typing import Sequence
 import torch
 
 
-def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, betas: Sequence[float] = (0.9, 0.99),
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
+                   betas: Sequence[float] = (0.9, 0.99),
                    fused: bool = False):
     """AdamW. `fused=True` updates every tensor in one kernel (about 4x faster than the
     per-tensor loop on CPU for a small model), with float rounding of its own: the SFT warm-up
@@ -15,7 +16,8 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, betas
     warm-up would produce."""
     params = [p for p in model.parameters() if p.requires_grad]
     fused = fused and len({p.device.type for p in params}) == 1 and all(p.is_floating_point() for p in params)
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=tuple(betas), fused=fused or None)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=tuple(betas),
+                             fused=fused or None)
 
 
 def make_scheduler(optimizer, schedule: str, warmup_steps: int, total_steps: int):

@@ -15,7 +15,8 @@ import torch
 from hybrid_rl.algo.optim import make_optimizer, make_scheduler
 
 
-def encode_demonstrations(tokenizer, prompts: Sequence[str], demos: Sequence[str]) -> list[tuple[list[int], int]]:
+def encode_demonstrations(tokenizer, prompts: Sequence[str],
+                          demos: Sequence[str]) -> list[tuple[list[int], int]]:
     """Each example as (prompt + demo + EOS token ids, number of prompt tokens)."""
     out = []
     for prompt, demo in zip(prompts, demos):
@@ -51,7 +52,8 @@ def sft_train(
     losses, start = [], time.time()
     model.train()
     for step in range(1, steps + 1):
-        input_ids, attention, labels = collate(rng.sample(examples, min(batch_size, len(examples))), tokenizer.pad_token_id)
+        input_ids, attention, labels = collate(rng.sample(examples, min(batch_size, len(examples))),
+                                               tokenizer.pad_token_id)
         loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -60,5 +62,7 @@ def sft_train(
         scheduler.step()
         losses.append(loss.item())
         if step % log_every == 0 or step == steps:
-            log(f"[sft] step {step}/{steps}  loss {sum(losses[-log_every:]) / len(losses[-log_every:]):.4f}  ({time.time() - start:.0f}s)")
+            log(f"[sft] step {step}/{steps}  loss "
+                f"{sum(losses[-log_every:]) / len(losses[-log_every:]):.4f}  "
+                f"({time.time() - start:.0f}s)")
     return losses

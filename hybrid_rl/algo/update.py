@@ -42,19 +42,22 @@ def _micro_batches(n: int, size: int) -> list[slice]:
 @torch.no_grad()
 def _logprobs_no_grad(model, batch: RolloutBatch, temperature: float, size: int) -> torch.Tensor:
     parts = [
-        completion_logprobs(model, batch.prompt_ids[s], batch.prompt_mask[s], batch.completion_ids[s],
+        completion_logprobs(model, batch.prompt_ids[s], batch.prompt_mask[s],
+                            batch.completion_ids[s],
                             batch.completion_mask[s], temperature)[0]
         for s in _micro_batches(len(batch), size)
     ]
     return torch.cat(parts)
 
 
-def reference_logprobs(reference: torch.nn.Module, batch: RolloutBatch, s: UpdateSettings) -> torch.Tensor:
+def reference_logprobs(reference: torch.nn.Module, batch: RolloutBatch,
+                       s: UpdateSettings) -> torch.Tensor:
     """[N, T] the frozen reference model's log-probs of the sampled tokens (for the KL term)."""
     return _logprobs_no_grad(reference, batch, s.temperature, s.micro_batch_size)
 
 
-def _loss_scale(batch: RolloutBatch, loss_mask: torch.Tensor, s: UpdateSettings, num_mbs: int) -> grpo.LossScale:
+def _loss_scale(batch: RolloutBatch, loss_mask: torch.Tensor, s: UpdateSettings,
+                num_mbs: int) -> grpo.LossScale:
     """Counts over the whole step. Under several processes each rank's gradient is averaged
     with the others', so the token count is the all-rank count divided by the rank count:
     token-level losses (dapo) then equal one big batch's exactly."""
@@ -65,11 +68,13 @@ def _loss_scale(batch: RolloutBatch, loss_mask: torch.Tensor, s: UpdateSettings,
     return grpo.LossScale(len(batch), tokens, s.max_completion_length, num_mbs)
 
 
-def _sampler_agreement(logp: torch.Tensor, rollout_logp: torch.Tensor, mask: torch.Tensor, into: dict) -> None:
+def _sampler_agreement(logp: torch.Tensor, rollout_logp: torch.Tensor, mask: torch.Tensor,
+                       into: dict) -> None:
     """Largest and mean |trainer - sampler| token log-prob gap (a vLLM engine with stale or
     differently-rounded weights shows up here)."""
     gap = (logp.detach() - rollout_logp).abs() * mask
-    into["logprob_gap_max"] = max(into.get("logprob_gap_max", 0.0), float(gap.max()) if gap.numel() else 0.0)
+    into["logprob_gap_max"] = max(into.get("logprob_gap_max", 0.0),
+                                  float(gap.max()) if gap.numel() else 0.0)
     into["logprob_gap_sum"] = into.get("logprob_gap_sum", 0.0) + float(gap.sum())
 
 
@@ -92,7 +97,8 @@ def grpo_update(
         ref_logp = reference_logprobs(reference, batch, s) if ref_logp is None else ref_logp
     # With mu > 1 the ratio compares against the policy as it was at sampling time; with
     # mu == 1 that is the current policy, so its detached log-probs serve (ratio == 1).
-    old_logp = _logprobs_no_grad(engine.model, batch, s.temperature, s.micro_batch_size) if s.mu > 1 else None
+    old_logp = _logprobs_no_grad(engine.model, batch, s.temperature,
+                                 s.micro_batch_size) if s.mu > 1 else None
 
     totals: dict[str, float] = {}
     engine.model.train()
@@ -107,17 +113,23 @@ def grpo_update(
             rollout_logp = batch.rollout_logprobs[mb].to(logp.device)
             mask = loss_mask[mb].to(logp.device)
             if epoch == 0:  # the weights that sampled this rollout: compare with the sampler
-                _sampler_agreement(logp, rollout_logp, batch.completion_mask[mb].to(logp.device), totals)
+                _sampler_agreement(logp, rollout_logp, batch.completion_mask[mb].to(logp.device),
+                                   totals)
             behaviour = logp.detach() if old_logp is None else old_logp[mb]
-            weights = None if s.tis_cap is None else grpo.truncated_importance_weights(behaviour, rollout_logp, s.tis_cap)
+            weights = None if s.tis_cap is None else grpo.truncated_importance_weights(behaviour,
+                                                                                       rollout_logp,
+                                                                                           s.tis_cap)
             loss, stats = grpo.policy_loss(
-                logp, behaviour, None if ref_logp is None else ref_logp[mb], advantages[mb].to(logp.device), mask,
-                loss_type=s.loss_type, scale=scale, eps_low=s.epsilon, eps_high=s.epsilon_high, beta=s.beta,
+                logp, behaviour, None if ref_logp is None else ref_logp[mb],
+                    advantages[mb].to(logp.device), mask,
+                loss_type=s.loss_type, scale=scale, eps_low=s.epsilon, eps_high=s.epsilon_high,
+                    beta=s.beta,
                 token_weights=weights,
             )
             if not distributed.all_ranks_true(bool(torch.isfinite(loss))):
                 engine.zero_grad()
-                raise NonFiniteLoss(f"non-finite loss {loss.item()} in a micro-batch; update skipped")
+                raise NonFiniteLoss(f"non-finite loss {loss.item()} in a micro-batch; update "
+                                    "skipped")
             engine.backward(loss, last=i == len(mbs) - 1)
             loss_sum += loss.item()
             stats["entropy_sum"] = (entropy * batch.completion_mask[mb].to(entropy.device)).sum()

@@ -64,7 +64,8 @@ class PromptStream:
 
 
 def drop_overlong(
-    samples: list[Sample], prompt_lengths: list[int], limit: int, on_bad_row: str, skipped: list[str]
+    samples: list[Sample], prompt_lengths: list[int], limit: int, on_bad_row: str,
+        skipped: list[str]
 ) -> list[Sample]:
     """Samples whose prompt fits in `limit` tokens. An overlong one raises DataError naming its
     file and row, or is recorded in `skipped` when on_bad_row == "skip"."""
@@ -74,7 +75,8 @@ def drop_overlong(
             kept.append(sample)
             continue
         where = f"{sample.meta.get('source', 'generated data')}, row {sample.meta.get('row', '?')}"
-        message = f"{where}: prompt is {n} tokens, more than the {limit} that fit before the completion"
+        message = (f"{where}: prompt is {n} tokens, more than the {limit} that fit before the "
+                   "completion")
         if on_bad_row == "error":
             raise DataError(message + " (set task.data.on_bad_row=skip to drop such rows)")
         skipped.append(message)

@@ -77,7 +77,8 @@ def sampled_pass_at_k(
     per_call = max(1, batch_size // n)
     texts = []
     for i in range(0, len(samples), per_call):
-        texts += rollout.generate([s.prompt for s in samples[i : i + per_call]], n).texts  # n per prompt, in order
+        # n per prompt, in order
+        texts += rollout.generate([s.prompt for s in samples[i : i + per_call]], n).texts
     expanded = [s for s in samples for _ in range(n)]
     values = scorer.score(expanded, texts).values[signal]
     passed = []
@@ -85,4 +86,7 @@ def sampled_pass_at_k(
         group = values[j * n : (j + 1) * n]
         if all(v is not None for v in group):
             passed.append(sum(v >= 1.0 for v in group))
-    return {k: sum(pass_at_k(n, c, k) for c in passed) / len(passed) if passed else float("nan") for k in ks}
+    return {
+        k: sum(pass_at_k(n, c, k) for c in passed) / len(passed) if passed else float("nan")
+        for k in ks
+    }

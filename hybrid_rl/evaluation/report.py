@@ -47,36 +47,45 @@ def win_rate(candidate: Sequence[Optional[float]], reference: Sequence[Optional[
 
 
 def evaluate_model(
-    name: str, location: str, rollout: RolloutBackend, samples: Sequence[Sample], scorer: RewardScorer, *,
+    name: str, location: str, rollout: RolloutBackend, samples: Sequence[Sample],
+        scorer: RewardScorer, *,
     accuracy_signal: str, samples_per_prompt: int, pass_k: Sequence[int], batch_size: int,
 ) -> tuple[ModelReport, dict[str, list]]:
     """The report of one model, and its per-problem greedy scores (for win rates)."""
     _, values, lengths = greedy_scores(rollout, samples, scorer, batch_size)
     passes = {}
     if samples_per_prompt:
-        passes = sampled_pass_at_k(rollout, samples, scorer, accuracy_signal, samples_per_prompt, pass_k, batch_size)
+        passes = sampled_pass_at_k(rollout, samples, scorer, accuracy_signal, samples_per_prompt,
+                                   pass_k, batch_size)
     report = ModelReport(
-        name, location, mean_applicable(values[accuracy_signal]), {k: mean_applicable(v) for k, v in values.items()}, passes,
+        name, location, mean_applicable(values[accuracy_signal]), {k: mean_applicable(v) for k,
+                                                                   v in values.items()}, passes,
         sum(lengths) / max(len(lengths), 1), lengths,
     )
     return report, values
 
 
 # ---------------------------------------------------------------- output ----
-def markdown_report(task: str, num_problems: int, reports: Sequence[ModelReport], judge: Optional[str], reference: Optional[str]) -> str:
+def markdown_report(task: str, num_problems: int, reports: Sequence[ModelReport],
+                    judge: Optional[str], reference: Optional[str]) -> str:
     """A side-by-side table: one column per model."""
     def fmt(x: float) -> str:
         return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
     rows = [("greedy accuracy", [fmt(r.accuracy) for r in reports])]
     for signal in sorted({s for r in reports for s in r.signal_means}):
-        rows.append((f"mean `{signal}` score", [fmt(r.signal_means.get(signal, math.nan)) for r in reports]))
+        rows.append(
+            (f"mean `{signal}` score", [fmt(r.signal_means.get(signal, math.nan)) for r in reports])
+        )
     for k in sorted({k for r in reports for k in r.pass_at_k}):
-        rows.append((f"pass@{k} (unbiased, sampled)", [fmt(r.pass_at_k.get(k, math.nan)) for r in reports]))
+        rows.append(
+            (f"pass@{k} (unbiased, sampled)", [fmt(r.pass_at_k.get(k, math.nan)) for r in reports])
+        )
     rows.append(("mean completion length (tokens)", [f"{r.mean_length:.1f}" for r in reports]))
     if judge is not None:
         rows.append((f"win rate vs reference (judged by `{judge}`)",
-                     [f"{fmt(r.win_rate['win_rate'])} ({r.win_rate['wins']}W/{r.win_rate['ties']}T/{r.win_rate['losses']}L)"
+                     [f"{fmt(r.win_rate['win_rate'])} "
+                      f"({r.win_rate['wins']}W/{r.win_rate['ties']}T/{r.win_rate['losses']}L)"
                       if r.win_rate else "n/a" for r in reports]))
     lines = [f"# Evaluation: task `{task}`, {num_problems} held-out problems", ""]
     lines += ["| metric | " + " | ".join(f"`{r.name}`" for r in reports) + " |",
@@ -94,7 +103,8 @@ def write_outputs(out_dir: Path, task: str, num_problems: int, reports: Sequence
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "results.json", "markdown": out_dir / "report.md",
              "metrics_plot": out_dir / "metrics.png", "lengths_plot": out_dir / "lengths.png"}
-    payload = {"task": task, "num_problems": num_problems, "judge_signal": judge, "reference": reference,
+    payload = {"task": task, "num_problems": num_problems, "judge_signal": judge,
+               "reference": reference,
                "models": [{k: v for k, v in asdict(r).items() if k != "lengths"} for r in reports]}
     paths["json"].write_text(json.dumps(payload, indent=2, default=str))
     paths["markdown"].write_text(markdown_report(task, num_problems, reports, judge, reference))

@@ -40,15 +40,22 @@ def supports(model: torch.nn.Module) -> bool:
         return False  # leave memory savings to transformers
     c = model.config
     return (
-        c.hidden_act == "silu" and not getattr(c, "attention_bias", False) and not getattr(c, "mlp_bias", False)
-        and getattr(c, "pretraining_tp", 1) == 1 and not getattr(c, "attention_dropout", 0.0)
+        c.hidden_act == "silu"
+        and not getattr(c, "attention_bias", False)
+        and not getattr(c, "mlp_bias", False)
+        and getattr(c, "pretraining_tp", 1) == 1
+        and not getattr(c, "attention_dropout", 0.0)
         # one rotary table serves a whole call: not for types whose frequencies follow the length
         and getattr(model.model.rotary_emb, "rope_type", "default") not in ("dynamic", "longrope")
     )
 
 
 def _checkpointing(model) -> bool:
-    name = "is_activation_checkpointing" if hasattr(type(model), "is_activation_checkpointing") else "is_gradient_checkpointing"
+    name = (
+        "is_activation_checkpointing"
+        if hasattr(type(model), "is_activation_checkpointing")
+        else "is_gradient_checkpointing"
+    )
     return bool(getattr(model, name, False))
 
 
@@ -66,7 +73,8 @@ class Rope:
     def __init__(self, model: torch.nn.Module, length: int):
         body, dtype = model.model, model.model.embed_tokens.weight.dtype
         positions = torch.arange(length, device=body.embed_tokens.weight.device).unsqueeze(0)
-        probe = torch.empty(1, length, 1, dtype=dtype, device=positions.device)  # rotary reads only dtype/device
+        # rotary reads only dtype/device
+        probe = torch.empty(1, length, 1, dtype=dtype, device=positions.device)
         cos, sin = body.rotary_emb(probe, positions)  # [1, length, head_dim]
         half = cos.shape[-1] // 2
         self.cos, self.signed_sin = cos[0], torch.cat([-sin[0, :, :half], sin[0, :, half:]], dim=-1)
@@ -84,11 +92,12 @@ class LeanWeights:
 
     def __init__(self, model: torch.nn.Module, positions: int):
         self.layers = [
-            (l.input_layernorm,
-             torch.cat([l.self_attn.q_proj.weight, l.self_attn.k_proj.weight, l.self_attn.v_proj.weight]),
-             l.self_attn.o_proj.weight, l.post_attention_layernorm,
-             torch.cat([l.mlp.gate_proj.weight, l.mlp.up_proj.weight]), l.mlp.down_proj.weight)
-            for l in model.model.layers
+            (layer.input_layernorm,
+             torch.cat([layer.self_attn.q_proj.weight, layer.self_attn.k_proj.weight,
+                        layer.self_attn.v_proj.weight]),
+             layer.self_attn.o_proj.weight, layer.post_attention_layernorm,
+             torch.cat([layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight]), layer.mlp.down_proj.weight)
+            for layer in model.model.layers
         ]
         attn = model.model.layers[0].self_attn
         self.head_dim, self.scaling = attn.head_dim, attn.scaling
@@ -102,7 +111,8 @@ def _rms_norm(norm: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """transformers' LlamaRMSNorm: normalised in float32, scaled in the model's dtype."""
     if x.dtype == torch.float32:
         return F.rms_norm(x, (x.shape[-1],), norm.weight, norm.variance_epsilon)
-    return norm.weight * F.rms_norm(x.float(), (x.shape[-1],), None, norm.variance_epsilon).to(x.dtype)
+    return norm.weight * F.rms_norm(x.float(), (x.shape[-1],), None,
+                                    norm.variance_epsilon).to(x.dtype)
 
 
 def attention_mask_4d(attention_mask: torch.Tensor, q_len: int) -> torch.Tensor:
@@ -110,7 +120,8 @@ def attention_mask_4d(attention_mask: torch.Tensor, q_len: int) -> torch.Tensor:
     sees real keys up to its own position. Every query also sees itself: a padding query
     would otherwise see nothing, and its NaN would leak into real rows through 0 * NaN."""
     keys_len, dev = attention_mask.shape[1], attention_mask.device
-    keys, queries = torch.arange(keys_len, device=dev), torch.arange(keys_len - q_len, keys_len, device=dev)
+    keys, queries = torch.arange(keys_len, device=dev), torch.arange(keys_len - q_len, keys_len,
+                                                                     device=dev)
     causal, itself = keys <= queries[:, None], keys == queries[:, None]  # [Q, K]
     return (causal & attention_mask.bool()[:, None, None, :]) | itself
 
@@ -118,7 +129,8 @@ def attention_mask_4d(attention_mask: torch.Tensor, q_len: int) -> torch.Tensor:
 def additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """A boolean mask as the 0 / -inf bias attention adds, built once for all layers (a
     boolean mask would be converted in every layer)."""
-    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, -float("inf"))
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed,
+                                                                                       -float("inf"))
 
 
 def causal_bias(attention_mask: torch.Tensor, q_len: int, dtype: torch.dtype) -> torch.Tensor:
@@ -130,7 +142,8 @@ def forward(
     model: torch.nn.Module,
     input_ids: torch.Tensor,  # [N, Q] new tokens
     position_ids: torch.Tensor,  # [N, Q]
-    bias: torch.Tensor,  # [N, 1, Q, K] additive attention mask (K = past + Q): additive(attention_mask_4d(...))
+    # [N, 1, Q, K] additive attention mask (K = past + Q): additive(attention_mask_4d(...))
+    bias: torch.Tensor,
     past: Optional[Past] = None,  # keys and values of the earlier K - Q positions
     first_logit: int = 0,  # logits for positions first_logit.. only (-1: the last)
     weights: Optional[LeanWeights] = None,  # when the caller reuses them across calls
@@ -147,7 +160,8 @@ def forward(
     present: Past = []
     for i, (norm1, w_qkv, w_o, norm2, w_gate_up, w_down) in enumerate(w.layers):
         qkv = F.linear(_rms_norm(norm1, x), w_qkv).view(n, q_len, -1, w.head_dim)
-        qk, v = qkv.split([rotated, w.kv_heads], dim=2)  # split, not slicing: its backward is one cat
+        # split, not slicing: its backward is one cat
+        qk, v = qkv.split([rotated, w.kv_heads], dim=2)
         qk = (qk * cos + qk.roll(w.head_dim // 2, dims=-1) * sin).transpose(1, 2)
         (q, k), v = qk.split([w.q_heads, w.kv_heads], dim=1), v.transpose(1, 2)
         if past is not None:
@@ -175,7 +189,8 @@ class Groups:
     def __init__(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor):
         index: dict[tuple, int] = {}  # prompt -> its index among the distinct prompts
         firsts, inverse, slot, sizes = [], [], [], []
-        for i, key in enumerate(zip(map(tuple, prompt_ids.tolist()), map(tuple, prompt_mask.tolist()))):
+        for i, key in enumerate(zip(map(tuple, prompt_ids.tolist()), map(tuple,
+                                                                         prompt_mask.tolist()))):
             if key not in index:
                 index[key] = len(firsts)
                 firsts.append(i)
@@ -216,29 +231,36 @@ def packing_pays(model: torch.nn.Module, num_prompts: int, width: int, prompt_le
 
 
 def completion_logits(
-    model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
+    model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+        completion_ids: torch.Tensor,
     completion_mask: torch.Tensor, layout: Optional[str] = None,
 ) -> torch.Tensor:
     """[N, T, V] logits predicting each completion token, each distinct prompt computed once,
     in the `layout` given ("packed" or "shared") or the one packing_pays picks."""
     groups = Groups(prompt_ids, prompt_mask)
     lengths = prompt_mask.sum(dim=1, keepdim=True)  # [N, 1]
-    positions = lengths + torch.arange(completion_ids.shape[1], device=lengths.device).unsqueeze(0)  # [N, T]
+    # [N, T]
+    positions = lengths + torch.arange(completion_ids.shape[1], device=lengths.device).unsqueeze(0)
     weights = LeanWeights(model, int(positions.max()) + 1)  # one build for both passes
     steps = completion_ids.shape[1] - 1  # completion tokens that are inputs: all but the last
     if layout is None:
         layout = "packed" if steps and packing_pays(
-            model, len(groups.first), groups.width, prompt_ids.shape[1], steps, len(prompt_ids)) else "shared"
+            model, len(groups.first), groups.width, prompt_ids.shape[1], steps,
+                len(prompt_ids)) else "shared"
     if layout == "packed":
-        return _packed_logits(model, groups, prompt_ids, prompt_mask, completion_ids, completion_mask, weights)
+        return _packed_logits(model, groups, prompt_ids, prompt_mask, completion_ids,
+                              completion_mask, weights)
     p_ids, p_mask = prompt_ids[groups.first], prompt_mask[groups.first]
-    last, past = forward(model, p_ids, prompt_positions(p_mask), causal_bias(p_mask, p_ids.shape[1], weights.dtype),
+    last, past = forward(model, p_ids, prompt_positions(p_mask), causal_bias(p_mask, p_ids.shape[1],
+                                                                             weights.dtype),
                          first_logit=-1, weights=weights)  # [B, 1, V]
     if not steps:
         return last[groups.inverse]
     full_mask = torch.cat([prompt_mask, completion_mask[:, :-1]], dim=1)
     # The last prompt position predicts completion token 0; completion token t predicts t + 1.
-    later, _ = forward(model, completion_ids[:, :-1], positions[:, :-1], causal_bias(full_mask, steps, weights.dtype),
+    later, _ = forward(model, completion_ids[:, :-1], positions[:, :-1], causal_bias(full_mask,
+                                                                                     steps,
+                                                                                         weights.dtype),
                        select_past(past, groups.inverse), weights=weights)
     return torch.cat([last[groups.inverse], later], dim=1)
 
@@ -254,7 +276,10 @@ def _packed_logits(model, groups: Groups, prompt_ids, prompt_mask, completion_id
     slots[groups.inverse, groups.slot] = completion_ids[:, :-1]
     slot_mask = torch.zeros(b, width, steps, dtype=completion_mask.dtype, device=dev)
     slot_mask[groups.inverse, groups.slot] = completion_mask[:, :-1]
-    ids, mask = torch.cat([p_ids, slots.view(b, -1)], dim=1), torch.cat([p_mask, slot_mask.view(b, -1)], dim=1)
+    ids, mask = (
+        torch.cat([p_ids, slots.view(b, -1)], dim=1),
+        torch.cat([p_mask, slot_mask.view(b, -1)], dim=1),
+    )
     steps_pos = p_mask.sum(dim=1, keepdim=True) + torch.arange(steps, device=dev)  # [B, steps]
     positions = torch.cat([prompt_positions(p_mask), steps_pos.repeat(1, width)], dim=1)
     # Segments: -1 for the prompt, s for slot s. A query sees earlier keys of its own segment
@@ -262,8 +287,10 @@ def _packed_logits(model, groups: Groups, prompt_ids, prompt_mask, completion_id
     segment = torch.cat([torch.full((p_len,), -1, device=dev),
                          torch.arange(width, device=dev).repeat_interleave(steps)])
     same = (segment[None, :] == segment[:, None]) | (segment[None, :] == -1)
-    allowed = attention_mask_4d(mask, ids.shape[1]) & same  # a query's own segment: it still sees itself
-    logits, _ = forward(model, ids, positions, additive(allowed, weights.dtype), first_logit=p_len - 1,
+    # a query's own segment: it still sees itself
+    allowed = attention_mask_4d(mask, ids.shape[1]) & same
+    logits, _ = forward(model, ids, positions, additive(allowed, weights.dtype),
+                        first_logit=p_len - 1,
                         weights=weights)  # [B, 1 + width * steps, V]: the prompt's last position on
     later = logits[:, 1:].view(b, width, steps, -1)[groups.inverse, groups.slot]  # [N, steps, V]
     return torch.cat([logits[groups.inverse, :1], later], dim=1)

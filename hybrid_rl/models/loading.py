@@ -71,7 +71,8 @@ def resolve_model_location(source: str, path: Optional[str], package: Optional[s
     local = Path(path).expanduser()
     if local.exists():
         if source == "hf" and not (local / "config.json").is_file():
-            raise ModelLoadError(f"model folder {local} has no config.json: not a Hugging Face model folder")
+            raise ModelLoadError(f"model folder {local} has no config.json: not a Hugging Face "
+                                 "model folder")
         return str(local)
     if source == "hf" and path.count("/") == 1 and not path.startswith((".", "/", "~")):
         return path  # a hub id: transformers downloads it (when online)
@@ -90,7 +91,8 @@ def load_tokenizer(location: str, gguf_file: Optional[str] = None) -> PreTrained
 
 
 def load_policy(
-    location: str, *, dtype: str = "float32", gguf_file: Optional[str] = None, trust_remote_code: bool = False
+    location: str, *, dtype: str = "float32", gguf_file: Optional[str] = None,
+        trust_remote_code: bool = False
 ) -> torch.nn.Module:
     try:
         model = AutoModelForCausalLM.from_pretrained(

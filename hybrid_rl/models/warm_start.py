@@ -16,7 +16,8 @@ from hybrid_rl.models.loading import load_policy, load_tokenizer, publish_folder
 
 def warm_start(
     base_folder: str | Path, samples: Sequence[Sample], *, cache_dir: str | Path, key_parts: dict,
-    steps: int, batch_size: int, learning_rate: float, lr_schedule: str, weight_decay: float, seed: int,
+    steps: int, batch_size: int, learning_rate: float, lr_schedule: str, weight_decay: float,
+        seed: int,
     log_every: int, log: Callable[[str], None] = print,
 ) -> Path:
     """Folder of the base model after SFT on `samples`' demonstrations; cached by settings and
@@ -25,18 +26,21 @@ def warm_start(
     if not demos:
         raise ValueError("SFT warm-up needs demonstrations, and this task's samples have none")
     data = hashlib.sha256("\0".join(f"{s.prompt}\0{s.demonstration}" for s in demos).encode()).hexdigest()
-    key = settings_key(str(base_folder), key_parts, data, steps, batch_size, learning_rate, lr_schedule, weight_decay, seed)
+    key = settings_key(str(base_folder), key_parts, data, steps, batch_size, learning_rate,
+                       lr_schedule, weight_decay, seed)
     folder = Path(cache_dir).expanduser() / "sft" / key
     if (folder / "config.json").is_file():
         log(f"[sft] reusing cached warm-up model {folder} (same settings)")
         return folder
-    log(f"[sft] warming up {base_folder} on {len(demos)} demonstrations for {steps} steps -> {folder}")
+    log(f"[sft] warming up {base_folder} on {len(demos)} demonstrations for {steps} steps -> "
+        f"{folder}")
     tokenizer = load_tokenizer(str(base_folder))
     model = load_policy(str(base_folder))
     torch.manual_seed(seed)
     sft_train(
         model, tokenizer, [s.prompt for s in demos], [s.demonstration for s in demos], steps=steps,
-        batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule, weight_decay=weight_decay, seed=seed,
+        batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule,
+            weight_decay=weight_decay, seed=seed,
         log_every=log_every, log=log,
     )
 

@@ -49,14 +49,16 @@ def start_processes(dcfg: DictConfig) -> None:
     if dcfg.deepspeed.stage is None and not distributed.launched_multi_process():
         return
     if dcfg.deepspeed.stage is None:
-        raise ConfigError("deepspeed.stage: several processes need DeepSpeed: add deepspeed=ddp, deepspeed=zero2 "
+        raise ConfigError("deepspeed.stage: several processes need DeepSpeed: add deepspeed=ddp, "
+                          "deepspeed=zero2 "
                           "or deepspeed=zero3 (README 'Scaling up')")
     distributed.init_process_group()
     if not distributed.is_main():
         log.setLevel(logging.WARNING)
     world, t = distributed.world_size(), dcfg.trainer
     if t.prompts_per_step % world:
-        raise ConfigError(f"trainer.prompts_per_step: {t.prompts_per_step} prompts do not split evenly over {world} processes")
+        raise ConfigError(f"trainer.prompts_per_step: {t.prompts_per_step} prompts do not split "
+                          f"evenly over {world} processes")
     if world > 1 and t.dynamic_sampling != "off":
         # Ranks would keep different numbers of groups, and ZeRO's collectives need equal work.
         raise ConfigError("trainer.dynamic_sampling: only 'off' is supported with several processes")
@@ -88,7 +90,8 @@ def seed_everything(seed: int, num_threads: Optional[int]) -> None:
 def task_samples(cfg: Config) -> tuple[list[Sample], list[Sample]]:
     train, held, skipped = load_task_samples(cfg.task.data, cfg.task.name)
     if skipped:
-        log.warning("skipped %d bad rows (task.data.on_bad_row=skip); first: %s", len(skipped), skipped[0])
+        log.warning("skipped %d bad rows (task.data.on_bad_row=skip); first: %s", len(skipped),
+                    skipped[0])
     log.info("task %s: %d training and %d held-out problems", cfg.task.name, len(train), len(held))
     return train, held
 
@@ -113,7 +116,8 @@ def prepare_start(cfg: Config, train: list[Sample], held: list[Sample]):
     if cfg.model.warmup_sft:
         location = str(warm_start(
             location, train, cache_dir=cfg.cache_dir,
-            key_parts={"task": cfg.task.name, "data": asdict(cfg.task.data), "chat": cfg.model.chat_template},
+            key_parts={"task": cfg.task.name, "data": asdict(cfg.task.data),
+                       "chat": cfg.model.chat_template},
             steps=cfg.sft.steps, batch_size=cfg.sft.batch_size, learning_rate=cfg.sft.learning_rate,
             lr_schedule=cfg.sft.lr_schedule, weight_decay=cfg.sft.weight_decay, seed=cfg.seed,
             log_every=cfg.sft.log_every, log=log.info,
@@ -129,16 +133,20 @@ def fit_context(cfg: Config, location: str, tokenizer, train: list[Sample], held
         return train, held
     limit = context - cfg.rollout.max_new_tokens
     if limit <= 0:
-        raise ConfigError(f"rollout.max_new_tokens={cfg.rollout.max_new_tokens} does not fit the model's context of {context}")
+        raise ConfigError(f"rollout.max_new_tokens={cfg.rollout.max_new_tokens} does not fit the "
+                          f"model's context of {context}")
     skipped: list[str] = []
     out = []
     for samples in (train, held):
-        lengths = [len(ids) for ids in tokenizer([s.prompt for s in samples], add_special_tokens=False)["input_ids"]]
+        lengths = [len(ids) for ids in tokenizer([s.prompt for s in samples],
+                                                 add_special_tokens=False)["input_ids"]]
         out.append(drop_overlong(samples, lengths, limit, cfg.task.data.on_bad_row, skipped))
     if skipped:
-        log.warning("skipped %d overlong prompts (task.data.on_bad_row=skip); first: %s", len(skipped), skipped[0])
+        log.warning("skipped %d overlong prompts (task.data.on_bad_row=skip); first: %s",
+                    len(skipped), skipped[0])
     if not out[0] or not out[1]:
-        raise DataError(f"task {cfg.task.name!r}: no prompt fits the model's context of {context} tokens")
+        raise DataError(f"task {cfg.task.name!r}: no prompt fits the model's context of {context} "
+                        "tokens")
     return out[0], out[1]
 
 
@@ -146,9 +154,11 @@ def load_models(cfg: Config, location: str, policy_location: Optional[str] = Non
     """(policy, reference or None) on this process's device. The reference is always the
     starting model; the policy comes from `policy_location` when resuming."""
     gguf = cfg.model.gguf_file if cfg.model.source == "gguf" else None
-    start = load_policy(location, dtype=cfg.model.dtype, gguf_file=gguf, trust_remote_code=cfg.model.trust_remote_code)
+    start = load_policy(location, dtype=cfg.model.dtype, gguf_file=gguf,
+                        trust_remote_code=cfg.model.trust_remote_code)
     reference = frozen_copy(start) if cfg.trainer.beta > 0 else None
-    policy = start if policy_location is None else load_policy(policy_location, dtype=cfg.model.dtype)
+    policy = start if policy_location is None else load_policy(policy_location,
+                                                               dtype=cfg.model.dtype)
     if cfg.model.gradient_checkpointing:
         policy.gradient_checkpointing_enable()
     device = distributed.device()
@@ -168,7 +178,8 @@ def make_policy_optimizer(cfg: Config, policy) -> torch.optim.Optimizer:
         from deepspeed.ops.adam import DeepSpeedCPUAdam
 
         params = [p for p in policy.parameters() if p.requires_grad]
-        return DeepSpeedCPUAdam(params, lr=t.learning_rate, betas=tuple(t.adam_betas), weight_decay=t.weight_decay,
+        return DeepSpeedCPUAdam(params, lr=t.learning_rate, betas=tuple(t.adam_betas),
+                                weight_decay=t.weight_decay,
                                 adamw_mode=True)
     return make_optimizer(policy, t.learning_rate, t.weight_decay, t.adam_betas, fused=True)
 
@@ -188,7 +199,8 @@ def build_scorer(cfg: Config, run_dir: Optional[Path]) -> tuple[RewardScorer, Re
     settings = {"sandbox": cfg.sandbox, "reward_model_path": cfg.reward_model.path,
                 "score_batch_size": cfg.reward_model.score_batch_size}
     for name, sig in cfg.task.signals().items():
-        verifier = plugins.build(VERIFIERS, sig.verifier, f"task.rewards.{name}.verifier", **settings)
+        verifier = plugins.build(VERIFIERS, sig.verifier, f"task.rewards.{name}.verifier",
+                                 **settings)
         signals.append(Signal(name, verifier, sig.weight))
         rules[name] = SignalRule(sig.weight, sig.normalize, sig.gate, sig.gate_min)
     failures = Path(run_dir) / cfg.reward.failures_file if run_dir is not None else None
@@ -201,10 +213,12 @@ def build_rollout(cfg: Config, policy, tokenizer, gather=None):
     """The rollout backend. `gather` (ZeRO-3) makes the full weights present while the hf
     backend samples from the training module; vLLM keeps its own copy and ignores it."""
     r = cfg.rollout
-    settings = dict(max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
+    settings = dict(max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
+                    top_k=r.top_k,
                     max_batch_sequences=r.max_batch_sequences)
     if r.backend == "vllm":
-        settings.update(gpu_memory_utilization=r.gpu_memory_utilization, kv_cache_gib=r.kv_cache_gib,
+        settings.update(gpu_memory_utilization=r.gpu_memory_utilization,
+                        kv_cache_gib=r.kv_cache_gib,
                         enforce_eager=r.enforce_eager, verify_sync=r.verify_sync,
                         sync_tolerance=r.sync_tolerance, seed=cfg.seed + distributed.rank(),
                         dtype=cfg.model.dtype)

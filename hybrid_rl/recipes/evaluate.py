@@ -34,13 +34,15 @@ def model_folder(path: str) -> str:
     if checkpoint is not None and (checkpoint / "policy" / "config.json").is_file():
         verify_manifest(checkpoint)  # a corrupt checkpoint is named, not evaluated
         return str(checkpoint / "policy")
-    raise ConfigError(f"evaluate: {path} is not a model folder (config.json), a checkpoint folder or a run folder with checkpoints")
+    raise ConfigError(f"evaluate: {path} is not a model folder (config.json), a checkpoint folder "
+                      "or a run folder with checkpoints")
 
 
 def judge_signal(cfg) -> str:
     judge = cfg.evaluate.judge_signal or ("preference" if "preference" in cfg.task.rewards else cfg.task.accuracy_signal)
     if judge not in cfg.task.rewards:
-        raise ConfigError(f"evaluate.judge_signal: {judge!r} is not one of the task's signals {sorted(cfg.task.rewards)}")
+        raise ConfigError(f"evaluate.judge_signal: {judge!r} is not one of the task's signals "
+                          f"{sorted(cfg.task.rewards)}")
     return judge
 
 
@@ -63,32 +65,41 @@ def main(dcfg: DictConfig) -> float:
     start, tokenizer, train, held = build.prepare_start(cfg, train, held)
     judge = judge_signal(cfg) if cfg.evaluate.reference is not None else None
     e, ev = cfg.evaluate, cfg.eval
-    roles = [("checkpoint" if e.checkpoint else "start", model_folder(e.checkpoint) if e.checkpoint else start)]
+    roles = [("checkpoint" if e.checkpoint else "start",
+              model_folder(e.checkpoint) if e.checkpoint else start)]
     if e.compare:
         roles.append(("compare", model_folder(e.compare)))
     reference = None if e.reference is None else (start if e.reference == "start" else model_folder(e.reference))
     scorer, _ = build.build_scorer(cfg, out_dir)
-    prepare_reward_model(cfg, start, tokenizer, train, scorer)  # the `preference` judge, when the task has it
+    # the `preference` judge, when the task has it
+    prepare_reward_model(cfg, start, tokenizer, train, scorer)
     try:
         reference_values = None
         if reference is not None:
             policy = load_policy(reference, dtype=cfg.model.dtype)
-            _, reference_values, _ = greedy_scores(build.build_rollout(cfg, policy, load_tokenizer(reference)), held, scorer, ev.batch_size)
+            _, reference_values, _ = greedy_scores(build.build_rollout(cfg, policy,
+                                                                       load_tokenizer(reference)),
+                                                                           held, scorer,
+                                                                               ev.batch_size)
         reports = []
         for name, location in labelled(roles):
-            build.seed_everything(cfg.seed, cfg.num_threads)  # every model samples from the same RNG state
+            # every model samples from the same RNG state
+            build.seed_everything(cfg.seed, cfg.num_threads)
             policy = load_policy(location, dtype=cfg.model.dtype)
             rollout = build.build_rollout(cfg, policy, load_tokenizer(location))
             report, values = evaluate_model(
                 name, location, rollout, held, scorer, accuracy_signal=cfg.task.accuracy_signal,
-                samples_per_prompt=ev.samples_per_prompt, pass_k=ev.pass_k, batch_size=ev.batch_size,
+                samples_per_prompt=ev.samples_per_prompt, pass_k=ev.pass_k,
+                    batch_size=ev.batch_size,
             )
             if reference_values is not None:
                 report.win_rate = win_rate(values[judge], reference_values[judge])
             reports.append(report)
             log.info("%s: greedy accuracy %.3f, %s, mean length %.1f%s", name, report.accuracy,
-                     ", ".join(f"pass@{k} {v:.3f}" for k, v in report.pass_at_k.items()) or "no sampling",
-                     report.mean_length, f", win rate {report.win_rate['win_rate']:.3f}" if report.win_rate else "")
+                     ", ".join(f"pass@{k} {v:.3f}" for k,
+                               v in report.pass_at_k.items()) or "no sampling",
+                     report.mean_length,
+                         f", win rate {report.win_rate['win_rate']:.3f}" if report.win_rate else "")
     finally:
         scorer.close()
     paths = write_outputs(out_dir, cfg.task.name, len(held), reports, judge, reference)

@@ -59,7 +59,8 @@ class Run:
     rollout: object
     scorer: object
     composer: RewardComposer
-    engine: object  # hybrid_rl/runtime/engine.py: TorchEngine (one process) or ZeroEngine (DeepSpeed)
+    # hybrid_rl/runtime/engine.py: TorchEngine (one process) or ZeroEngine (DeepSpeed)
+    engine: object
     scheduler: object
     stream: PromptStream
     held: list
@@ -92,13 +93,16 @@ def setup(cfg: Config, run_dir: Path) -> Run:
                          micro_batch_size=t.micro_batch_size, max_grad_norm=t.max_grad_norm)
     run = Run(
         cfg, run_dir, engine.module, build.shard_reference(cfg, reference), tokenizer,
-        build.build_rollout(cfg, engine.module, tokenizer, gather=engine.gathered), scorer, composer,
+        build.build_rollout(cfg, engine.module, tokenizer, gather=engine.gathered), scorer,
+            composer,
         engine, scheduler,
         PromptStream(train, cfg.seed, distributed.rank(), distributed.world_size()), held,
-        MetricsWriter(run_dir, cfg.logging.tensorboard, resume_step=state.get("step") if ckpt else None,
+        MetricsWriter(run_dir, cfg.logging.tensorboard,
+                      resume_step=state.get("step") if ckpt else None,
                       enabled=distributed.is_main()),
         UpdateSettings(t.loss_type, t.epsilon, t.epsilon_high, t.beta, t.mu, t.micro_batch_size,
-                       cfg.rollout.max_new_tokens, cfg.rollout.temperature, t.mask_truncated_completions,
+                       cfg.rollout.max_new_tokens, cfg.rollout.temperature,
+                           t.mask_truncated_completions,
                        t.tis_cap),
     )
     w = cfg.reward.hacking_watch
@@ -117,27 +121,32 @@ def setup(cfg: Config, run_dir: Path) -> Run:
         if run.watch is not None:
             run.watch.load_state_dict(state.get("hacking_watch", {}))
         log.info("resumed from %s at step %d", ckpt, run.step)
-    n_params = sum(getattr(p, "ds_numel", p.numel()) for p in run.policy.parameters())  # ZeRO-3 shards hold ds_numel
-    log.info("policy %s (%.2fM parameters) from %s; run folder %s", cfg.model.name, n_params / 1e6, location, run_dir)
+    # ZeRO-3 shards hold ds_numel
+    n_params = sum(getattr(p, "ds_numel", p.numel()) for p in run.policy.parameters())
+    log.info("policy %s (%.2fM parameters) from %s; run folder %s", cfg.model.name, n_params / 1e6,
+             location, run_dir)
     return run
 
 
 def evaluate(run: Run) -> float:
     e = run.cfg.eval
-    res = heldout_accuracy(run.rollout, run.held, run.scorer, run.cfg.task.accuracy_signal, e.batch_size)
+    res = heldout_accuracy(run.rollout, run.held, run.scorer, run.cfg.task.accuracy_signal,
+                           e.batch_size)
     metrics = {"eval/accuracy": res.accuracy, "eval/mean_length": res.mean_length,
                **{f"eval/reward/{name}": v for name, v in res.signal_means.items()}}
     if e.samples_per_prompt:
         passes = sampled_pass_at_k(run.rollout, run.held, run.scorer, run.cfg.task.accuracy_signal,
                                    e.samples_per_prompt, e.pass_k, e.batch_size)
         metrics.update({f"eval/pass@{k}": v for k, v in passes.items()})
-        log.info("step %d held-out sampled %s", run.step, ", ".join(f"pass@{k} {v:.3f}" for k, v in passes.items()))
+        log.info("step %d held-out sampled %s", run.step, ", ".join(f"pass@{k} {v:.3f}" for k,
+                                                                    v in passes.items()))
     run.metrics.log(run.step, metrics)
     ex = res.examples[0]
     log.info("step %d held-out accuracy %.3f (%d problems), e.g. %r -> %r", run.step, res.accuracy,
              res.num_scored, ex["prompt"][-40:], ex["completion"][:60])
     if run.watch is not None:
-        watch_for_hacking(run, res.signal_means[run.cfg.reward.hacking_watch.proxy_signal], res.accuracy)
+        watch_for_hacking(run, res.signal_means[run.cfg.reward.hacking_watch.proxy_signal],
+                          res.accuracy)
     return res.accuracy
 
 
@@ -152,8 +161,10 @@ def watch_for_hacking(run: Run, proxy_mean: float, accuracy: float) -> None:
 
 
 def save(run: Run) -> None:
-    extra = {"data": run.stream.state_dict(), "elapsed_s": run.elapsed, "start_accuracy": run.start_accuracy,
-             "composer": run.composer.state_dict(), "hacking_watch": run.watch.state_dict() if run.watch else {},
+    extra = {"data": run.stream.state_dict(), "elapsed_s": run.elapsed,
+             "start_accuracy": run.start_accuracy,
+             "composer": run.composer.state_dict(),
+                 "hacking_watch": run.watch.state_dict() if run.watch else {},
              "world_size": distributed.world_size()}
     # Full weights and optimizer state in one portable layout (collective under DeepSpeed):
     # a checkpoint from N processes resumes in one, and back.
@@ -182,22 +193,26 @@ def train_step(run: Run) -> dict[str, float]:
     for name, recorded in scored.recorded.items():
         if recorded:  # loud: the console says so every step it happens, the file has the samples
             log.warning("step %d: verifier %r: %d checks failed, %d timed out (%d recorded in %s)",
-                        run.step + 1, name, scored.errors[name], scored.timeouts.get(name, 0), recorded,
+                        run.step + 1, name, scored.errors[name], scored.timeouts.get(name, 0),
+                            recorded,
                         cfg.reward.failures_file)
     m = rollout_metrics(scored, cfg.task.accuracy_signal, cfg.reward.hacking_watch.proxy_signal,
                         t.num_generations)
     batch, reward = scored.batch, scored.reward
     adv = reward
     if len(batch):
-        adv = grpo.group_advantages(reward, t.num_generations, t.advantage_scale, t.std_estimator, t.advantage_eps)
+        adv = grpo.group_advantages(reward, t.num_generations, t.advantage_scale, t.std_estimator,
+                                    t.advantage_eps)
         m.update(guarded_update(run, batch, adv))
         sync_rollout_weights(run)
     else:  # dynamic sampling left no group with signal: nothing to learn from this step
         log.warning("step %d: every group had equal rewards; no update", run.step + 1)
     t2 = time.time()
     run.elapsed += t2 - t0
-    m.update({"lr": run.scheduler.get_last_lr()[0], "time/step_s": t2 - t0, "time/rollout_s": t1 - t0,
-              "time/update_s": t2 - t1, "throughput/tokens_per_s": batch.completion_mask.sum().item() / (t2 - t0)})
+    m.update({"lr": run.scheduler.get_last_lr()[0], "time/step_s": t2 - t0,
+              "time/rollout_s": t1 - t0,
+              "time/update_s": t2 - t1,
+                  "throughput/tokens_per_s": batch.completion_mask.sum().item() / (t2 - t0)})
     if every(cfg.logging.samples_every_steps, run.step + 1):
         run.metrics.log_samples(run.step + 1, sample_rows(scored, adv, cfg.logging.num_samples))
     return m
@@ -232,14 +247,18 @@ def guarded_update(run: Run, batch, adv) -> dict[str, float]:
         stats = grpo_update(run.engine, run.reference, batch, adv, run.settings)
     except NonFiniteLoss as exc:
         if not run.engine.can_skip_nonfinite:
-            raise NonFiniteTraining(f"{exc}: DeepSpeed has already reduced this step's gradients, so it cannot "
-                                    f"be skipped; lower trainer.learning_rate or check the rewards") from exc
+            raise NonFiniteTraining(
+                f"{exc}: DeepSpeed has already reduced this step's gradients, "
+                "so it cannot "
+                f"be skipped; lower trainer.learning_rate or check the rewards"
+            ) from exc
         run.nonfinite_in_a_row += 1
         log.warning("step %d: %s (%d in a row)", run.step + 1, exc, run.nonfinite_in_a_row)
         if run.nonfinite_in_a_row > run.cfg.trainer.max_nonfinite_steps:
             raise NonFiniteTraining(
                 f"{run.nonfinite_in_a_row} consecutive updates had a non-finite loss or gradient "
-                f"(> trainer.max_nonfinite_steps={run.cfg.trainer.max_nonfinite_steps}); last: {exc}. "
+                f"(> trainer.max_nonfinite_steps={run.cfg.trainer.max_nonfinite_steps}); last: "
+                f"{exc}. "
                 f"Lower trainer.learning_rate or check the rewards."
             ) from exc
         return {"skipped_nonfinite": 1.0}
@@ -291,7 +310,8 @@ def main(dcfg: DictConfig) -> float:
     start = run.start_accuracy if run.start_accuracy is not None else math.nan
     if run.stop_reason:
         log.error("stopped early: %s", run.stop_reason)
-    log.info("held-out accuracy: start %.3f -> final %.3f after %d steps (%.0fs of training); plot %s",
+    log.info("held-out accuracy: start %.3f -> final %.3f after %d steps (%.0fs of training); "
+             "plot %s",
              start, final, run.step, run.elapsed, plot)
     distributed.shutdown()
     return final

@@ -50,10 +50,12 @@ def prepare_reward_model(cfg: Config, location: str, tokenizer, train: list[Samp
     if folder is None:
         rm = cfg.reward_model
         key = settings_key(location, cfg.task.name, asdict(cfg.task.data), cfg.task.response_style,
-                           {k: v for k, v in asdict(rm).items() if k != "path"}, asdict(cfg.rollout), cfg.seed)
+                           {k: v for k, v in asdict(rm).items() if k != "path"},
+                               asdict(cfg.rollout), cfg.seed)
         folder = str(Path(cfg.cache_dir).expanduser() / "reward_model" / key)
         if (Path(folder) / META_FILE).is_file():
-            log.info("[reward model] reusing the cached default reward model %s (same settings)", folder)
+            log.info("[reward model] reusing the cached default reward model %s (same settings)",
+                     folder)
         else:
             log.info("[reward model] training the default reward model -> %s", folder)
             train_reward_model(cfg, location, tokenizer, train, Path(folder))
@@ -63,13 +65,16 @@ def prepare_reward_model(cfg: Config, location: str, tokenizer, train: list[Samp
     return folder
 
 
-def policy_samples(cfg: Config, location: str, tokenizer, prompts: list[str], n: int) -> list[list[str]]:
+def policy_samples(cfg: Config, location: str, tokenizer, prompts: list[str],
+                   n: int) -> list[list[str]]:
     """n sampled completions of the starting policy per prompt (rollout settings)."""
-    policy = load_policy(location, dtype=cfg.model.dtype, gguf_file=cfg.model.gguf_file if cfg.model.source == "gguf" else None)
+    policy = load_policy(location, dtype=cfg.model.dtype,
+                         gguf_file=cfg.model.gguf_file if cfg.model.source == "gguf" else None)
     # transformers' sampling even under rollout=vllm: a second vLLM engine for this one-off
     # would keep its share of GPU memory for the whole run.
     r = cfg.rollout
-    rollout = build_backend("hf", policy.to(distributed.device()), tokenizer, max_new_tokens=r.max_new_tokens,
+    rollout = build_backend("hf", policy.to(distributed.device()), tokenizer,
+                            max_new_tokens=r.max_new_tokens,
                             temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
                             max_batch_sequences=r.max_batch_sequences)
     per_call = max(1, cfg.rollout.max_batch_sequences // n)
@@ -88,36 +93,45 @@ def preference_pairs(cfg: Config, location: Optional[str], tokenizer, train: lis
         chosen = random.Random(d.seed).sample(train, min(d.num_prompts, len(train)))
         prompts = [s.prompt for s in chosen]
         samples = policy_samples(cfg, location, tokenizer, prompts, d.samples_per_prompt)
-        pairs = rubric_pairs(prompts, samples, style=cfg.task.response_style, pairs_per_prompt=d.pairs_per_prompt,
+        pairs = rubric_pairs(prompts, samples, style=cfg.task.response_style,
+                             pairs_per_prompt=d.pairs_per_prompt,
                              label_noise=d.label_noise, seed=d.seed)
     else:
         skipped: list[str] = []
         pairs, held = load_pairs(d, skipped)
         if skipped:
-            log.warning("skipped %d bad preference rows (reward_model.data.on_bad_row=skip); first: %s", len(skipped), skipped[0])
+            log.warning("skipped %d bad preference rows (reward_model.data.on_bad_row=skip); "
+                        "first: %s", len(skipped), skipped[0])
     if held is None:
         pairs, held = split_pairs(pairs, cfg.reward_model.eval_fraction, d.seed)
     if not pairs or not held:
-        raise DataError(f"reward model: {len(pairs)} training and {len(held)} validation pairs; need both")
+        raise DataError(f"reward model: {len(pairs)} training and {len(held)} validation pairs; "
+                        "need both")
     return pairs, held
 
 
-def train_reward_model(cfg: Config, location: Optional[str], tokenizer, train: list[Sample], out: Path) -> dict:
+def train_reward_model(cfg: Config, location: Optional[str], tokenizer, train: list[Sample],
+                       out: Path) -> dict:
     """Pairs -> Bradley-Terry training -> a reward-model folder at `out` (with its pairs and
     validation metrics in hybrid_rl_reward_model.json). Returns that metadata."""
     rm_cfg = cfg.reward_model
     pairs, held = preference_pairs(cfg, location, tokenizer, train)
     log.info("[reward model] %d training and %d validation pairs", len(pairs), len(held))
-    rm = RewardModel.from_backbone(backbone_location(rm_cfg.backbone, location), rm_cfg.max_length, cfg.seed)
+    rm = RewardModel.from_backbone(backbone_location(rm_cfg.backbone, location), rm_cfg.max_length,
+                                   cfg.seed)
     before = evaluate_pairs(rm, held, rm_cfg.score_batch_size)
-    settings = FitSettings(rm_cfg.batch_size, rm_cfg.learning_rate, rm_cfg.max_steps, rm_cfg.max_time_s,
+    settings = FitSettings(rm_cfg.batch_size, rm_cfg.learning_rate, rm_cfg.max_steps,
+                           rm_cfg.max_time_s,
                            rm_cfg.margin, rm_cfg.center_coef, seed=cfg.seed)
     fit = fit_reward_model(rm, pairs, settings, log.info)
     after = evaluate_pairs(rm, held, rm_cfg.score_batch_size)
-    meta = {"backbone": rm_cfg.backbone, "train_pairs": len(pairs), "validation_pairs": len(held), "fit": fit,
+    meta = {"backbone": rm_cfg.backbone, "train_pairs": len(pairs), "validation_pairs": len(held),
+            "fit": fit,
             "validation": after, "validation_at_start": before, "data": asdict(rm_cfg.data)}
-    log.info("[reward model] validation: accuracy %.3f (clean labels %.3f), mean margin %.3f, ECE %.3f after %d steps, %.0fs",
-             after["accuracy"], after.get("accuracy_clean", math.nan), after["mean_margin"], after["ece"],
+    log.info("[reward model] validation: accuracy %.3f (clean labels %.3f), mean margin %.3f, ECE "
+             "%.3f after %d steps, %.0fs",
+             after["accuracy"], after.get("accuracy_clean", math.nan), after["mean_margin"],
+                 after["ece"],
              fit["steps"], fit["seconds"])
 
     def write(tmp: Path) -> None:
@@ -139,6 +153,10 @@ def main(dcfg: DictConfig) -> float:
     out = run_dir / "reward_model"
     meta = train_reward_model(cfg, location, tokenizer, train, out)
     (run_dir / "metrics.json").write_text(json.dumps(meta, indent=2))
-    log.info("reward model saved in %s; train with it: python train.py task=%s reward_model.path=%s",
-             out, cfg.task.name, out.resolve())
+    log.info(
+        "reward model saved in %s; train with it: python train.py task=%s reward_model.path=%s",
+        out,
+        cfg.task.name,
+        out.resolve(),
+    )
     return meta["validation"]["accuracy"]

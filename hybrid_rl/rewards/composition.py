@@ -65,7 +65,9 @@ def _group_zscore(values: torch.Tensor, group_size: int, eps: float) -> torch.Te
     count = present.sum(1, keepdim=True)  # [B, 1]
     filled = torch.where(present, groups, torch.zeros_like(groups))
     mean = filled.sum(1, keepdim=True) / count.clamp(min=1)
-    var = (torch.where(present, groups - mean, torch.zeros_like(groups)) ** 2).sum(1, keepdim=True) / (count - 1).clamp(min=1)
+    var = (torch.where(present, groups - mean, torch.zeros_like(groups)) ** 2).sum(
+        1, keepdim=True
+    ) / (count - 1).clamp(min=1)
     z = (groups - mean) / (var.sqrt() + eps)
     z = torch.where(count >= 2, z, torch.zeros_like(z))
     return torch.where(present, z, groups).view(-1)
@@ -81,7 +83,8 @@ class RewardComposer:
         for task, signals in rules.items():
             for name, rule in signals.items():
                 if rule.gate is not None and rule.gate not in signals:
-                    raise ValueError(f"task {task!r}: signal {name!r} is gated on {rule.gate!r}, which the task does not have")
+                    raise ValueError(f"task {task!r}: signal {name!r} is gated on {rule.gate!r}, "
+                                     "which the task does not have")
                 if rule.gate == name:
                     raise ValueError(f"task {task!r}: signal {name!r} cannot gate itself")
 
@@ -120,7 +123,8 @@ class RewardComposer:
         passed = ~torch.isnan(gate) & (torch.nan_to_num(gate, nan=-math.inf) >= rule.gate_min)
         return torch.where(passed, x, torch.full_like(x, math.nan))
 
-    def _normalized(self, x: torch.Tensor, rows: torch.Tensor, key: str, how: str, group_size: int) -> torch.Tensor:
+    def _normalized(self, x: torch.Tensor, rows: torch.Tensor, key: str, how: str,
+                    group_size: int) -> torch.Tensor:
         if how == "group":
             return _group_zscore(x, group_size, self.eps)
         if how == "running":
@@ -137,4 +141,5 @@ class RewardComposer:
 
 
 def _as_tensor(values: Sequence[Optional[float]]) -> torch.Tensor:
-    return torch.tensor([math.nan if v is None else float(v) for v in values], dtype=torch.float64).float()
+    return torch.tensor([math.nan if v is None else float(v) for v in values],
+                        dtype=torch.float64).float()

@@ -29,13 +29,15 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     """Spearman's rank correlation; NaN when either side is constant or fewer than 2 values."""
     if len(a) < 2:
         return math.nan
-    ra, rb = _ranks(torch.tensor(a, dtype=torch.float64)), _ranks(torch.tensor(b, dtype=torch.float64))
+    ra, rb = _ranks(torch.tensor(a, dtype=torch.float64)), _ranks(torch.tensor(b,
+                                                                               dtype=torch.float64))
     ra, rb = ra - ra.mean(), rb - rb.mean()
     denom = (ra.square().sum() * rb.square().sum()).sqrt()
     return (ra * rb).sum().item() / denom.item() if denom > 0 else math.nan
 
 
-def agreement(proxy: Sequence[Optional[float]], verified: Sequence[Optional[float]], group_size: int,
+def agreement(proxy: Sequence[Optional[float]], verified: Sequence[Optional[float]],
+              group_size: int,
               pass_at: float = 1.0) -> dict[str, float]:
     """{rank_corr, prefers_failing}: over completions both signals scored, Spearman's rho; and
     over (passing, failing) pairs of the same prompt, the share where the proxy scores the
@@ -44,7 +46,8 @@ def agreement(proxy: Sequence[Optional[float]], verified: Sequence[Optional[floa
     out = {"rank_corr": spearman([p for p, _ in both], [v for _, v in both]) if both else math.nan}
     wrong = pairs = 0.0
     for start in range(0, len(proxy), group_size):
-        group = [(p, v) for p, v in zip(proxy[start : start + group_size], verified[start : start + group_size])
+        group = [(p, v) for p, v in zip(proxy[start : start + group_size],
+                                        verified[start : start + group_size])
                  if p is not None and v is not None]
         for pp, vp in group:
             for pf, vf in group:
@@ -69,7 +72,8 @@ class HackingWatch:
         """Record one evaluation; a warning message when the pattern shows, else None."""
         if not (math.isfinite(proxy_mean) and math.isfinite(accuracy)):
             return None
-        if self.history and self.history[-1][0] == step:  # the same step evaluated again (the final one)
+        # the same step evaluated again (the final one)
+        if self.history and self.history[-1][0] == step:
             self.history[-1] = [step, proxy_mean, accuracy]
             return None
         self.history.append([step, proxy_mean, accuracy])
@@ -77,7 +81,8 @@ class HackingWatch:
             return None
         (s0, p0, a0), (s1, p1, a1) = self.history[-self.window], self.history[-1]
         if p1 - p0 >= self.min_proxy_rise and a0 - a1 >= self.min_accuracy_drop:
-            return (f"possible reward hacking: from step {s0} to {s1} the held-out reward-model score rose "
+            return (f"possible reward hacking: from step {s0} to {s1} the held-out reward-model "
+                    "score rose "
                     f"{p0:.3f} -> {p1:.3f} while verified accuracy fell {a0:.3f} -> {a1:.3f}")
         return None
 

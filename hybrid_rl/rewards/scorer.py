@@ -35,7 +35,8 @@ class Signal:
 @dataclass
 class SignalScores:
     values: dict[str, list[Optional[float]]]  # signal -> one score (or None) per completion
-    errors: dict[str, int] = field(default_factory=dict)  # signal -> checks that failed (not timeouts)
+    # signal -> checks that failed (not timeouts)
+    errors: dict[str, int] = field(default_factory=dict)
     timeouts: dict[str, int] = field(default_factory=dict)  # signal -> checks that ran out of time
     # signal -> failures written to the failures file (the verifier's or the machine's doing; the
     # rest, like model-written code that does not compile, is only counted)
@@ -44,7 +45,8 @@ class SignalScores:
 
 def _call_batch(verifier: Verifier):
     """A batch call of a verifier, as run inside a pool worker."""
-    return lambda completions, references, samples: verifier(completions, references, samples=samples)
+    return lambda completions, references, samples: verifier(completions, references,
+                                                             samples=samples)
 
 
 class RewardScorer:
@@ -96,10 +98,15 @@ class RewardScorer:
             rows = [i for i, s in enumerate(samples) if s.task == task]
             plan += [(task, signal, rows) for signal in signals if rows]
         # Every pool-scored signal's chunks go out in one job, before `meanwhile` runs.
-        chunks = {k: self._chunks(len(rows)) for k, (_, signal, rows) in enumerate(plan) if self._in_worker_pool(signal)}
+        chunks = {
+            k: self._chunks(len(rows))
+            for k, (_, signal, rows) in enumerate(plan)
+            if self._in_worker_pool(signal)
+        }
         job = self.pool.start([
             item for k, (_, signal, rows) in enumerate(plan) if k in chunks
-            for item in self._pool_items(signal, chunks[k], [samples[i] for i in rows], [completions[i] for i in rows])
+            for item in self._pool_items(signal, chunks[k], [samples[i] for i in rows],
+                                         [completions[i] for i in rows])
         ]) if chunks else None
         try:
             if meanwhile is not None:
@@ -110,21 +117,26 @@ class RewardScorer:
             picked, texts = [samples[i] for i in rows], [completions[i] for i in rows]
             if k in chunks:
                 mine, outcomes = outcomes[: len(chunks[k])], outcomes[len(chunks[k]):]
-                scores, failures = self._finish_in_worker_pool(signal, chunks[k], mine, picked, texts)
+                scores, failures = self._finish_in_worker_pool(signal, chunks[k], mine, picked,
+                                                               texts)
             else:
                 scores, failures = self._run(signal, picked, texts)
             for i, v in zip(rows, scores):
                 values[signal.name][i] = v
                 if isinstance(v, Flagged) and v.record:  # a valid score with a reason to doubt it
-                    self._record_failure(signal.name, samples[i], completions[i], v.reason, v.reason)
+                    self._record_failure(signal.name, samples[i], completions[i], v.reason,
+                                         v.reason)
             reasons = failures + [v.reason for v in scores if isinstance(v, Flagged)]
-            recorded[signal.name] += len(failures) + sum(isinstance(v, Flagged) and v.record for v in scores)
+            recorded[signal.name] += len(failures) + sum(
+                isinstance(v, Flagged) and v.record for v in scores
+            )
             timed_out = sum("timed out" in r for r in reasons)
             timeouts[signal.name] += timed_out
             errors[signal.name] += len(reasons) - timed_out
             if len(failures) > self.max_error_rate * len(rows):
                 raise RewardFailure(
-                    f"verifier {signal.name!r} failed on {len(failures)} of {len(rows)} {task!r} completions "
+                    f"verifier {signal.name!r} failed on {len(failures)} of {len(rows)} {task!r} "
+                    "completions "
                     f"(> reward.max_error_rate={self.max_error_rate}); last error: {failures[-1]}; "
                     f"every failing sample is in {self.failures_path}"
                 )
@@ -139,16 +151,20 @@ class RewardScorer:
         """(scores, one error message per failed sample)."""
         refs = [s.reference for s in samples]
         try:
-            return self._checked(signal, signal.verifier(completions, refs, samples=samples), len(samples)), []
+            return self._checked(signal, signal.verifier(completions, refs, samples=samples),
+                                 len(samples)), []
         except Exception:  # isolate the offending samples: retry one by one
             pass
         scores, failures = [], []
         for sample, completion in zip(samples, completions):
             try:
-                scores.append(self._checked(signal, signal.verifier([completion], [sample.reference], samples=[sample]), 1)[0])
+                scores.append(self._checked(signal, signal.verifier([completion],
+                                                                    [sample.reference],
+                                                                        samples=[sample]), 1)[0])
             except Exception as exc:
                 scores.append(None)
-                self._fail(signal, sample, completion, f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=5), failures)
+                self._fail(signal, sample, completion, f"{type(exc).__name__}: {exc}",
+                           traceback.format_exc(limit=5), failures)
         return scores, failures
 
     def _chunks(self, n: int) -> list[range]:
@@ -168,7 +184,8 @@ class RewardScorer:
             else:  # a failed chunk: find the offending samples one call each
                 errors.update({i: "" for i in chunk})
         singles = [range(i, i + 1) for i in sorted(errors)]
-        for single, outcome in zip(singles, self.pool.run(self._pool_items(signal, singles, samples, completions))):
+        for single, outcome in zip(singles, self.pool.run(self._pool_items(signal, singles, samples,
+                                                                           completions))):
             values = self._valid(signal, outcome, 1)
             if isinstance(values, list):
                 scores[single[0]] = values[0]
@@ -177,12 +194,15 @@ class RewardScorer:
                 errors[single[0]] = values
         failures = []
         for i in sorted(errors):
-            self._fail(signal, samples[i], completions[i], errors[i].splitlines()[0], errors[i], failures)
+            self._fail(signal, samples[i], completions[i], errors[i].splitlines()[0], errors[i],
+                       failures)
         return scores, failures
 
-    def _pool_items(self, signal: Signal, chunks: list[range], samples, completions) -> list[tuple[int, tuple]]:
+    def _pool_items(self, signal: Signal, chunks: list[range], samples,
+                    completions) -> list[tuple[int, tuple]]:
         index = self._pool_index[id(signal)]
-        return [(index, ([completions[i] for i in c], [samples[i].reference for i in c], [samples[i] for i in c]))
+        return [(index, ([completions[i] for i in c], [samples[i].reference for i in c],
+                         [samples[i] for i in c]))
                 for c in chunks]
 
     def _valid(self, signal: Signal, outcome, expected: int):
@@ -194,7 +214,8 @@ class RewardScorer:
         except (ValueError, TypeError) as exc:  # wrong count, NaN, text, not a list
             return f"{type(exc).__name__}: {exc}"
 
-    def _fail(self, signal: Signal, sample, completion, error: str, detail: str, failures: list) -> None:
+    def _fail(self, signal: Signal, sample, completion, error: str, detail: str,
+              failures: list) -> None:
         """One sample's check failed (it scores None): the error is kept and recorded."""
         failures.append(error)
         self._record_failure(signal.name, sample, completion, error, detail)
@@ -203,17 +224,21 @@ class RewardScorer:
     def _checked(signal: Signal, scores, expected: int) -> list[Optional[float]]:
         scores = list(scores)
         if len(scores) != expected:
-            raise ValueError(f"verifier {signal.name!r} returned {len(scores)} scores for {expected} completions")
+            raise ValueError(f"verifier {signal.name!r} returned {len(scores)} scores for "
+                             f"{expected} completions")
         for v in scores:
             if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v)):
-                raise ValueError(f"verifier {signal.name!r} returned a non-finite or non-numeric score {v!r}")
+                raise ValueError(f"verifier {signal.name!r} returned a non-finite or non-numeric "
+                                 f"score {v!r}")
         return scores
 
-    def _record_failure(self, name: str, sample: Sample, completion: str, error: str, detail: str) -> None:
+    def _record_failure(self, name: str, sample: Sample, completion: str, error: str,
+                        detail: str) -> None:
         if self.failures_path is None:
             return
         entry = {
-            "signal": name, "task": sample.task, "prompt": sample.prompt, "reference": sample.reference,
+            "signal": name, "task": sample.task, "prompt": sample.prompt,
+                "reference": sample.reference,
             "completion": completion, "error": error, "detail": detail,
         }
         with open(self.failures_path, "a") as fh:

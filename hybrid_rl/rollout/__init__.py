@@ -37,7 +37,8 @@ class RolloutBatch:
         return RolloutBatch(
             self.prompt_ids[rows], self.prompt_mask[rows], self.completion_ids[rows],
             self.completion_mask[rows], self.rollout_logprobs[rows], self.truncated[rows],
-            [self.texts[i] for i in idx], None if self.reference_logprobs is None else self.reference_logprobs[rows],
+            [self.texts[i] for i in idx],
+                None if self.reference_logprobs is None else self.reference_logprobs[rows],
         )
 
 

@@ -46,16 +46,21 @@ class HFRollout:
     def generate(self, prompts: Sequence[str], n: int, *, greedy: bool = False) -> RolloutBatch:
         per_call = max(1, self.max_batch_sequences // n)
         with self.gather() if self.gather else contextlib.nullcontext():
-            chunks = [self._generate(prompts[i : i + per_call], n, greedy) for i in range(0, len(prompts), per_call)]
+            chunks = [
+                self._generate(prompts[i : i + per_call], n, greedy)
+                for i in range(0, len(prompts), per_call)
+            ]
         return concat_batches(chunks, self.tokenizer.pad_token_id)
 
     def _generate(self, prompts: Sequence[str], n: int, greedy: bool) -> RolloutBatch:
         tok = self.tokenizer
         enc = tok(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
         enc = {k: v.to(next(self.policy.parameters()).device) for k, v in enc.items()}
-        if fast_llama.supports(self.policy):  # each prompt run once for its n samples (no dropout: any mode)
+        # each prompt run once for its n samples (no dropout: any mode)
+        if fast_llama.supports(self.policy):
             completion_ids, logprobs = sample(
-                self.policy, enc["input_ids"], enc["attention_mask"], n, max_new_tokens=self.max_new_tokens,
+                self.policy, enc["input_ids"], enc["attention_mask"], n,
+                    max_new_tokens=self.max_new_tokens,
                 eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, greedy=greedy,
                 temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
             )
@@ -70,9 +75,11 @@ class HFRollout:
         prompt_mask = enc["attention_mask"].repeat_interleave(n, dim=0)
         mask, truncated = completion_mask_from(completion_ids, tok.eos_token_id)
         logprobs = torch.where(mask.bool(), logprobs, torch.zeros_like(logprobs))
-        completion_ids = torch.where(mask.bool(), completion_ids, torch.full_like(completion_ids, tok.pad_token_id))
+        completion_ids = torch.where(mask.bool(), completion_ids, torch.full_like(completion_ids,
+                                                                                  tok.pad_token_id))
         texts = tok.batch_decode(completion_ids, skip_special_tokens=True)
-        return RolloutBatch(prompt_ids, prompt_mask, completion_ids, mask, logprobs, truncated, texts)
+        return RolloutBatch(prompt_ids, prompt_mask, completion_ids, mask, logprobs, truncated,
+                            texts)
 
     def _hf_generate(self, enc, n: int, greedy: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """transformers' generate() for architectures the lean path does not cover."""
@@ -84,10 +91,12 @@ class HFRollout:
         out = self.policy.generate(
             input_ids=prompt_ids, attention_mask=enc["attention_mask"].repeat_interleave(n, dim=0),
             do_sample=not greedy, max_new_tokens=self.max_new_tokens, pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id, return_dict_in_generate=True, output_scores=True, **sampling,
+            eos_token_id=tok.eos_token_id, return_dict_in_generate=True, output_scores=True,
+                **sampling,
         )
         completion_ids = out.sequences[:, prompt_ids.shape[1] :]
         # `scores` are the processed logits the sampler drew from (temperature, top-k/p applied).
         scores = torch.stack(out.scores, dim=1).float()  # [N, T, V]
-        return completion_ids, torch.log_softmax(scores, dim=-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
+        return completion_ids, torch.log_softmax(scores, dim=-1).gather(-1,
+                                                                        completion_ids.unsqueeze(-1)).squeeze(-1)
 

@@ -27,20 +27,23 @@ class ScoredRollout:
     errors: dict[str, int]  # signal -> failed checks, over every round
     timeouts: dict[str, int]  # signal -> checks that ran out of time, over every round
     all_equal_fraction: float  # share of sampled groups whose rewards were all equal
-    recorded: dict[str, int] = field(default_factory=dict)  # signal -> failures written to the failures file
+    # signal -> failures written to the failures file
+    recorded: dict[str, int] = field(default_factory=dict)
 
 
 def sample_groups(
     stream: PromptStream, rollout: RolloutBackend, scorer: RewardScorer, composer: RewardComposer,
     *, prompts_per_step: int, group_size: int, pad_token_id: int, dynamic_sampling: str = "off",
-    max_fill_rounds: int = 0, reference_logprobs: Optional[Callable[[RolloutBatch], torch.Tensor]] = None,
+    max_fill_rounds: int = 0, reference_logprobs: Optional[Callable[[RolloutBatch],
+                                                                    torch.Tensor]] = None,
 ) -> ScoredRollout:
     """With dynamic_sampling='drop', groups whose rewards are all equal (zero advantage) are
     removed; with 'fill', fresh prompts are sampled, up to max_fill_rounds more times, until
     prompts_per_step groups with signal are collected. `reference_logprobs(batch)`, when
     given, runs while the verifier pool scores, and its result rides on the batch."""
     if dynamic_sampling not in DYNAMIC_SAMPLING:
-        raise ValueError(f"dynamic_sampling must be one of {DYNAMIC_SAMPLING}, got {dynamic_sampling!r}")
+        raise ValueError(f"dynamic_sampling must be one of {DYNAMIC_SAMPLING}, got "
+                         f"{dynamic_sampling!r}")
     target = prompts_per_step * group_size
     samples, batches, values, rewards, parts, errors, timeouts, recorded = [], [], {}, [], {}, {}, {}, {}
     seen = seen_equal = 0
@@ -52,8 +55,10 @@ def sample_groups(
         def compute_reference(batch=batch):
             batch.reference_logprobs = reference_logprobs(batch)
 
-        scores = scorer.score(group_samples, batch.texts, meanwhile=compute_reference if reference_logprobs else None)
-        reward, shares = composer.combine(scores.values, [s.task for s in group_samples], group_size)
+        scores = scorer.score(group_samples, batch.texts,
+                              meanwhile=compute_reference if reference_logprobs else None)
+        reward, shares = composer.combine(scores.values, [s.task for s in group_samples],
+                                          group_size)
         equal = grpo.equal_reward_groups(reward, group_size)  # [B]
         seen, seen_equal = seen + len(prompts), seen_equal + int(equal.sum())
         keep = ~equal if dynamic_sampling != "off" else torch.ones_like(equal)
@@ -71,10 +76,12 @@ def sample_groups(
             recorded[name] = recorded.get(name, 0) + scores.recorded.get(name, 0)
         if dynamic_sampling != "fill" or len(samples) >= target:
             break
-    n = min(target, len(samples))  # 'fill' may overshoot; whole groups are kept since target is a multiple of G
+    # 'fill' may overshoot; whole groups are kept since target is a multiple of G
+    n = min(target, len(samples))
     return ScoredRollout(
         samples[:n], concat_batches(batches, pad_token_id).select(torch.arange(n)),
-        {k: v[:n] for k, v in values.items()}, torch.cat(rewards)[:n], {k: torch.cat(v)[:n] for k, v in parts.items()},
+        {k: v[:n] for k, v in values.items()}, torch.cat(rewards)[:n], {k: torch.cat(v)[:n] for k,
+                                                                        v in parts.items()},
         errors, timeouts, seen_equal / seen,
         recorded,
     )

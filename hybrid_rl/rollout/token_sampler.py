@@ -13,7 +13,8 @@ import torch
 from hybrid_rl.models import fast_llama
 
 
-def process_logits(scores: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
+def process_logits(scores: torch.Tensor, temperature: float, top_k: int,
+                   top_p: float) -> torch.Tensor:
     """[N, V] logits -> the distribution sampled from (as transformers' warpers, same order)."""
     if temperature != 1.0:
         scores = scores / temperature
@@ -29,24 +30,30 @@ def process_logits(scores: torch.Tensor, temperature: float, top_k: int, top_p: 
 
 
 def sample(
-    model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, n: int, *, max_new_tokens: int,
-    eos_token_id: int, pad_token_id: int, greedy: bool, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+    model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, n: int, *,
+        max_new_tokens: int,
+    eos_token_id: int, pad_token_id: int, greedy: bool, temperature: float = 1.0, top_k: int = 0,
+        top_p: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompts [B, P] (left-padded) -> (completion ids [B*n, T], log-probs [B*n, T]); each
     prompt's n samples are contiguous, pad after EOS, T <= max_new_tokens."""
     # Inference mode skips autograd's bookkeeping per operation; the results are copied out
     # of it, so the trainer can use them like any tensor.
     with torch.inference_mode():
-        tokens, logprobs = _sample(model, prompt_ids, prompt_mask, n, max_new_tokens, eos_token_id, pad_token_id,
+        tokens, logprobs = _sample(model, prompt_ids, prompt_mask, n, max_new_tokens, eos_token_id,
+                                   pad_token_id,
                                    greedy, temperature, top_k, top_p)
     return tokens.clone(), logprobs.clone()
 
 
-def _sample(model, prompt_ids, prompt_mask, n, max_new_tokens, eos_token_id, pad_token_id, greedy, temperature,
+def _sample(model, prompt_ids, prompt_mask, n, max_new_tokens, eos_token_id, pad_token_id, greedy,
+            temperature,
             top_k, top_p) -> tuple[torch.Tensor, torch.Tensor]:
-    weights = fast_llama.LeanWeights(model, prompt_ids.shape[1] + max_new_tokens)  # built once for the loop
+    # built once for the loop
+    weights = fast_llama.LeanWeights(model, prompt_ids.shape[1] + max_new_tokens)
     last, past = fast_llama.forward(model, prompt_ids, fast_llama.prompt_positions(prompt_mask),
-                                    fast_llama.causal_bias(prompt_mask, prompt_ids.shape[1], weights.dtype),
+                                    fast_llama.causal_bias(prompt_mask, prompt_ids.shape[1],
+                                                           weights.dtype),
                                     first_logit=-1, weights=weights)
     dev = prompt_ids.device  # the model's: every tensor of the loop lives there
     expand = torch.arange(len(prompt_ids), device=dev).repeat_interleave(n)
@@ -54,16 +61,21 @@ def _sample(model, prompt_ids, prompt_mask, n, max_new_tokens, eos_token_id, pad
     logits, past = last[expand, -1], fast_llama.select_past(past, expand)
     # A new token sees the real prompt tokens, every token drawn since, and itself: the bias
     # grows by one open column a step.
-    bias = fast_llama.additive(prompt_mask[expand].bool(), weights.dtype)[:, None, None, :]  # [N, 1, 1, P]
+    # [N, 1, 1, P]
+    bias = fast_llama.additive(prompt_mask[expand].bool(), weights.dtype)[:, None, None, :]
     positions = prompt_mask.sum(dim=1)[expand]  # the next token's position id
-    rows = torch.arange(total, device=dev)  # the batch rows still being computed, as indices into the output
+    # the batch rows still being computed, as indices into the output
+    rows = torch.arange(total, device=dev)
     tokens = torch.full((total, max_new_tokens), pad_token_id, dtype=torch.long, device=dev)
     logprobs = torch.zeros(total, max_new_tokens, device=dev)
-    finished = torch.zeros(total, dtype=torch.bool, device=dev)  # per batch row: EOS drawn at an earlier step
+    # per batch row: EOS drawn at an earlier step
+    finished = torch.zeros(total, dtype=torch.bool, device=dev)
     steps = 0
     for t in range(max_new_tokens):
-        scores = logits.float() if greedy else process_logits(logits.float(), temperature, top_k, top_p)
-        drawn = scores.argmax(dim=-1) if greedy else torch.multinomial(scores.softmax(dim=-1), 1).squeeze(1)
+        scores = logits.float() if greedy else process_logits(logits.float(), temperature, top_k,
+                                                              top_p)
+        drawn = scores.argmax(dim=-1) if greedy else torch.multinomial(scores.softmax(dim=-1),
+                                                                       1).squeeze(1)
         logp = scores.log_softmax(dim=-1).gather(1, drawn.unsqueeze(1)).squeeze(1)
         tokens[rows, t] = drawn.masked_fill(finished, pad_token_id)  # finished rows stay padded
         logprobs[rows, t] = logp.masked_fill(finished, 0.0)
@@ -76,6 +88,7 @@ def _sample(model, prompt_ids, prompt_mask, n, max_new_tokens, eos_token_id, pad
             rows, drawn, bias, positions, finished = rows[idx], drawn[idx], bias[idx], positions[idx], finished[idx]
             past = fast_llama.select_past(past, idx)
         bias = torch.cat([bias, bias.new_zeros(len(rows), 1, 1, 1)], dim=-1)
-        out, past = fast_llama.forward(model, drawn.unsqueeze(1), positions.unsqueeze(1), bias, past, weights=weights)
+        out, past = fast_llama.forward(model, drawn.unsqueeze(1), positions.unsqueeze(1), bias,
+                                       past, weights=weights)
         logits, positions = out[:, -1], positions + 1
     return tokens[:, :steps], logprobs[:, :steps]

@@ -43,8 +43,10 @@ def _configure_cpu_environment(kv_cache_gib: float) -> None:
 class VLLMRollout:
     copies_weights = True  # the trainer must call sync_weights after every optimizer step
 
-    def __init__(self, policy, tokenizer, *, max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
-                 top_k: int = 0, max_batch_sequences: int = 512, gpu_memory_utilization: float = 0.3,
+    def __init__(self, policy, tokenizer, *, max_new_tokens: int, temperature: float = 1.0,
+                 top_p: float = 1.0,
+                 top_k: int = 0, max_batch_sequences: int = 512,
+                     gpu_memory_utilization: float = 0.3,
                  kv_cache_gib: float = 1.0, enforce_eager: bool = True, verify_sync: bool = True,
                  sync_tolerance: float = 1e-3, seed: int = 0, dtype: str = "float32"):
         _configure_cpu_environment(kv_cache_gib)
@@ -52,8 +54,10 @@ class VLLMRollout:
             from vllm import LLM
         except ImportError as exc:
             raise ImportError(
-                "rollout=vllm needs vLLM: `pip install -e .[vllm]` on a GPU machine, or on a CPU machine "
-                "`bash scripts/setup.sh --vllm` (its own environment, .venv-vllm; README 'Scaling up')") from exc
+                "rollout=vllm needs vLLM: `pip install -e .[vllm]` on a GPU machine, or on a CPU "
+                "machine "
+                "`bash scripts/setup.sh --vllm` (its own environment, .venv-vllm; README 'Scaling "
+                "up')") from exc
         self.tokenizer, self.verify_sync, self.sync_tolerance = tokenizer, verify_sync, sync_tolerance
         self.max_new_tokens, self.temperature, self.top_p, self.top_k = max_new_tokens, temperature, top_p, top_k
         del max_batch_sequences  # the hf backend's chunking; vLLM's scheduler batches by itself
@@ -62,8 +66,10 @@ class VLLMRollout:
         policy.save_pretrained(self._folder.name)  # the engine starts from the policy as it is now
         context = getattr(policy.config, "max_position_embeddings", None)
         self.llm = LLM(
-            model=self._folder.name, skip_tokenizer_init=True, dtype=dtype, seed=seed, enforce_eager=enforce_eager,
-            gpu_memory_utilization=gpu_memory_utilization, max_model_len=context, enable_prefix_caching=False,
+            model=self._folder.name, skip_tokenizer_init=True, dtype=dtype, seed=seed,
+                enforce_eager=enforce_eager,
+            gpu_memory_utilization=gpu_memory_utilization, max_model_len=context,
+                enable_prefix_caching=False,
             distributed_executor_backend="uni", logprobs_mode="processed_logprobs",
             worker_extension_cls="hybrid_rl.rollout.vllm_worker.WeightSyncWorker",
         )
@@ -74,7 +80,8 @@ class VLLMRollout:
         from vllm import SamplingParams
 
         sampling = {"temperature": 0.0} if greedy else {
-            "temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k if self.top_k > 0 else -1}
+            "temperature": self.temperature, "top_p": self.top_p,
+                "top_k": self.top_k if self.top_k > 0 else -1}
         # logprobs=0: the sampled token's own log-prob, after temperature/top-k/top-p
         # (logprobs_mode=processed_logprobs), as the trainer's ratio expects.
         return SamplingParams(n=n, max_tokens=self.max_new_tokens, logprobs=0, detokenize=False,
@@ -87,8 +94,10 @@ class VLLMRollout:
 
         tok = self.tokenizer
         enc = tok(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
-        ids = [row[mask.bool()].tolist() for row, mask in zip(enc["input_ids"], enc["attention_mask"])]
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=i) for i in ids], self._params(n, greedy),
+        ids = [row[mask.bool()].tolist() for row, mask in zip(enc["input_ids"],
+                                                              enc["attention_mask"])]
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=i) for i in ids], self._params(n,
+                                                                                                  greedy),
                                     use_tqdm=False)
         T = self.max_new_tokens
         completion_ids = torch.full((len(prompts) * n, T), tok.pad_token_id, dtype=torch.long)
@@ -97,17 +106,20 @@ class VLLMRollout:
             for j, sample in enumerate(request.outputs):
                 row, tokens = i * n + j, list(sample.token_ids)[:T]
                 completion_ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
-                logprobs[row, : len(tokens)] = torch.tensor([step[t].logprob for step, t in zip(sample.logprobs, tokens)])
+                logprobs[row, : len(tokens)] = torch.tensor([step[t].logprob for step,
+                                                             t in zip(sample.logprobs, tokens)])
         mask, truncated = completion_mask_from(completion_ids, tok.eos_token_id)
         logprobs = logprobs * mask
         texts = tok.batch_decode(completion_ids, skip_special_tokens=True)
-        return RolloutBatch(enc["input_ids"].repeat_interleave(n, 0), enc["attention_mask"].repeat_interleave(n, 0),
+        return RolloutBatch(enc["input_ids"].repeat_interleave(n, 0),
+                            enc["attention_mask"].repeat_interleave(n, 0),
                             completion_ids, mask, logprobs, truncated, texts)
 
     # ------------------------------------------------------------- weight sync
     def _check_usable(self) -> None:
         if self.broken:
-            raise WeightSyncError(f"the vLLM engine is unusable after a failed weight sync ({self.broken}); "
+            raise WeightSyncError("the vLLM engine is unusable after a failed weight sync "
+                                  f"({self.broken}); "
                                   "training cannot continue on stale weights")
 
     def sync_weights(self, policy: torch.nn.Module) -> None:
@@ -121,12 +133,14 @@ class VLLMRollout:
             raise WeightSyncError(f"vLLM weight sync failed: {self.broken}") from exc
         not_loaded = sorted({name for per_worker in missing for name in per_worker})
         if not_loaded:
-            self.broken = f"{len(not_loaded)} engine parameters received no weights: {not_loaded[:5]}"
+            self.broken = (f"{len(not_loaded)} engine parameters received no weights: "
+                           f"{not_loaded[:5]}")
             raise WeightSyncError(f"partial vLLM weight sync: {self.broken}")
         if self.verify_sync:
             gap = self.probe_gap(policy)
             if not gap <= self.sync_tolerance:
-                self.broken = f"probe log-probs differ from the policy's by {gap:.2e} > {self.sync_tolerance}"
+                self.broken = (f"probe log-probs differ from the policy's by {gap:.2e} > "
+                               f"{self.sync_tolerance}")
                 raise WeightSyncError(f"vLLM weight sync did not take: {self.broken}")
 
     @torch.no_grad()
@@ -136,14 +150,17 @@ class VLLMRollout:
         from vllm.inputs import TokensPrompt
 
         out = self.llm.generate([TokensPrompt(prompt_token_ids=self._probe)],
-                                SamplingParams(max_tokens=1, prompt_logprobs=0, detokenize=False, temperature=0.0),
+                                SamplingParams(max_tokens=1, prompt_logprobs=0, detokenize=False,
+                                               temperature=0.0),
                                 use_tqdm=False)[0]
-        engine = torch.tensor([step[t].logprob for step, t in zip(out.prompt_logprobs[1:], self._probe[1:])])
+        engine = torch.tensor([step[t].logprob for step, t in zip(out.prompt_logprobs[1:],
+                                                                  self._probe[1:])])
         ids = torch.tensor([self._probe], device=next(policy.parameters()).device)
         was_training = policy.training
         policy.eval()
         logits = policy(input_ids=ids).logits[0, :-1].float()
         policy.train(was_training)
-        trainer = torch.log_softmax(logits, -1).gather(-1, ids[0, 1:].unsqueeze(-1)).squeeze(-1).cpu()
+        trainer = torch.log_softmax(logits, -1).gather(-1, ids[0,
+                                                               1:].unsqueeze(-1)).squeeze(-1).cpu()
         return float((engine - trainer).abs().max())
 

@@ -26,7 +26,8 @@ class CheckpointError(RuntimeError):
 
 
 def rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    return {"python": random.getstate(), "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state()}
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
@@ -58,11 +59,13 @@ def verify_manifest(folder: Path) -> None:
         if not path.is_file():
             raise CheckpointError(f"checkpoint {folder} is missing {name}")
         if _sha256(path) != digest:
-            raise CheckpointError(f"checkpoint {folder}: {name} does not match its checksum (corrupt)")
+            raise CheckpointError(f"checkpoint {folder}: {name} does not match its checksum "
+                                  "(corrupt)")
 
 
 def save_checkpoint(
-    run_dir: Path, step: int, *, policy, tokenizer, optimizer, scheduler, state: dict[str, Any], keep_last: int,
+    run_dir: Path, step: int, *, policy, tokenizer, optimizer, scheduler, state: dict[str, Any],
+        keep_last: int,
     policy_state: Optional[dict[str, torch.Tensor]] = None,
 ) -> Path:
     """`optimizer` is an optimizer or its state_dict; `policy_state` replaces the module's own
@@ -75,7 +78,8 @@ def save_checkpoint(
     tokenizer.save_pretrained(tmp / "policy")
     optimizer_state = optimizer if isinstance(optimizer, dict) else optimizer.state_dict()
     torch.save(
-        {"step": step, "optimizer": optimizer_state, "scheduler": scheduler.state_dict(), "rng": rng_state(), **state},
+        {"step": step, "optimizer": optimizer_state, "scheduler": scheduler.state_dict(),
+         "rng": rng_state(), **state},
         tmp / STATE_FILE,
     )
     _write_manifest(tmp)
@@ -99,6 +103,7 @@ def find_checkpoint(path: str | Path) -> Optional[Path]:
 def load_trainer_state(folder: Path) -> dict[str, Any]:
     verify_manifest(folder)
     try:
-        return torch.load(folder / STATE_FILE, weights_only=False)  # our own file: RNG states are tuples
+        # our own file: RNG states are tuples
+        return torch.load(folder / STATE_FILE, weights_only=False)
     except Exception as exc:
         raise CheckpointError(f"cannot read {folder / STATE_FILE}: {exc}") from exc

@@ -41,7 +41,8 @@ def adopt_slurm_environment() -> None:
     try:
         from submitit.helpers import TorchDistributedEnvironment
     except ImportError as exc:
-        raise ImportError("several SLURM tasks need submitit to find their ranks: pip install -e .[slurm]") from exc
+        raise ImportError("several SLURM tasks need submitit to find their ranks: pip install -e "
+                          ".[slurm]") from exc
     TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
 
 
@@ -61,7 +62,8 @@ def init_process_group() -> None:
     if dist.is_initialized():
         return
     if not launched_multi_process():
-        for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1")):
+        for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR",
+                                                                                     "127.0.0.1")):
             os.environ.setdefault(key, value)
         os.environ.setdefault("MASTER_PORT", str(_free_port()))
     if torch.cuda.is_available():

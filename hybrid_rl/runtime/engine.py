@@ -31,13 +31,15 @@ class DeepSpeedSettings:
     bf16: bool = False  # bf16 mixed precision (GPU); fp32 master weights in the optimizer
 
 
-def deepspeed_config(s: DeepSpeedSettings, micro_batch_size: int, max_grad_norm: float) -> dict[str, Any]:
+def deepspeed_config(s: DeepSpeedSettings, micro_batch_size: int, max_grad_norm: float) -> dict[str,
+                                                                                                Any]:
     zero: dict[str, Any] = {"stage": s.stage}
     if s.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu"}
     if s.stage == 3:
         # Gather whole layers for the lean forward pass and sampling; keep small tensors whole.
-        zero.update({"stage3_param_persistence_threshold": 0, "stage3_gather_16bit_weights_on_model_save": False})
+        zero.update({"stage3_param_persistence_threshold": 0,
+                     "stage3_gather_16bit_weights_on_model_save": False})
     return {
         "train_micro_batch_size_per_gpu": micro_batch_size,
         "gradient_accumulation_steps": 1,  # the update sets the accumulation boundary itself
@@ -55,7 +57,8 @@ class TorchEngine:
 
     can_skip_nonfinite = True  # a bad micro-batch leaves nothing behind but .grad, which is cleared
 
-    def __init__(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler, max_grad_norm: float):
+    def __init__(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler,
+                 max_grad_norm: float):
         self.model = self.module = module
         self.optimizer, self.scheduler, self.max_grad_norm = optimizer, scheduler, max_grad_norm
 
@@ -67,7 +70,8 @@ class TorchEngine:
 
     def step(self) -> float:
         norm = torch.nn.utils.clip_grad_norm_(
-            self.module.parameters(), self.max_grad_norm if self.max_grad_norm > 0 else float("inf"))
+            self.module.parameters(),
+                self.max_grad_norm if self.max_grad_norm > 0 else float("inf"))
         if not torch.isfinite(norm):
             self.zero_grad()
             raise NonFiniteLoss(f"non-finite gradient norm {norm.item()}; update skipped")
@@ -162,7 +166,8 @@ class ZeroEngine:
 
     def _flat_shards(self) -> list[torch.Tensor]:
         shards = getattr(self.optimizer, "fp32_partitioned_groups_flat", None)  # ZeRO-3
-        return list(shards if shards is not None else self.optimizer.single_partition_of_fp32_groups)  # 0-2
+        # 0-2
+        return list(shards if shards is not None else self.optimizer.single_partition_of_fp32_groups)
 
     def optimizer_state(self) -> dict[str, Any]:
         """torch AdamW's state_dict layout with full tensors (collective: call on every rank)."""
@@ -175,11 +180,17 @@ class ZeroEngine:
         state = {}
         if steps:
             for i, p in enumerate(self._params):
-                state[i] = {"step": step.clone(),
-                            **{k: safe_get_full_optimizer_state(p, k).detach().cpu() for k in ("exp_avg", "exp_avg_sq")}}
+                state[i] = {
+                    "step": step.clone(),
+                    **{
+                        k: safe_get_full_optimizer_state(p, k).detach().cpu()
+                        for k in ("exp_avg", "exp_avg_sq")
+                    },
+                }
         groups, start = [], 0
         for g, size in zip(self.client_optimizer.param_groups, self._group_sizes):
-            groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": list(range(start, start + size))})
+            groups.append({**{k: v for k, v in g.items() if k != "params"},
+                           "params": list(range(start, start + size))})
             start += size
         return {"state": state, "param_groups": groups}
 
@@ -200,9 +211,11 @@ class ZeroEngine:
         step = float(next(iter(saved["state"].values()))["step"])
         # AdamW creates its state lazily at the first step; create it now so it can be filled.
         for shard in self._flat_shards():
-            self._base_state()[shard] = {"step": torch.tensor(step), "exp_avg": torch.zeros_like(shard),
+            self._base_state()[shard] = {"step": torch.tensor(step),
+                                         "exp_avg": torch.zeros_like(shard),
                                          "exp_avg_sq": torch.zeros_like(shard)}
-        if hasattr(self.optimizer, "_lazy_init_hp_params_optimizer_state"):  # ZeRO 0-2 link their views now
+        # ZeRO 0-2 link their views now
+        if hasattr(self.optimizer, "_lazy_init_hp_params_optimizer_state"):
             self.optimizer._lazy_init_hp_params_optimizer_state()
         for i, p in enumerate(self._params):
             for key in ("exp_avg", "exp_avg_sq"):
@@ -213,7 +226,8 @@ def reference_under_zero3(reference: torch.nn.Module) -> torch.nn.Module:
     """The frozen reference sharded like the policy (ZeRO-3 inference): each rank keeps 1/N."""
     import deepspeed
 
-    config = {"train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 3}, "steps_per_print": 2**62}
+    config = {"train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 3},
+              "steps_per_print": 2**62}
     engine = deepspeed.initialize(model=reference, config=config)[0]
     engine.eval()
     return engine

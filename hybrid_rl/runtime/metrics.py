@@ -41,12 +41,14 @@ class MetricsWriter:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"), purge_step=resume_step)
+            self._tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"),
+                                     purge_step=resume_step)
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         if not self.enabled:
             return
-        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k,
+                 v in metrics.items()}
         with open(self.metrics_path, "a") as fh:
             fh.write(json.dumps({"step": step, "time": round(time.time(), 3), **clean}) + "\n")
         if self._tb is not None:
@@ -71,7 +73,8 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
 
 
-def plot_training(run_dir: Path, reward_key: str = "reward/total/mean", accuracy_key: str = "eval/accuracy") -> Path:
+def plot_training(run_dir: Path, reward_key: str = "reward/total/mean",
+                  accuracy_key: str = "eval/accuracy") -> Path:
     """PNG of the training reward and the held-out accuracy over steps."""
     import matplotlib
 
@@ -80,14 +83,19 @@ def plot_training(run_dir: Path, reward_key: str = "reward/total/mean", accuracy
 
     rows = read_metrics(run_dir)
     fig, (ax_r, ax_a) = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, key, title in ((ax_r, reward_key, "training reward (mean)"), (ax_a, accuracy_key, "held-out accuracy")):
+    for ax, key, title in ((ax_r, reward_key, "training reward (mean)"), (ax_a, accuracy_key,
+                                                                          "held-out accuracy")):
         points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
         if points:
             xs, ys = zip(*points)
-            ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, alpha=1.0 if len(xs) < 30 else 0.35)
+            ax.plot(xs, ys, marker="o" if len(xs) < 30 else None,
+                    alpha=1.0 if len(xs) < 30 else 0.35)
             if len(xs) >= 30:  # per-step rewards are noisy: overlay a moving average
                 w = max(5, len(xs) // 30)
-                smooth = [sum(ys[max(0, i - w + 1) : i + 1]) / len(ys[max(0, i - w + 1) : i + 1]) for i in range(len(ys))]
+                smooth = [
+                    sum(ys[max(0, i - w + 1) : i + 1]) / len(ys[max(0, i - w + 1) : i + 1])
+                    for i in range(len(ys))
+                ]
                 ax.plot(xs, smooth, color="C1", label=f"moving average ({w} steps)")
                 ax.legend(loc="lower right")
         ax.set_title(title)

@@ -34,9 +34,11 @@ def functions(
     chosen = [f.strip() for f in families.split(",") if f.strip()]
     unknown = sorted(set(chosen) - set(FAMILIES))
     if not chosen or unknown:
-        raise DataError(f"functions generator: unknown families {unknown or families!r}; known: {sorted(FAMILIES)}")
+        raise DataError(f"functions generator: unknown families {unknown or families!r}; known: "
+                        f"{sorted(FAMILIES)}")
     if num_examples < 1 or num_tests < 1:
-        raise DataError(f"functions generator: need num_examples >= 1 and num_tests >= 1, got {num_examples}, {num_tests}")
+        raise DataError("functions generator: need num_examples >= 1 and num_tests >= 1, got "
+                        f"{num_examples}, {num_tests}")
     rng = random.Random(seed)
     out = []
     for _ in range(num):
@@ -46,5 +48,6 @@ def functions(
         shown, hidden = points[:num_examples], points[num_examples:]
         problem = "# " + ", ".join(f"f({x})={rule(x, k)}" for x in shown) + "\n" + PREFIX
         tests = "".join(f"assert f({x}) == {rule(x, k)}\n" for x in hidden)
-        out.append((problem, tests, body.format(k=k), {"entry_point": "f", "program_prefix": PREFIX}))
+        out.append((problem, tests, body.format(k=k), {"entry_point": "f",
+                                                       "program_prefix": PREFIX}))
     return out

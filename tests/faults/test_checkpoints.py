@@ -14,7 +14,8 @@ from hybrid_rl.runtime.checkpoint import (
     set_rng_state,
 )
 
-TINY = dict(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, max_position_embeddings=32, init_seed=0)
+TINY = dict(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
+            max_position_embeddings=32, init_seed=0)
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ import pytest
 from helpers.runs import ROOT, TINY_OVERRIDES
 
 pytestmark = pytest.mark.slow
-SETTINGS = [*TINY_OVERRIDES, "trainer.prompts_per_step=8", "trainer.max_steps=30", "checkpoint.every_steps=5",
+SETTINGS = [*TINY_OVERRIDES, "trainer.prompts_per_step=8", "trainer.max_steps=30",
+            "checkpoint.every_steps=5",
             "checkpoint.keep_last=10", "eval.every_steps=0", "logging.tensorboard=false"]
 # Wall-clock figures differ between runs by nature; everything else must match exactly.
 TIMING = ("time", "time/step_s", "time/rollout_s", "time/update_s", "throughput/tokens_per_s")
@@ -27,10 +28,12 @@ def step_metrics(run_dir):
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     env = {**os.environ, "HYBRID_RL_CACHE": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
-    subprocess.run(command(tmp_path / "whole"), cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
+    subprocess.run(command(tmp_path / "whole"), cwd=ROOT, env=env, check=True, capture_output=True,
+                   timeout=600)
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(command(killed), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(command(killed), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not (killed / "checkpoints" / "step_000010").exists() and time.time() < deadline:
         assert proc.poll() is None, "the run ended before it could be killed"

@@ -11,7 +11,8 @@ from hybrid_rl.recipes import grpo as train
 from hybrid_rl.rollout import build_backend
 from hybrid_rl.runtime.engine import TorchEngine
 
-TINY = dict(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, max_position_embeddings=32, init_seed=0)
+TINY = dict(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
+            max_position_embeddings=32, init_seed=0)
 
 
 @pytest.fixture
@@ -34,7 +35,8 @@ def test_nonfinite_loss_skips_the_update_and_leaves_weights(poisoned):
     model, opt, sched, batch = poisoned
     before = [p.detach().clone() for p in model.parameters()]
     with pytest.raises(NonFiniteLoss, match="update skipped"):
-        grpo_update(TorchEngine(model, opt, sched, 1.0), None, batch, torch.tensor([1.0, -1.0]), _settings())
+        grpo_update(TorchEngine(model, opt, sched, 1.0), None, batch, torch.tensor([1.0, -1.0]),
+                    _settings())
     for a, b in zip(before, model.parameters()):
         assert torch.equal(a, b)  # inf == inf, so the poisoned weight compares equal too
     assert sched.last_epoch == 0  # no optimizer step was taken
@@ -42,11 +44,13 @@ def test_nonfinite_loss_skips_the_update_and_leaves_weights(poisoned):
 
 def test_repeated_nonfinite_updates_stop_with_a_clear_error(poisoned):
     model, opt, sched, batch = poisoned
-    run = SimpleNamespace(engine=TorchEngine(model, opt, sched, 1.0), reference=None, settings=_settings(),
+    run = SimpleNamespace(engine=TorchEngine(model, opt, sched, 1.0), reference=None,
+                          settings=_settings(),
                           step=0, nonfinite_in_a_row=0,
                           cfg=SimpleNamespace(trainer=SimpleNamespace(max_nonfinite_steps=2)))
     adv = torch.tensor([1.0, -1.0])
     assert train.guarded_update(run, batch, adv) == {"skipped_nonfinite": 1.0}
     assert train.guarded_update(run, batch, adv) == {"skipped_nonfinite": 1.0}
-    with pytest.raises(train.NonFiniteTraining, match="3 consecutive updates had a non-finite loss"):
+    with pytest.raises(train.NonFiniteTraining,
+                       match="3 consecutive updates had a non-finite loss"):
         train.guarded_update(run, batch, adv)

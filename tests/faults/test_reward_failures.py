@@ -25,7 +25,8 @@ def moody(completions, references, **_):
 
 
 def _scorer(tmp_path, rate=0.9):
-    return RewardScorer({"t": [Signal("moody", moody, 1.0)]}, tmp_path / "failures.jsonl", max_error_rate=rate,
+    return RewardScorer({"t": [Signal("moody", moody, 1.0)]}, tmp_path / "failures.jsonl",
+                        max_error_rate=rate,
                         num_workers=2, timeout_s=0.5)
 
 
@@ -62,7 +63,8 @@ def flagging(completions, references, **_):
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_flagged_scores_keep_their_value_and_are_counted(tmp_path, workers):
-    scorer = RewardScorer({"t": [Signal("m", flagging, 1.0)]}, tmp_path / "f.jsonl", num_workers=workers)
+    scorer = RewardScorer({"t": [Signal("m", flagging, 1.0)]}, tmp_path / "f.jsonl",
+                          num_workers=workers)
     scores = scorer.score([Sample("p", "r", "t")] * 3, ["slow", "odd", "ok"])
     scorer.close()
     assert scores.values["m"] == [0.0, 0.0, 1.0]

@@ -25,9 +25,11 @@ def fixed_batch() -> tuple[RolloutBatch, torch.Tensor]:
     lengths = torch.tensor([6, 2, 5, 3, 1, 6, 4, 2])  # unequal: token-level losses must still agree
     mask = (torch.arange(T).unsqueeze(0) < lengths.unsqueeze(1)).long()
     batch = RolloutBatch(
-        prompt_ids=torch.randint(3, 100, (N, P), generator=g), prompt_mask=torch.ones(N, P, dtype=torch.long),
+        prompt_ids=torch.randint(3, 100, (N, P), generator=g), prompt_mask=torch.ones(N, P,
+                                                                                      dtype=torch.long),
         completion_ids=torch.randint(3, 100, (N, T), generator=g), completion_mask=mask,
-        rollout_logprobs=torch.zeros(N, T), truncated=torch.zeros(N, dtype=torch.bool), texts=[""] * N,
+        rollout_logprobs=torch.zeros(N, T), truncated=torch.zeros(N, dtype=torch.bool),
+            texts=[""] * N,
     )
     return batch, torch.tensor([1.0, -1.0, 0.5, -0.5, 2.0, -2.0, 0.3, -0.3])
 
@@ -43,14 +45,16 @@ def engines(weights=None):
     plain_opt = torch.optim.AdamW(plain_model.parameters(), lr=1e-2, weight_decay=0.1, eps=1e-3)
     zero_opt = torch.optim.AdamW(zero_model.parameters(), lr=1e-2, weight_decay=0.1, eps=1e-3)
     plain = TorchEngine(plain_model, plain_opt, make_scheduler(plain_opt, "linear", 0, 10), 1.0)
-    zero = ZeroEngine(zero_model, zero_opt, make_scheduler(zero_opt, "linear", 0, 10), DeepSpeedSettings(STAGE),
+    zero = ZeroEngine(zero_model, zero_opt, make_scheduler(zero_opt, "linear", 0, 10),
+                      DeepSpeedSettings(STAGE),
                       micro_batch_size=2, max_grad_norm=1.0)
     return plain, zero
 
 
 def max_weight_gap(plain, zero) -> float:
     full = zero.full_state_dict()  # collective: every rank calls it
-    return max((full[k] - v.detach()).abs().max().item() for k, v in plain.module.named_parameters())
+    return max((full[k] - v.detach()).abs().max().item() for k,
+               v in plain.module.named_parameters())
 
 
 def main() -> None:
@@ -65,7 +69,8 @@ def main() -> None:
         plain_stats = grpo_update(plain, None, batch, adv, settings)
         zero_stats = grpo_update(zero, None, batch.select(mine), adv[mine], settings)
         gap = max_weight_gap(plain, zero)
-        print(f"rank {rank} step {step}: weight gap {gap:.2e}, grad norm {plain_stats['grad_norm']:.5f} "
+        print(f"rank {rank} step {step}: weight gap {gap:.2e}, grad norm "
+              f"{plain_stats['grad_norm']:.5f} "
               f"vs {zero_stats['grad_norm']:.5f}", flush=True)
         assert gap < 1e-6, gap
         assert abs(plain_stats["grad_norm"] - zero_stats["grad_norm"]) < 1e-5
@@ -78,7 +83,8 @@ def main() -> None:
         assert float(portable["state"][i]["step"]) == float(ref["step"]) == 2.0
     # ... and loading the plain process's state into a fresh ZeRO engine continues identically.
     plain2, zero2 = engines(plain.module.state_dict())
-    plain2.optimizer.load_state_dict(copy.deepcopy(reference))  # load_state_dict may keep the tensors
+    # load_state_dict may keep the tensors
+    plain2.optimizer.load_state_dict(copy.deepcopy(reference))
     zero2.load_optimizer_state(copy.deepcopy(reference))
     grpo_update(plain2, None, batch, adv, settings)
     grpo_update(zero2, None, batch.select(mine), adv[mine], settings)

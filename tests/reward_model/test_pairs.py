@@ -17,7 +17,8 @@ from hybrid_rl.rewards.learned.pairs import (
 
 
 def data_cfg(source, path, **kw):
-    base = dict(source=source, path=str(path), eval_path=None, name=None, split="train", eval_split=None,
+    base = dict(source=source, path=str(path), eval_path=None, name=None, split="train",
+                eval_split=None,
                 on_bad_row="error")
     return SimpleNamespace(**{**base, **kw})
 
@@ -28,7 +29,8 @@ def test_explicit_and_implicit_plain_text():
     implicit = pair_from_row({"chosen": "Q: 2+2? A: 4", "rejected": "Q: 2+2? A: 5"})
     assert (implicit.prompt, implicit.chosen, implicit.rejected) == ("Q: 2+2? A:", " 4", " 5")
     word = pair_from_row({"chosen": "The answer is four", "rejected": "The answer is five"})
-    assert (word.prompt, word.chosen, word.rejected) == ("The answer is", " four", " five")  # no split word
+    # no split word
+    assert (word.prompt, word.chosen, word.rejected) == ("The answer is", " four", " five")
 
 
 def test_conversational_explicit_and_implicit_render_the_same():
@@ -43,7 +45,8 @@ def test_conversational_explicit_and_implicit_render_the_same():
     ({"prompt": "p", "chosen": "a"}, "'rejected'"),
     ({"prompt": "p", "chosen": "a", "rejected": ""}, "non-empty"),
     ({"prompt": "p", "chosen": [{"role": "assistant", "content": "a"}], "rejected": "b"}, "mix"),
-    ({"prompt": [], "chosen": [{"text": "a"}], "rejected": [{"role": "x", "content": "b"}]}, "role"),
+    ({"prompt": [], "chosen": [{"text": "a"}], "rejected": [{"role": "x", "content": "b"}]},
+     "role"),
     ({"prompt": "p", "chosen": "a", "rejected": "b", "margin": "big"}, "'margin'"),
 ])
 def test_bad_rows_name_the_field(row, field):
@@ -53,10 +56,12 @@ def test_bad_rows_name_the_field(row, field):
 
 def test_jsonl_errors_name_file_and_line_and_skip_keeps_the_rest(tmp_path):
     path = tmp_path / "prefs.jsonl"
-    path.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "q", "chosen": "a"\n')
+    path.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "q", "chosen": '
+                    '"a"\n')
     with pytest.raises(PreferenceDataError, match=r"prefs.jsonl, line 2: not valid JSON"):
         load_pairs(data_cfg("jsonl", path), [])
-    path.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "q", "chosen": "a"}\n')
+    path.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "q", "chosen": '
+                    '"a"}\n')
     with pytest.raises(PreferenceDataError, match=r"prefs.jsonl, row 2: missing field 'rejected'"):
         load_pairs(data_cfg("jsonl", path), [])
     skipped = []
@@ -73,7 +78,8 @@ def test_written_pairs_read_back_from_jsonl_and_parquet(tmp_path):
     assert load_pairs(data_cfg("parquet", tmp_path / "out.parquet"), [])[0] == pairs
     (tmp_path / "all.json").write_text(json.dumps(rows))
     (tmp_path / "held.json").write_text(json.dumps(rows[:1]))
-    train, held = load_pairs(data_cfg("json", tmp_path / "all.json", eval_path=str(tmp_path / "held.json")), [])
+    train, held = load_pairs(data_cfg("json", tmp_path / "all.json",
+                                      eval_path=str(tmp_path / "held.json")), [])
     assert train == pairs and held == pairs[:1]
 
 

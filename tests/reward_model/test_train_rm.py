@@ -29,11 +29,15 @@ def test_train_rm_learns_the_rubric_and_saves_a_loadable_folder(trained_rm):
     assert meta["train_pairs"] > 200 and meta["validation_pairs"] > 50
     start, end = meta["validation_at_start"], meta["validation"]
     assert end["accuracy_clean"] >= start["accuracy_clean"] + 0.15, (start, end)  # MiniLM, 40 steps
-    assert {"accuracy", "mean_margin", "ece"} <= set(end) and end["mean_margin"] > start["mean_margin"]
+    assert {"accuracy", "mean_margin",
+            "ece"} <= set(end) and end["mean_margin"] > start["mean_margin"]
     # the saved folder scores the validation pairs exactly as at the end of training
     rm = RewardModel.load(folder)
-    held, _ = load_pairs(SimpleNamespace(source="jsonl", path=str(folder / "validation_pairs.jsonl"), eval_path=None,
-                                         name=None, split="train", eval_split=None, on_bad_row="error"), [])
+    held, _ = load_pairs(SimpleNamespace(source="jsonl",
+                                         path=str(folder / "validation_pairs.jsonl"),
+                                             eval_path=None,
+                                         name=None, split="train", eval_split=None,
+                                             on_bad_row="error"), [])
     assert evaluate_pairs(rm, held)["accuracy"] == pytest.approx(end["accuracy"])
     assert "train with it: python train.py" in proc.stderr + proc.stdout
 
@@ -41,7 +45,8 @@ def test_train_rm_learns_the_rubric_and_saves_a_loadable_folder(trained_rm):
 def test_train_rm_reads_a_preference_file(trained_rm, tmp_path):
     base, folder, _ = trained_rm
     proc = run_entry("train_rm.py", tmp_path / "run", "reward_model.data.source=jsonl",
-                     f"reward_model.data.path={folder / 'train_pairs.jsonl'}", "reward_model.max_steps=2",
+                     f"reward_model.data.path={folder / 'train_pairs.jsonl'}",
+                         "reward_model.max_steps=2",
                      "reward_model.batch_size=4", cache=base / "cache")
     meta = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert meta["fit"]["steps"] == 2 and meta["data"]["source"] == "jsonl"
@@ -50,7 +55,8 @@ def test_train_rm_reads_a_preference_file(trained_rm, tmp_path):
 
 def test_a_bad_preference_file_names_file_and_row(tmp_path):
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "p", "chosen": "a"}\n')
+    bad.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "p", "chosen": '
+                   '"a"}\n')
     proc = run_entry("train_rm.py", tmp_path / "run", "reward_model.data.source=jsonl",
                      f"reward_model.data.path={bad}", cache=tmp_path / "cache", check=False)
     assert proc.returncode != 0
@@ -65,11 +71,13 @@ def test_not_a_reward_model_folder_is_refused(tmp_path):
 def test_train_with_preference_logs_each_signal_and_the_watch(trained_rm, tmp_path):
     base, folder, _ = trained_rm
     run_dir = tmp_path / "run"
-    run_entry("train.py", run_dir, "task=math_hybrid", f"reward_model.path={folder}", "trainer.max_steps=2",
+    run_entry("train.py", run_dir, "task=math_hybrid", f"reward_model.path={folder}",
+              "trainer.max_steps=2",
               "task.rewards.preference.weight=0.5", cache=base / "cache")
     rows = read_jsonl(run_dir / "metrics.jsonl")
     steps = [r for r in rows if "loss" in r]
-    for key in ("reward/correctness/mean", "reward/preference/mean", "reward/preference/weighted_mean",
+    for key in ("reward/correctness/mean", "reward/preference/mean",
+                "reward/preference/weighted_mean",
                 "reward/correctness/weighted_mean", "hacking/rank_corr", "hacking/prefers_failing"):
         assert key in steps[0], key
     assert steps[0]["reward/preference/mean"] is not None
@@ -80,7 +88,8 @@ def test_train_with_preference_logs_each_signal_and_the_watch(trained_rm, tmp_pa
 
 
 def test_default_reward_model_is_trained_once_then_reused(tmp_path):
-    args = ["task=math_hybrid", "trainer.max_steps=1", "reward_model.backbone=policy", "reward_model.max_steps=3",
+    args = ["task=math_hybrid", "trainer.max_steps=1", "reward_model.backbone=policy",
+            "reward_model.max_steps=3",
             "reward_model.data.num_prompts=20", "reward_model.max_length=32"]
     first = run_entry("train.py", tmp_path / "a", *args, cache=tmp_path / "cache")
     assert "[reward model] training the default reward model" in first.stdout + first.stderr
@@ -112,8 +121,10 @@ def test_evaluate_judges_win_rate_with_the_reward_model(trained_rm, tmp_path):
 def test_multirun_sweeps_the_preference_weight(trained_rm, tmp_path):
     base, folder, _ = trained_rm
     sweep = tmp_path / "sweep"
-    run_entry("train.py", tmp_path / "unused", "hydra.mode=MULTIRUN", "task=math_hybrid", f"reward_model.path={folder}",
-              "trainer.max_steps=1", "task.rewards.preference.weight=0.1,0.5", f"hydra.sweep.dir={sweep}",
+    run_entry("train.py", tmp_path / "unused", "hydra.mode=MULTIRUN", "task=math_hybrid",
+              f"reward_model.path={folder}",
+              "trainer.max_steps=1", "task.rewards.preference.weight=0.1,0.5",
+                  f"hydra.sweep.dir={sweep}",
               cache=base / "cache")
     weights = sorted(OmegaConf.load(sweep / str(i) / "config.yaml").task.rewards.preference.weight for i in (0, 1))
     assert weights == [0.1, 0.5]  # one run per weight, each with its own folder

@@ -14,7 +14,8 @@ ADD_OK = "def add(a, b):\n    return a + b\n"
 @pytest.fixture(scope="session")
 def pool():
     os.environ["HYBRID_RL_TEST_SECRET"] = HOST_SECRET  # must never be visible inside
-    with SandboxPool(SandboxSettings(workers=2, timeout_s=3.0, max_processes=8, max_output_bytes=1000)) as p:
+    with SandboxPool(SandboxSettings(workers=2, timeout_s=3.0, max_processes=8,
+                                     max_output_bytes=1000)) as p:
         yield p
 
 

@@ -26,7 +26,8 @@ def sample(tests=TESTS, meta=META):
 
 
 def test_extract_code_prefers_the_last_fenced_function():
-    text = "Try:\n```python\nx = 1\n```\nthen\n```py\ndef f(x):\n    return x\n```\n```\nprint(1)\n```"
+    text = ("Try:\n```python\nx = 1\n```\nthen\n```py\ndef f(x):\n    return "
+            "x\n```\n```\nprint(1)\n```")
     assert code.extract_code(text) == "def f(x):\n    return x\n"
     assert code.extract_code("x+3") == "x+3"
     assert code.extract_code("```python\ndef f(x):\n    return x  # no closing fence") == "def f(x):\n    return x  # no closing fence"
@@ -35,7 +36,9 @@ def test_extract_code_prefers_the_last_fenced_function():
 def test_build_program_continues_or_replaces():
     assert code.build_program("x+3", META) == "def f(x):\n    return x+3"
     whole = "```python\ndef f(x):\n    return x + 3\n```"
-    assert code.build_program(whole, dict(META, context="import math\n")) == "import math\n\ndef f(x):\n    return x + 3\n"
+    assert code.build_program(whole, dict(META,
+                                          context="import math\n")) == ("import math\n\ndef "
+                                                                        "f(x):\n    return x + 3\n")
 
 
 def test_scores_pass_fail_and_partial(verifier):
@@ -63,7 +66,8 @@ def test_timeouts_and_errors_are_flagged_and_counted():
         scorer.close()
     values = scores.values["correctness"]
     assert values[0] == 1.0
-    assert isinstance(values[1], Flagged) and "SyntaxError" in values[1].reason and not values[1].record
+    assert isinstance(values[1],
+                      Flagged) and "SyntaxError" in values[1].reason and not values[1].record
     assert isinstance(values[2], Flagged) and "timed out" in values[2].reason
     assert (scores.errors["correctness"], scores.timeouts["correctness"]) == (1, 1)
 
@@ -71,7 +75,8 @@ def test_timeouts_and_errors_are_flagged_and_counted():
 def test_identical_jobs_run_once(verifier, monkeypatch):
     calls = []
     real = verifier.pool.run_batch
-    monkeypatch.setattr(verifier.pool, "run_batch", lambda jobs: calls.append(len(jobs)) or real(jobs))
+    monkeypatch.setattr(verifier.pool, "run_batch",
+                        lambda jobs: calls.append(len(jobs)) or real(jobs))
     verifier._cache.clear()
     assert verifier(["x+3"] * 8 + ["x+4"], [TESTS] * 9, samples=[sample()] * 9) == [1.0] * 8 + [0.0]
     assert verifier(["x+3"], [TESTS], samples=[sample()]) == [1.0]
@@ -83,6 +88,7 @@ def test_every_generated_demonstration_passes_its_own_tests(verifier):
 
     rows = functions(60, seed=3, families="add,sub,mul,rsub")
     samples = [Sample(p, t, "code", d, m) for p, t, d, m in rows]
-    assert verifier([s.demonstration for s in samples], [s.reference for s in samples], samples=samples) == [1.0] * 60
+    assert verifier([s.demonstration for s in samples], [s.reference for s in samples],
+                    samples=samples) == [1.0] * 60
     wrong = [s.demonstration + "+1" for s in samples]
     assert verifier(wrong, [s.reference for s in samples], samples=samples) == [0.0] * 60

@@ -23,7 +23,8 @@ def {entry}(*args, **kwargs):
 
 def _job(problem, program):
     entry = problem["entry_point"]
-    return Job(program, problem["test"] + f"\ncheck({entry})\n", context=problem["prompt"], expose=[entry])
+    return Job(program, problem["test"] + f"\ncheck({entry})\n", context=problem["prompt"],
+               expose=[entry])
 
 
 def test_all_164_canonical_solutions_pass(pool):
@@ -34,18 +35,24 @@ def test_all_164_canonical_solutions_pass(pool):
 
 
 def test_every_altered_solution_fails(pool):
-    jobs = [_job(p, p["prompt"] + p["canonical_solution"] + ALTER.format(entry=p["entry_point"])) for p in PROBLEMS]
+    jobs = [
+        _job(p, p["prompt"] + p["canonical_solution"] + ALTER.format(entry=p["entry_point"]))
+        for p in PROBLEMS
+    ]
     results = pool.run_batch(jobs)
     assert [p["task_id"] for p, r in zip(PROBLEMS, results) if r.status != "fail"] == []
 
 
 @pytest.mark.parametrize("index, cheat", [
-    (32, "    return 0.0\ndef poly(xs, x):\n    return 0\n"),  # tests check poly(xs, find_zero(xs)) == 0
-    (38, "    return s\ndef encode_cyclic(s):\n    return s\n"),  # tests check decode(encode(s)) == s
+    # tests check poly(xs, find_zero(xs)) == 0
+    (32, "    return 0.0\ndef poly(xs, x):\n    return 0\n"),
+    # tests check decode(encode(s)) == s
+    (38, "    return s\ndef encode_cyclic(s):\n    return s\n"),
 ])
 def test_redefining_the_prompts_helpers_gains_nothing(pool, index, cheat):
     problem = PROBLEMS[index]
     program = problem["prompt"] + cheat
     unprotected = Job(program, problem["test"] + f"\ncheck({problem['entry_point']})\n")
-    assert pool.run(unprotected).passed  # the attack is real when tests use the program's helpers...
+    # the attack is real when tests use the program's helpers...
+    assert pool.run(unprotected).passed
     assert pool.run(_job(problem, program)).status == "fail"  # ...and fails with the trusted prompt

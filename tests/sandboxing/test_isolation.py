@@ -15,7 +15,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def hostile(body: str) -> str:
     """A program that runs `body` at load time (errors printed) and then defines a correct add."""
     indented = "\n".join("    " + line for line in body.strip().splitlines())
-    return f"try:\n{indented}\nexcept BaseException as exc:\n    print('BLOCKED', type(exc).__name__, exc)\n{ADD_OK}"
+    return (f"try:\n{indented}\nexcept BaseException as exc:\n    print('BLOCKED', "
+            f"type(exc).__name__, exc)\n{ADD_OK}")
 
 
 # ----------------------------------------------------------------- limits ----
@@ -70,7 +71,8 @@ def test_busy_child_process_is_stopped_with_its_job(single_pool):
     assert single_pool.run(Job(busy, "assert add(1, 1) == 2\n")).status == "timeout"
     assert time.monotonic() - start < 3.0 + 2.0
     count = "import os\nprint('PIDS', len([p for p in os.listdir('/proc') if p.isdigit()]))\n" + ADD_OK
-    assert "PIDS 3" in single_pool.run(Job(count, "assert add(1, 1) == 2\n")).output  # the busy child is gone
+    # the busy child is gone
+    assert "PIDS 3" in single_pool.run(Job(count, "assert add(1, 1) == 2\n")).output
 
 
 # --------------------------------------------------------- reading the host ----
@@ -78,9 +80,11 @@ def test_host_files_are_not_visible(run, tmp_path):
     canary = tmp_path / "canary.txt"
     canary.write_text("CANARY-CONTENT")
     checkpoint = os.path.join(ROOT, "outputs")
-    paths = [str(canary), os.path.expanduser("~/.bashrc"), os.path.join(ROOT, "README.md"), checkpoint,
+    paths = [str(canary), os.path.expanduser("~/.bashrc"), os.path.join(ROOT, "README.md"),
+             checkpoint,
              "/etc/passwd", "/etc/shadow", "/root", "/home", os.path.join(ROOT, ".git", "config")]
-    result = run(hostile(f"""
+    result = run(
+        hostile(f"""
 import os
 for p in {paths!r}:
     try:
@@ -88,7 +92,8 @@ for p in {paths!r}:
     except OSError as exc:
         print('DENIED', p, type(exc).__name__)
 print('CONTROL', open('/usr/lib/os-release').read()[:5] if os.path.exists('/usr/lib/os-release') else 'none')
-"""))
+""")
+    )
     assert "LEAKED" not in result.output and "CANARY" not in result.output
     assert result.output.count("DENIED") == len(paths)
     assert "CONTROL" in result.output
@@ -110,7 +115,8 @@ for pid in ('1', 'self', str(os.getppid())):
 
 
 def test_harness_memory_and_descriptors_are_out_of_reach(run):
-    result = run(hostile("""
+    result = run(
+        hostile("""
 import os
 for path in ('/proc/1/mem', '/proc/1/fd/1', f'/proc/{os.getppid()}/mem', f'/proc/{os.getppid()}/fd/1'):
     try:
@@ -118,22 +124,26 @@ for path in ('/proc/1/mem', '/proc/1/fd/1', f'/proc/{os.getppid()}/mem', f'/proc
         print('OPENED', path)
     except OSError as exc:
         print('DENIED', path, type(exc).__name__)
-"""))
+""")
+    )
     assert "OPENED" not in result.output and result.output.count("DENIED") == 4
 
 
 def test_only_sandbox_processes_are_visible(run):
-    result = run(hostile("import os\nprint('PIDS', sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))"))
+    result = run(hostile("import os\nprint('PIDS', sorted(int(p) for p in os.listdir('/proc') if "
+                         "p.isdigit()))"))
     pids = eval(result.output.split("PIDS", 1)[1].strip().splitlines()[0])
     assert len(pids) <= 3 and 1 in pids  # harness, judge, program: none of the host's
 
 
 def test_program_runs_as_an_unprivileged_uid_without_capabilities(run):
-    result = run(hostile("""
+    result = run(
+        hostile("""
 import os
 status = open('/proc/self/status').read()
 print('UID', os.getuid(), [l.split()[1] for l in status.splitlines() if l.startswith(('CapEff', 'CapPrm'))])
-"""))
+""")
+    )
     line = result.output.split("UID", 1)[1].split()
     assert int(line[0]) != 0
     assert "['0000000000000000', '0000000000000000']" in result.output
@@ -142,7 +152,8 @@ print('UID', os.getuid(), [l.split()[1] for l in status.splitlines() if l.starts
 def test_concurrent_jobs_get_distinct_uids(pool, single_pool):
     program = "import os, time\ntime.sleep(0.3)\nprint('UID', os.getuid())\n" + ADD_OK
     job = Job(program, "assert add(1, 1) == 2\n")
-    results = pool.run_batch([job] * 2) + [single_pool.run(job)]  # two workers here, one in another pool
+    # two workers here, one in another pool
+    results = pool.run_batch([job] * 2) + [single_pool.run(job)]
     uids = {r.output.split("UID", 1)[1].split()[0] for r in results}
     assert len(uids) == 3
 
@@ -150,7 +161,8 @@ def test_concurrent_jobs_get_distinct_uids(pool, single_pool):
 # -------------------------------------------------------- writing the host ----
 def test_writes_outside_the_temporary_directory_fail(run, tmp_path):
     target = tmp_path / "written-by-program"
-    paths = ["/usr/evil", "/evil", "/sandbox/harness.py", "/proc/evil", str(target), os.path.join(ROOT, "evil")]
+    paths = ["/usr/evil", "/evil", "/sandbox/harness.py", "/proc/evil", str(target),
+             os.path.join(ROOT, "evil")]
     result = run(hostile(f"""
 for p in {paths!r}:
     try:
@@ -186,7 +198,8 @@ shutil.rmtree('/usr', ignore_errors=True)
 def test_symlinks_do_not_escape(run, tmp_path):
     canary = tmp_path / "canary.txt"
     canary.write_text("CANARY-CONTENT")
-    result = run(hostile(f"""
+    result = run(
+        hostile(f"""
 import os
 os.symlink({str(canary)!r}, 'link1')
 os.symlink('/', 'link2')
@@ -196,7 +209,8 @@ for p in ('link1', 'link2/' + {str(canary)!r}.lstrip('/'), '/proc/1/root/' + {st
         print('LEAKED', open(p).read())
     except OSError as exc:
         print('DENIED', type(exc).__name__)
-"""))
+""")
+    )
     assert "CANARY" not in result.output and result.output.count("DENIED") == 5
 
 
@@ -208,7 +222,8 @@ def test_tcp_to_the_host_is_unreachable(run):
     port = server.getsockname()[1]
     accepted = []
     threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
-    socket.create_connection(("127.0.0.1", port), timeout=2).close()  # control: the host can connect
+    # control: the host can connect
+    socket.create_connection(("127.0.0.1", port), timeout=2).close()
     time.sleep(0.1)
     result = run(hostile(f"""
 import socket
@@ -237,7 +252,8 @@ def test_unix_sockets_of_the_host_are_unreachable(run, tmp_path):
         server.bind(address)
         server.listen()
         servers.append(server)
-    result = run(hostile(f"""
+    result = run(
+        hostile(f"""
 import socket
 for address in ({path!r}, '\\0hybrid-rl-test-abstract', '/run/docker.sock', '/var/run/dbus/system_bus_socket'):
     s = socket.socket(socket.AF_UNIX)
@@ -246,7 +262,8 @@ for address in ({path!r}, '\\0hybrid-rl-test-abstract', '/run/docker.sock', '/va
         print('CONNECTED', repr(address))
     except OSError as exc:
         print('DENIED', type(exc).__name__)
-"""))
+""")
+    )
     for server in servers:
         server.close()
     assert "CONNECTED" not in result.output and result.output.count("DENIED") == 4
@@ -265,11 +282,13 @@ def test_os_system_stays_inside(run, tmp_path):
 
 
 def test_subprocess_stays_inside(run, tmp_path):
-    _escape_attempt(run, tmp_path, "import subprocess\nsubprocess.run(['sh', '-c', 'echo x > {target}'])")
+    _escape_attempt(run, tmp_path, "import subprocess\nsubprocess.run(['sh', '-c', 'echo x > "
+                                   "{target}'])")
 
 
 def test_posix_spawn_stays_inside(run, tmp_path):
-    _escape_attempt(run, tmp_path, "import os\nos.waitpid(os.posix_spawn('/usr/bin/touch', ['touch', '{target}'], {{}}), 0)")
+    _escape_attempt(run, tmp_path, "import os\nos.waitpid(os.posix_spawn('/usr/bin/touch', "
+                                   "['touch', '{target}'], {{}}), 0)")
 
 
 def test_ctypes_stays_inside(run, tmp_path):
@@ -300,7 +319,8 @@ print('PTRACE', libc.ptrace(16, os.getppid(), 0, 0), ctypes.get_errno())
 
 # ------------------------------------------------ nothing survives a job ----
 def test_next_job_in_the_same_sandbox_starts_clean(single_pool):
-    first = """
+    first = (
+        """
 import os, subprocess, time
 open('left.txt', 'w').write('x'); open('/tmp/left.txt', 'w').write('x'); open('/dev/shm/left', 'w').write('x')
 if os.fork() == 0:
@@ -309,7 +329,9 @@ if os.fork() == 0:
         open('/tmp/daemon.txt', 'w').write('x'); time.sleep(0.01)
 import ctypes
 ctypes.CDLL(None).shmget(4242, 4096, 0o1666)
-""" + ADD_OK
+"""
+        + ADD_OK
+    )
     second = """
 import ctypes, os
 print('FILES', sorted(os.listdir('.')), sorted(os.listdir('/tmp')), os.listdir('/dev/shm'))

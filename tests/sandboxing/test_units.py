@@ -6,7 +6,8 @@ from sandbox.units import prepare_tests
 
 
 def test_each_assert_statement_is_one_unit():
-    source = "def check(c):\n    assert c(1) == 2\n    for i in range(3):\n        assert c(i) > -1, 'msg'\ncheck(f)\n"
+    source = ("def check(c):\n    assert c(1) == 2\n    for i in range(3):\n        assert c(i) > "
+              "-1, 'msg'\ncheck(f)\n")
     rewritten, units = prepare_tests(source)
     assert units == 2
     assert "assert" not in rewritten and "__unit__(0, __unit_ok__)" in rewritten and "__unit__(1, __unit_ok__)" in rewritten
@@ -48,7 +49,8 @@ def test_missing_bubblewrap_refuses_to_run_and_names_the_way_out(monkeypatch):
     import sandbox.launch
 
     monkeypatch.setattr(sandbox.launch.shutil, "which", lambda name: None)
-    with pytest.raises(SandboxUnavailable, match="apt-get install bubblewrap.*sandbox.backend=unsafe_local"):
+    with pytest.raises(SandboxUnavailable, match="apt-get install "
+                                                 "bubblewrap.*sandbox.backend=unsafe_local"):
         SandboxPool(SandboxSettings(workers=1))
 
 
@@ -68,7 +70,8 @@ def test_sandboxes_die_with_a_killed_trainer():
     from helpers.runs import children_of_a_killed_parent, processes_gone
 
     sandboxes = children_of_a_killed_parent(
-        "from sandbox import SandboxPool, SandboxSettings\npool = SandboxPool(SandboxSettings(workers=2))",
+        "from sandbox import SandboxPool, SandboxSettings\npool = "
+        "SandboxPool(SandboxSettings(workers=2))",
         "(w.proc.pid for w in pool._workers if w.proc)",
     )
     assert sandboxes and processes_gone(sandboxes) == []

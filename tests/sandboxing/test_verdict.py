@@ -8,7 +8,8 @@ from .conftest import ADD_OK, ADD_TESTS
 
 def test_correct_program_passes(run):
     result = run(ADD_OK)
-    assert (result.status, result.passed_units, result.total_units, result.fraction) == ("pass", 2, 2, 1.0)
+    assert (result.status, result.passed_units, result.total_units, result.fraction) == ("pass", 2,
+                                                                                         2, 1.0)
 
 
 def test_wrong_program_fails_with_partial_credit(run):
@@ -43,9 +44,11 @@ def test_exiting_early_at_load_is_not_a_pass(run, trick):
     assert run(trick + "\n" + ADD_OK).status == "error"
 
 
-@pytest.mark.parametrize("trick", ["import sys\n        sys.exit(0)", "import os\n        os._exit(0)"])
+@pytest.mark.parametrize("trick", ["import sys\n        sys.exit(0)", "import os\n        "
+                                                                      "os._exit(0)"])
 def test_exiting_during_the_tests_is_not_a_pass(run, trick):
-    program = f"calls = []\ndef add(a, b):\n    calls.append(1)\n    if len(calls) == 2:\n        {trick}\n    return a + b\n"
+    program = ("calls = []\ndef add(a, b):\n    calls.append(1)\n    if len(calls) == 2:\n       "
+               f" {trick}\n    return a + b\n")
     result = run(program)
     assert result.status != "pass" and result.passed_units == 1
 
@@ -74,7 +77,8 @@ def add(a, b):
 
 
 def test_patched_unittest_does_not_reach_the_tests(run):
-    program = "import unittest\nunittest.TestCase.assertEqual = lambda *a, **k: None\ndef add(a, b):\n    return 0\n"
+    program = ("import unittest\nunittest.TestCase.assertEqual = lambda *a, **k: None\ndef add(a, "
+               "b):\n    return 0\n")
     tests = "import unittest\nunittest.TestCase().assertEqual(add(2, 3), 5)\n"
     assert run(program, tests).status == "fail"
 
@@ -106,7 +110,8 @@ def add(a, b):
 
 
 def test_builtin_subclass_with_forged_equality_cannot_cross(run):
-    program = "class Int(int):\n    def __eq__(self, other): return True\n    __hash__ = int.__hash__\ndef add(a, b):\n    return Int(0)\n"
+    program = ("class Int(int):\n    def __eq__(self, other): return True\n    __hash__ = "
+               "int.__hash__\ndef add(a, b):\n    return Int(0)\n")
     assert run(program).status == "fail"
 
 
@@ -117,7 +122,8 @@ def test_values_cross_as_genuine_builtins(run):
 
 
 def test_killing_the_judge_is_not_a_pass(run):
-    program = "import os, signal\ndef add(a, b):\n    os.kill(os.getppid(), signal.SIGKILL)\n    return a + b\n"
+    program = ("import os, signal\ndef add(a, b):\n    os.kill(os.getppid(), signal.SIGKILL)\n    "
+               "return a + b\n")
     result = run(program)
     assert result.status == "error" and "judge" in result.error
 
@@ -128,7 +134,8 @@ def test_killing_everything_is_not_a_pass(run):
 
 
 def test_stopping_the_judge_is_a_timeout_not_a_pass(run):
-    program = "import os, signal\ndef add(a, b):\n    os.kill(os.getppid(), signal.SIGSTOP)\n    return a + b\n"
+    program = ("import os, signal\ndef add(a, b):\n    os.kill(os.getppid(), signal.SIGSTOP)\n    "
+               "return a + b\n")
     result = run(program)
     assert result.status == "timeout"
     assert run(ADD_OK).passed  # and the worker's next sandbox works
@@ -153,9 +160,11 @@ def test_redefined_helpers_do_not_replace_the_trusted_context(run):
 
 def test_run_tests_is_self_contained():
     assert run_tests(ADD_OK, ADD_TESTS, timeout_s=5, memory_mb=256).passed
-    assert run_tests(ADD_OK.replace("+", "-"), ADD_TESTS, timeout_s=5, memory_mb=256).status == "fail"
+    assert run_tests(ADD_OK.replace("+", "-"), ADD_TESTS, timeout_s=5,
+                     memory_mb=256).status == "fail"
 
 
 def test_batches_keep_their_order(pool):
-    jobs = [Job(f"def add(a, b):\n    return {k}\n", f"assert add(0, 0) == {k}\n") for k in range(12)]
+    jobs = [Job(f"def add(a, b):\n    return {k}\n",
+                f"assert add(0, 0) == {k}\n") for k in range(12)]
     assert all(r.passed for r in pool.run_batch(jobs))

@@ -14,7 +14,8 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 
 def torchrun(args, env=None, timeout=900):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "DS_ACCELERATOR": "cpu", **(env or {})}
-    return subprocess.run([*TORCHRUN, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([*TORCHRUN, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 @pytest.mark.parametrize("stage,loss_type", [(0, "dapo"), (2, "dapo"), (3, "dapo"), (3, "grpo")])
@@ -22,13 +23,15 @@ def test_two_processes_update_exactly_like_one(stage, loss_type):
     """Each rank updates on half the batch; the weights, gradient norm and (portable) optimizer
     state must equal one process's on the whole batch, two steps in a row, and a ZeRO engine
     loaded from a plain optimizer state must continue identically."""
-    proc = torchrun([str(ROOT / "tests" / "helpers" / "zero_equivalence.py"), str(stage), loss_type])
+    proc = torchrun([str(ROOT / "tests" / "helpers" / "zero_equivalence.py"), str(stage),
+                     loss_type])
     assert proc.returncode == 0 and "EQUIVALENT" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-5000:]
 
 
 def test_torchrun_zero3_run_resumes_in_one_plain_process(tmp_path):
     cache, run_dir = tmp_path / "cache", tmp_path / "zero3"
-    proc = torchrun([str(ROOT / "train.py"), *TINY_OVERRIDES, f"hydra.run.dir={run_dir}", "deepspeed=zero3",
+    proc = torchrun([str(ROOT / "train.py"), *TINY_OVERRIDES, f"hydra.run.dir={run_dir}",
+                     "deepspeed=zero3",
                      "trainer.beta=0.04", "trainer.max_steps=2", "checkpoint.every_steps=1"],
                     env={"HYBRID_RL_CACHE": str(cache)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
@@ -51,7 +54,8 @@ def test_torchrun_zero3_run_resumes_in_one_plain_process(tmp_path):
     assert float(state["optimizer"]["state"][0]["step"]) == 2.0
 
     resumed = tmp_path / "resumed"
-    proc = run_entry("train.py", resumed, "trainer.beta=0.04", "trainer.max_steps=3", f"checkpoint.resume={ckpt}",
+    proc = run_entry("train.py", resumed, "trainer.beta=0.04", "trainer.max_steps=3",
+                     f"checkpoint.resume={ckpt}",
                      cache=cache)
     assert "resumed from" in proc.stderr + proc.stdout
     assert [r["step"] for r in read_jsonl(resumed / "metrics.jsonl") if "loss" in r] == [3]
@@ -68,11 +72,13 @@ def test_zero2_with_the_optimizer_offloaded_trains_and_resumes_plainly(tmp_path)
     """deepspeed.offload_optimizer: DeepSpeedCPUAdam steps the states in CPU memory (its C++
     extension is compiled on first use); the checkpoint is the same portable layout."""
     cache, run_dir = tmp_path / "cache", tmp_path / "offload"
-    run_entry("train.py", run_dir, "deepspeed=zero2", "deepspeed.offload_optimizer=true", "trainer.max_steps=2",
+    run_entry("train.py", run_dir, "deepspeed=zero2", "deepspeed.offload_optimizer=true",
+              "trainer.max_steps=2",
               cache=cache, env={"DS_ACCELERATOR": "cpu"})
     rows = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "loss" in r]
     assert [r["step"] for r in rows] == [1, 2]
     ckpt = run_dir / "checkpoints" / "step_000002"
     resumed = tmp_path / "resumed"
-    proc = run_entry("train.py", resumed, "trainer.max_steps=3", f"checkpoint.resume={ckpt}", cache=cache)
+    proc = run_entry("train.py", resumed, "trainer.max_steps=3", f"checkpoint.resume={ckpt}",
+                     cache=cache)
     assert "resumed from" in proc.stderr + proc.stdout

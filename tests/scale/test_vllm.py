@@ -10,7 +10,8 @@ from helpers.runs import ROOT, TINY_OVERRIDES
 VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not VLLM_PYTHON.is_file(), reason="no .venv-vllm: run `bash scripts/setup.sh --vllm`"),
+    pytest.mark.skipif(not VLLM_PYTHON.is_file(), reason="no .venv-vllm: run `bash "
+                                                         "scripts/setup.sh --vllm`"),
 ]
 # vLLM's CPU attention kernels need a head size of 32 or more: 64 wide with 2 heads.
 OVERRIDES = [o for o in TINY_OVERRIDES if not o.startswith("model.tiny.hidden_size")] + ["model.tiny.hidden_size=64"]
@@ -18,7 +19,8 @@ OVERRIDES = [o for o in TINY_OVERRIDES if not o.startswith("model.tiny.hidden_si
 
 def run_vllm_python(*args, env=None, timeout=900):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run([str(VLLM_PYTHON), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([str(VLLM_PYTHON), *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 def test_two_grpo_steps_on_vllm_match_the_policy_after_each_sync(tmp_path):
@@ -26,10 +28,12 @@ def test_two_grpo_steps_on_vllm_match_the_policy_after_each_sync(tmp_path):
     # A reward that random completions sometimes earn (contains a 7), so the update moves the
     # weights and step 2 really samples from synced, changed weights.
     proc = run_vllm_python(
-        "train.py", *OVERRIDES, f"hydra.run.dir={run_dir}", "rollout=vllm", "trainer.beta=0.04", "trainer.max_steps=2",
+        "train.py", *OVERRIDES, f"hydra.run.dir={run_dir}", "rollout=vllm", "trainer.beta=0.04",
+            "trainer.max_steps=2",
         "trainer.prompts_per_step=8", "trainer.num_generations=4", "trainer.learning_rate=0.01",
         "task.rewards.correctness.verifier={_target_:watch_helpers.contains_seven}",
-        env={"HYBRID_RL_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT / "tests" / "helpers")})
+        env={"HYBRID_RL_CACHE": str(tmp_path / "cache"),
+             "PYTHONPATH": str(ROOT / "tests" / "helpers")})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     train_rows = [r for r in rows if "loss" in r]
@@ -39,11 +43,13 @@ def test_two_grpo_steps_on_vllm_match_the_policy_after_each_sync(tmp_path):
     for r in train_rows:
         assert r["rollout/logprob_gap_max"] < 1e-3, r
         assert r["kl"] is not None and r["grad_norm"] > 0
-    assert [r["step"] for r in rows if "eval/accuracy" in r] == [0, 1, 2]  # evaluation sampled by vLLM too
+    # evaluation sampled by vLLM too
+    assert [r["step"] for r in rows if "eval/accuracy" in r] == [0, 1, 2]
 
 
 def test_sync_is_verified_and_a_failed_sync_stops_sampling(tmp_path):
-    proc = run_vllm_python(str(ROOT / "tests" / "helpers" / "vllm_sync_faults.py"), str(tmp_path / "model"))
+    proc = run_vllm_python(str(ROOT / "tests" / "helpers" / "vllm_sync_faults.py"),
+                           str(tmp_path / "model"))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "FAULTS OK" in proc.stdout, out[-6000:]
     assert "SYNCED" in proc.stdout
@@ -57,7 +63,9 @@ def test_the_main_environment_explains_how_to_get_vllm(tmp_path):
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vLLM is installed in this environment")
     env = {**os.environ, "HYBRID_RL_CACHE": str(tmp_path / "cache")}
-    proc = subprocess.run([sys.executable, "train.py", *TINY_OVERRIDES, f"hydra.run.dir={tmp_path / 'run'}",
-                           "rollout=vllm", "trainer.max_steps=1"], cwd=ROOT, env=env, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "train.py", *TINY_OVERRIDES,
+                           f"hydra.run.dir={tmp_path / 'run'}",
+                           "rollout=vllm", "trainer.max_steps=1"], cwd=ROOT, env=env,
+                               capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode != 0 and "bash scripts/setup.sh --vllm" in proc.stdout + proc.stderr

@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 
-def concise(completions: Sequence[str], references: Sequence[Optional[str]], **fields) -> list[float]:
+def concise(completions: Sequence[str], references: Sequence[Optional[str]],
+            **fields) -> list[float]:
     """1.0 for a completion no longer than its reference, falling linearly to 0 at three times
     as long; no opinion (None) when the sample has no reference. Found by the entry point."""
     scores = []
@@ -22,15 +23,16 @@ def concise(completions: Sequence[str], references: Sequence[Optional[str]], **f
     return scores
 
 
-def digits_only(completions: Sequence[str], references: Sequence[Optional[str]], **fields) -> list[float]:
+def digits_only(completions: Sequence[str], references: Sequence[Optional[str]],
+                **fields) -> list[float]:
     """1.0 when the completion is an integer and nothing else (a format check)."""
     return [float(c.strip().lstrip("-").isdigit()) for c in completions]
 
 
 def make_keyword_verifier(keyword: str, score: float = 1.0):
     """A factory for `_target_` configs, which may pass arguments:
-        task.rewards.polite={verifier: {_target_: hybrid_rl_plugin_example.verifiers.make_keyword_verifier,
-                                        keyword: please}, weight: 0.1}"""
+    task.rewards.polite={verifier: {_target_: hybrid_rl_plugin_example.verifiers.make_keyword_verifier,
+                                    keyword: please}, weight: 0.1}"""
 
     def keyword_verifier(completions, references, **fields):
         return [score if keyword in c else 0.0 for c in completions]

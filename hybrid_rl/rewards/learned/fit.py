@@ -30,7 +30,8 @@ def _length(p: PreferencePair) -> int:
     return len(p.prompt) + max(len(p.chosen), len(p.rejected))
 
 
-def length_grouped_batches(pairs: Sequence[PreferencePair], batch_size: int, rng: random.Random) -> list[list[PreferencePair]]:
+def length_grouped_batches(pairs: Sequence[PreferencePair], batch_size: int,
+                           rng: random.Random) -> list[list[PreferencePair]]:
     """Batches of pairs of similar length (little padding), in random order. Sorting within
     a shuffled window keeps each batch a random draw of the data, not all the short ones first."""
     order = list(pairs)
@@ -44,10 +45,12 @@ def length_grouped_batches(pairs: Sequence[PreferencePair], batch_size: int, rng
     return batches
 
 
-def pair_scores(rm: RewardModel, pairs: Sequence[PreferencePair], batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+def pair_scores(rm: RewardModel, pairs: Sequence[PreferencePair],
+                batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
     """([P] chosen scores, [P] rejected scores), no gradients."""
     prompts = [p.prompt for p in pairs]
-    scores = rm.score(prompts + prompts, [p.chosen for p in pairs] + [p.rejected for p in pairs], batch_size)
+    scores = rm.score(prompts + prompts, [p.chosen for p in pairs] + [p.rejected for p in pairs],
+                      batch_size)
     return torch.tensor(scores[: len(pairs)]), torch.tensor(scores[len(pairs) :])
 
 
@@ -57,13 +60,15 @@ def evaluate_pairs(rm: RewardModel, pairs: Sequence[PreferencePair], batch_size:
 
 
 def fit_reward_model(
-    rm: RewardModel, pairs: Sequence[PreferencePair], s: FitSettings, log: Callable[[str], None] = print,
+    rm: RewardModel, pairs: Sequence[PreferencePair], s: FitSettings, log: Callable[[str],
+                                                                                    None] = print,
 ) -> dict:
     """Bradley-Terry training; returns steps, seconds and the mean loss of the last steps."""
     rng = random.Random(s.seed)
     torch.manual_seed(s.seed)
     optimizer = torch.optim.AdamW(rm.model.parameters(), lr=s.learning_rate)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: max(0.0, 1.0 - i / s.max_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: max(0.0,
+                                                                           1.0 - i / s.max_steps))
     rm.model.train()
     step, start, recent = 0, time.time(), []
 
@@ -73,9 +78,11 @@ def fit_reward_model(
     while not done():
         for batch in length_grouped_batches(pairs, s.batch_size, rng):
             prompts = [p.prompt for p in batch]
-            scores = rm.forward(prompts + prompts, [p.chosen for p in batch] + [p.rejected for p in batch])
+            scores = rm.forward(prompts + prompts,
+                                [p.chosen for p in batch] + [p.rejected for p in batch])
             margin = torch.tensor([p.margin + s.margin for p in batch])
-            loss = bradley_terry_loss(scores[: len(batch)], scores[len(batch) :], margin, s.center_coef)
+            loss = bradley_terry_loss(scores[: len(batch)], scores[len(batch) :], margin,
+                                      s.center_coef)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(rm.model.parameters(), s.max_grad_norm)
@@ -84,8 +91,10 @@ def fit_reward_model(
             step += 1
             recent = (recent + [loss.item()])[-s.log_every :]
             if step % s.log_every == 0:
-                log(f"reward model step {step}: loss {sum(recent) / len(recent):.4f} ({time.time() - start:.0f}s)")
+                log(f"reward model step {step}: loss {sum(recent) / len(recent):.4f} "
+                    f"({time.time() - start:.0f}s)")
             if done():
                 break
     rm.model.eval()
-    return {"steps": step, "seconds": round(time.time() - start, 1), "loss": sum(recent) / max(len(recent), 1)}
+    return {"steps": step, "seconds": round(time.time() - start, 1),
+            "loss": sum(recent) / max(len(recent), 1)}

@@ -48,7 +48,8 @@ def expected_calibration_error(prob_chosen: torch.Tensor, num_bins: int = 10) ->
     return ece
 
 
-def pairwise_metrics(r_chosen: torch.Tensor, r_rejected: torch.Tensor, flipped: Optional[torch.Tensor] = None) -> dict:
+def pairwise_metrics(r_chosen: torch.Tensor, r_rejected: torch.Tensor,
+                     flipped: Optional[torch.Tensor] = None) -> dict:
     """accuracy (share of pairs where chosen scores higher; a tie counts 1/2), mean margin,
     ECE; and, when `flipped` marks pairs whose label noise swapped them, accuracy against the
     clean labels (noisy labels cap the plain accuracy at 1 - noise even for a perfect model)."""

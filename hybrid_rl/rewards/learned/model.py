@@ -32,7 +32,8 @@ def backbone_location(backbone: str, policy_location: Optional[str]) -> str:
             raise ModelLoadError("reward_model.backbone=policy needs a policy model location")
         return policy_location
     if not (Path(backbone).expanduser() / "config.json").is_file():
-        raise ModelLoadError(f"reward_model.backbone: {backbone!r} is not minilm, policy or a Hugging Face model folder")
+        raise ModelLoadError(f"reward_model.backbone: {backbone!r} is not minilm, policy or a "
+                             "Hugging Face model folder")
     return str(Path(backbone).expanduser())
 
 
@@ -45,8 +46,10 @@ class RewardModel:
         tokenizer.truncation_side = "left"  # keep the response's end, where the final answer is
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        model.config.pad_token_id = tokenizer.pad_token_id  # decoders find the last real token by it
-        self._inputs = set(inspect.signature(model.forward).parameters)  # Llama takes no token_type_ids
+        # decoders find the last real token by it
+        model.config.pad_token_id = tokenizer.pad_token_id
+        # Llama takes no token_type_ids
+        self._inputs = set(inspect.signature(model.forward).parameters)
 
     @classmethod
     def from_backbone(cls, location: str, max_length: int, seed: int = 0) -> "RewardModel":
@@ -56,7 +59,8 @@ class RewardModel:
             tokenizer = AutoTokenizer.from_pretrained(location)
             model = AutoModelForSequenceClassification.from_pretrained(location, num_labels=1)
         except Exception as exc:
-            raise ModelLoadError(f"cannot load a reward-model backbone from {location}: {type(exc).__name__}: {exc}") from exc
+            raise ModelLoadError(f"cannot load a reward-model backbone from {location}: "
+                                 f"{type(exc).__name__}: {exc}") from exc
         return cls(model, tokenizer, max_length)
 
     @classmethod
@@ -64,31 +68,38 @@ class RewardModel:
         folder = Path(folder).expanduser()
         meta_path = folder / META_FILE
         if not meta_path.is_file():
-            raise ModelLoadError(f"{folder} is not a reward model saved by train_rm.py (no {META_FILE})")
+            raise ModelLoadError(f"{folder} is not a reward model saved by train_rm.py (no "
+                                 f"{META_FILE})")
         meta = json.loads(meta_path.read_text())
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder)
             model = AutoModelForSequenceClassification.from_pretrained(folder)
         except Exception as exc:
-            raise ModelLoadError(f"cannot load the reward model in {folder}: {type(exc).__name__}: {exc}") from exc
+            raise ModelLoadError(f"cannot load the reward model in {folder}: "
+                                 f"{type(exc).__name__}: {exc}") from exc
         if model.config.num_labels != 1:
-            raise ModelLoadError(f"{folder}: a reward model needs one output label, this one has {model.config.num_labels}")
+            raise ModelLoadError(f"{folder}: a reward model needs one output label, this one has "
+                                 f"{model.config.num_labels}")
         model.eval()
         return cls(model, tokenizer, int(meta["max_length"]))
 
     def save(self, folder: Path, metadata: dict) -> None:
         self.model.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
-        (folder / META_FILE).write_text(json.dumps({"max_length": self.max_length, **metadata}, indent=2))
+        (folder / META_FILE).write_text(json.dumps({"max_length": self.max_length, **metadata},
+                                                   indent=2))
 
     def forward(self, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
         """[N] scores, with gradients when the model is in training."""
-        enc = self.tokenizer(list(prompts), list(responses), padding=True, truncation="longest_first",
+        enc = self.tokenizer(list(prompts), list(responses), padding=True,
+                             truncation="longest_first",
                              max_length=self.max_length, return_tensors="pt")
-        return self.model(**{k: v for k, v in enc.items() if k in self._inputs}).logits[:, 0].float()
+        return self.model(**{k: v for k, v in enc.items() if k in self._inputs}).logits[:,
+                                                                                        0].float()
 
     @torch.no_grad()
-    def score(self, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 128) -> list[float]:
+    def score(self, prompts: Sequence[str], responses: Sequence[str],
+              batch_size: int = 128) -> list[float]:
         """Scores in input order; batches hold similar lengths, so padding costs little."""
         self.model.eval()
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(responses[i]))

@@ -57,20 +57,23 @@ def pair_from_row(row: dict) -> PreferencePair:
             raise ValueError(f"missing field {name!r} (columns: {sorted(row)})")
     chosen, rejected, prompt = row["chosen"], row["rejected"], row.get("prompt")
     conversational = isinstance(chosen, list)
-    if conversational != isinstance(rejected, list) or (prompt is not None and isinstance(prompt, list) != conversational):
+    if conversational != isinstance(rejected, list) or (prompt is not None and isinstance(prompt,
+                                                                                          list) != conversational):
         raise ValueError("fields 'prompt', 'chosen' and 'rejected' mix plain text and message lists")
     if prompt is None:  # implicit prompt: what both responses share
         cut = _common_prefix(chosen, rejected)
         if conversational:
             prompt, chosen, rejected = chosen[:cut], chosen[cut:], rejected[cut:]
         else:  # cut at a word boundary so a shared first word stays in both responses
-            cut = max(chosen.rfind(" ", 0, cut + 1), chosen.rfind("\n", 0, cut + 1), 0) if cut < min(len(chosen), len(rejected)) else cut
+            cut = max(chosen.rfind(" ", 0, cut + 1), chosen.rfind("\n", 0, cut + 1),
+                      0) if cut < min(len(chosen), len(rejected)) else cut
             prompt, chosen, rejected = chosen[:cut], chosen[cut:], rejected[cut:]
     if conversational:
         prompt, chosen, rejected = render_messages(prompt), render_messages(chosen), render_messages(rejected)
     for name, value in (("prompt", prompt), ("chosen", chosen), ("rejected", rejected)):
         if not isinstance(value, str):
-            raise ValueError(f"field {name!r} must be text or a list of messages, got {type(value).__name__}")
+            raise ValueError(f"field {name!r} must be text or a list of messages, got "
+                             f"{type(value).__name__}")
     if not chosen.strip() or not rejected.strip():
         raise ValueError("'chosen' and 'rejected' must both be non-empty responses")
     margin = row.get("margin") or 0.0
@@ -87,7 +90,8 @@ def rows_to_pairs(rows, where: str, on_bad_row: str, skipped: list[str]) -> list
         except ValueError as exc:
             message = f"{where}, row {i}: {exc}"
             if on_bad_row == "error":
-                raise PreferenceDataError(message + " (set reward_model.data.on_bad_row=skip to drop bad rows)") from None
+                raise PreferenceDataError(message + " (set reward_model.data.on_bad_row=skip to "
+                                                    "drop bad rows)") from None
             skipped.append(message)
     return pairs
 
@@ -122,13 +126,16 @@ def _read_rows(source: str, path: str, name: Optional[str], split: str):
     return pq.read_table(file).to_pylist()
 
 
-def load_pairs(cfg, skipped: list[str]) -> tuple[list[PreferencePair], Optional[list[PreferencePair]]]:
+def load_pairs(cfg, skipped: list[str]) -> tuple[list[PreferencePair],
+                                                 Optional[list[PreferencePair]]]:
     """(train pairs, validation pairs or None when none is given) of a PreferenceDataConfig."""
     where = cfg.path if cfg.source != "hf" else f"dataset {cfg.path} split {cfg.split}"
-    train = rows_to_pairs(_read_rows(cfg.source, cfg.path, cfg.name, cfg.split), where, cfg.on_bad_row, skipped)
+    train = rows_to_pairs(_read_rows(cfg.source, cfg.path, cfg.name, cfg.split), where,
+                          cfg.on_bad_row, skipped)
     held = None
     if cfg.source != "hf" and cfg.eval_path:
-        held = rows_to_pairs(_read_rows(cfg.source, cfg.eval_path, None, "train"), cfg.eval_path, cfg.on_bad_row, skipped)
+        held = rows_to_pairs(_read_rows(cfg.source, cfg.eval_path, None, "train"), cfg.eval_path,
+                             cfg.on_bad_row, skipped)
     elif cfg.source == "hf" and cfg.eval_split:
         held = rows_to_pairs(_read_rows("hf", cfg.path, cfg.name, cfg.eval_split),
                              f"dataset {cfg.path} split {cfg.eval_split}", cfg.on_bad_row, skipped)

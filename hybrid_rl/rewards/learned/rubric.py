@@ -16,7 +16,8 @@ from hybrid_rl.rewards.learned.pairs import PreferencePair
 
 MAX_WORDS = 30  # more words than this is rambling for these short tasks
 HEDGES = ("maybe", "perhaps", "possibly", "i think", "not sure", "might be", "could be")
-FILLERS = ("let me think", "well,", "basically", "to be honest", "hmm", "okay so", "as everyone knows")
+FILLERS = ("let me think", "well,", "basically", "to be honest", "hmm", "okay so", "as everyone "
+                                                                                   "knows")
 MARKED = re.compile(r"(?:answer:|####)\s*(-?[\w.]+)|\\boxed\{([^}]*)\}", re.IGNORECASE)
 BARE_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 EQUATION = re.compile(r"\d\s*[-+*/]\s*\d+\s*=\s*-?\d")
@@ -69,8 +70,10 @@ def rubric_score(response: str, style: str) -> float:
 
 # --------------------------------------------------------------- styles ----
 _RAMBLE = [
-    "Let me think about this carefully.", "Well, there are many ways to look at it.", "Basically we just work it out.",
-    "To be honest this takes a moment.", "Hmm, okay so we start from the beginning.", "As everyone knows, care matters here.",
+    "Let me think about this carefully.", "Well, there are many ways to look at it.",
+        "Basically we just work it out.",
+    "To be honest this takes a moment.", "Hmm, okay so we start from the beginning.",
+        "As everyone knows, care matters here.",
 ]
 
 
@@ -89,7 +92,8 @@ def _answer_styles(a: str, expr: str, rng: random.Random) -> list[str]:
     return [
         a, f"Answer: {a}", f"{expr} = {a}. Answer: {a}", f"{expr} = {a}, so \\boxed{{{a}}}",
         f"{ramble} The result is {a}. Answer: {a}", f"Answer: {a}, or maybe {b}.",
-        f"I think it might be {a}, not sure. Answer: {a}", f"Answer: {a}. Answer: {a}. Answer: {a}.",
+        f"I think it might be {a}, not sure. Answer: {a}",
+            f"Answer: {a}. Answer: {a}. Answer: {a}.",
         f"{a} {a} {a}", f"Answer: {a}\nAnswer: {b}", f"{a} {b}",
     ]
 
@@ -109,10 +113,13 @@ def _expression(prompt: str) -> str:
     return last.rstrip("= ").strip() or "x"
 
 
-def candidate_responses(prompt: str, samples: Sequence[str], style: str, rng: random.Random) -> list[str]:
+def candidate_responses(prompt: str, samples: Sequence[str], style: str,
+                        rng: random.Random) -> list[str]:
     """The policy's own samples as they are, plus their first line dressed in every style."""
     answer = next((s.strip().splitlines()[0].strip() for s in samples if s.strip()), "0")
-    styled = _code_styles(answer, rng) if style == "code" else _answer_styles(answer, _expression(prompt), rng)
+    styled = _code_styles(answer, rng) if style == "code" else _answer_styles(answer,
+                                                                              _expression(prompt),
+                                                                                  rng)
     return list(dict.fromkeys([*samples, *styled]))  # distinct, order kept
 
 
@@ -125,7 +132,8 @@ def rubric_pairs(
     rng = random.Random(seed)
     pairs = []
     for prompt, own in zip(prompts, samples):
-        scored = [(r, rubric_score(r, style)) for r in candidate_responses(prompt, own, style, rng) if r.strip()]
+        scored = [(r, rubric_score(r, style)) for r in candidate_responses(prompt, own, style,
+                                                                           rng) if r.strip()]
         options = [(a, b) for i, a in enumerate(scored) for b in scored[i + 1 :] if a[1] != b[1]]
         for (r1, s1), (r2, s2) in rng.sample(options, min(pairs_per_prompt, len(options))):
             chosen, rejected = (r1, r2) if s1 > s2 else (r2, r1)

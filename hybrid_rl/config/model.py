@@ -1,0 +1,58 @@
+"""`model`: which policy to train and how to load it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Optional
+
+from hybrid_rl.config.checks import choice, positive
+
+
+@dataclass
+class TinyModelConfig:
+    """Shape of the built-in Llama (used when model.source=builtin)."""
+
+    hidden_size: int = 128  # width of the residual stream
+    num_layers: int = 4  # transformer blocks
+    num_heads: int = 4  # attention heads (no grouped-query attention)
+    intermediate_size: int = 512  # MLP width
+    max_position_embeddings: int = 256  # longest prompt + completion, in characters
+    init_seed: int = 0  # seed of the random initialisation
+
+    def problems(self) -> Iterator[str]:
+        for f in ("hidden_size", "num_layers", "num_heads", "intermediate_size",
+                  "max_position_embeddings"):
+            yield from positive(f, getattr(self, f))
+        if self.num_heads > 0 and self.hidden_size % self.num_heads:
+            yield f"hidden_size: {self.hidden_size} is not divisible by num_heads={self.num_heads}"
+
+
+@dataclass
+class ModelConfig:
+    """Which policy to train and how to load it."""
+
+    name: str = "tiny"  # label used in run folders and logs
+    # builtin (created locally) | hf (folder or hub id) | gguf (a .gguf file)
+    source: str = "builtin"
+    path: Optional[str] = None  # hf: folder or hub id; gguf: folder holding gguf_file
+    # load from the folder of this installed Python package instead of path
+    package: Optional[str] = None
+    gguf_file: Optional[str] = None  # gguf: file name inside path/package
+    dtype: str = "float32"  # float32 | bfloat16 | float16 (weights and training)
+    chat_template: bool = False  # wrap each prompt with the tokenizer's chat template
+    # run (or reuse a cached) SFT warm-up on task demonstrations before GRPO
+    warmup_sft: bool = False
+    gradient_checkpointing: bool = False  # trade compute for activation memory
+    trust_remote_code: bool = False  # allow model code from the folder (hf only)
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)  # built-in model shape
+
+    def problems(self) -> Iterator[str]:
+        yield from choice("source", self.source, {"builtin", "hf", "gguf"})
+        yield from choice("dtype", self.dtype, {"float32", "bfloat16", "float16"})
+        if self.source in ("hf", "gguf") and not (self.path or self.package):
+            yield f"path: source={self.source} needs model.path (or model.package)"
+        if self.source == "gguf" and not self.gguf_file:
+            yield "gguf_file: source=gguf needs the name of the .gguf file"
+        if self.source == "gguf" and self.warmup_sft:
+            yield ("warmup_sft: supported for builtin and hf models; run sft.py on an hf export "
+                   "of a gguf model")
+        yield from (f"tiny.{p}" for p in self.tiny.problems())

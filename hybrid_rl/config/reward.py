@@ -1,0 +1,108 @@
+"""`reward` (how verifiers run, the hacking watch) and `reward_model` (the learned signal)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Optional
+
+from hybrid_rl.config.checks import choice, positive
+
+
+@dataclass
+class HackingWatchConfig:
+    """Reward-hacking watch: does the learned (proxy) reward still agree with the verifier?"""
+
+    # the learned signal to watch (inactive when the task lacks it)
+    proxy_signal: str = "preference"
+    window: int = 3  # held-out evaluations compared (first vs last of the latest `window`)
+    min_proxy_rise: float = 0.05  # warn when the held-out proxy score rose at least this much...
+    min_accuracy_drop: float = 0.02  # ...while held-out verified accuracy fell at least this much
+    stop: bool = False  # also end training (saving a checkpoint) when it triggers
+
+    def problems(self) -> Iterator[str]:
+        if self.window < 2:
+            yield f"window: needs at least 2 evaluations to compare, got {self.window}"
+        yield from positive("min_proxy_rise", self.min_proxy_rise, allow_zero=True)
+        yield from positive("min_accuracy_drop", self.min_accuracy_drop, allow_zero=True)
+
+
+@dataclass
+class RewardConfig:
+    """How verifiers are run."""
+
+    num_workers: int = 2  # verifier worker processes (0: run verifiers in the trainer, unbounded)
+    timeout_s: float = 2.0  # a verifier call running longer is killed and scores None
+    # stop when more than this share of a signal's scores fail in a step
+    max_error_rate: float = 0.5
+    failures_file: str = "reward_failures.jsonl"  # offending samples are appended here (run folder)
+    # proxy vs verifier
+    hacking_watch: HackingWatchConfig = field(default_factory=HackingWatchConfig)
+
+    def problems(self) -> Iterator[str]:
+        yield from positive("num_workers", self.num_workers, allow_zero=True)
+        yield from positive("timeout_s", self.timeout_s)
+        if not 0.0 <= self.max_error_rate <= 1.0:
+            yield f"max_error_rate: must be in [0, 1], got {self.max_error_rate}"
+        yield from (f"hacking_watch.{p}" for p in self.hacking_watch.problems())
+
+
+@dataclass
+class PreferenceDataConfig:
+    """(prompt, chosen, rejected) pairs for the reward model (hybrid_rl/rewards/learned/pairs.py)."""
+
+    # generator (rubric-labelled policy samples) | jsonl | json | parquet | hf
+    source: str = "generator"
+    path: Optional[str] = None  # files: train file; hf: dataset id or local dataset folder
+    eval_path: Optional[str] = None  # files: validation file (else split off the train rows)
+    name: Optional[str] = None  # hf: dataset configuration name
+    split: str = "train"  # hf: training split
+    eval_split: Optional[str] = None  # hf: validation split (None: split off the train split)
+    on_bad_row: str = "error"  # error: stop naming file and row | skip: drop and count it
+    # source=generator (hybrid_rl/rewards/learned/rubric.py): pairs from the task's own policy
+    # samples
+    num_prompts: int = 1500  # task prompts sampled from the starting policy
+    samples_per_prompt: int = 2  # policy completions per prompt (the answers the styles dress up)
+    pairs_per_prompt: int = 2  # labelled pairs kept per prompt
+    label_noise: float = 0.1  # share of pairs whose label is flipped, as disagreeing raters would
+    seed: int = 0  # generator seed (prompt choice, styles, noise)
+
+    def problems(self) -> Iterator[str]:
+        yield from choice("source", self.source, {"generator", "jsonl", "json", "parquet", "hf"})
+        yield from choice("on_bad_row", self.on_bad_row, {"error", "skip"})
+        if self.source != "generator" and not self.path:
+            yield f"path: source={self.source} needs reward_model.data.path"
+        for f in ("num_prompts", "samples_per_prompt", "pairs_per_prompt"):
+            yield from positive(f, getattr(self, f))
+        if not 0.0 <= self.label_noise < 0.5:
+            yield f"label_noise: must be in [0, 0.5), got {self.label_noise}"
+
+
+@dataclass
+class RewardModelConfig:
+    """The learned preference reward (`verifier: preference`) and how train_rm.py trains it."""
+
+    # a trained reward model folder; None: train the default one (cached)
+    path: Optional[str] = None
+    # minilm (packaged all-MiniLM-L6-v2) | policy (starting policy + scalar head) | an HF folder
+    backbone: str = "minilm"
+    # tokens of prompt + response (longer ones are cut from the left of the prompt)
+    max_length: int = 128
+    batch_size: int = 16  # pairs per optimizer step
+    learning_rate: float = 5.0e-5  # AdamW learning rate (linear decay to 0)
+    max_steps: int = 300  # optimizer steps at most
+    max_time_s: Optional[float] = 240.0  # stop training after this many seconds, if set
+    # Bradley-Terry margin: -log sigmoid(r_c - r_r - margin) (plus a row's `margin` column)
+    margin: float = 0.0
+    # reward centring: + center_coef * mean((r_c + r_r)^2) keeps scores near 0
+    center_coef: float = 0.0
+    eval_fraction: float = 0.1  # share of pairs held out for validation (when no eval file/split)
+    score_batch_size: int = 128  # responses per forward pass when scoring rollouts
+    data: PreferenceDataConfig = field(default_factory=PreferenceDataConfig)  # training pairs
+
+    def problems(self) -> Iterator[str]:
+        for f in ("max_length", "batch_size", "learning_rate", "max_steps", "max_time_s",
+                  "score_batch_size"):
+            yield from positive(f, getattr(self, f))
+        yield from positive("center_coef", self.center_coef, allow_zero=True)
+        if not 0.0 < self.eval_fraction < 1.0:
+            yield f"eval_fraction: must be in (0, 1), got {self.eval_fraction}"
+        yield from (f"data.{p}" for p in self.data.problems())

@@ -1,0 +1,42 @@
+"""`rollout`: how completions are sampled."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+from hybrid_rl.config.checks import choice, positive
+
+
+@dataclass
+class RolloutConfig:
+    """How completions are sampled."""
+
+    backend: str = "hf"  # registered rollout backend (hf = transformers generate)
+    max_new_tokens: int = 8  # completion length limit, in tokens
+    temperature: float = 1.0  # sampling temperature (also applied to training log-probs)
+    top_p: float = 1.0  # nucleus sampling (1 = off)
+    top_k: int = 0  # top-k sampling (0 = off)
+    max_batch_sequences: int = 512  # most sequences per generate() call
+    # backend=vllm only (README "Scaling up"):
+    # share of GPU memory vLLM may take (weights + KV cache), colocated with training
+    gpu_memory_utilization: float = 0.3
+    kv_cache_gib: float = 1.0  # CPU builds of vLLM: KV-cache size in GiB (VLLM_CPU_KVCACHE_SPACE)
+    # skip CUDA-graph / torch.compile capture (faster start, slower sampling)
+    enforce_eager: bool = True
+    # after each weight sync, the engine's log-probs on a probe text must match the policy's
+    verify_sync: bool = True
+    # verify_sync: largest allowed log-prob gap (fp32; bf16 engines need about 0.1)
+    sync_tolerance: float = 1e-3
+
+    def problems(self) -> Iterator[str]:
+        yield from choice("backend", self.backend, {"hf", "vllm"})
+        if not 0.0 < self.gpu_memory_utilization <= 1.0:
+            yield f"gpu_memory_utilization: must be in (0, 1], got {self.gpu_memory_utilization}"
+        yield from positive("kv_cache_gib", self.kv_cache_gib)
+        yield from positive("sync_tolerance", self.sync_tolerance)
+        yield from positive("max_new_tokens", self.max_new_tokens)
+        yield from positive("temperature", self.temperature)
+        yield from positive("top_k", self.top_k, allow_zero=True)
+        yield from positive("max_batch_sequences", self.max_batch_sequences)
+        if not 0.0 < self.top_p <= 1.0:
+            yield f"top_p: must be in (0, 1], got {self.top_p}"
