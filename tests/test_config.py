@@ -4,12 +4,19 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 
+from hybrid_rl.config.reward import RewardConfig
+from hybrid_rl.config.rollout import RolloutConfig
+from hybrid_rl.config.run import DeepSpeedConfig
 from hybrid_rl.config.schema import ConfigError, register_configs
+from hybrid_rl.config.trainer import TrainerConfig
 from hybrid_rl.recipes.build import to_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 register_configs()
+SECTIONS = {"trainer": TrainerConfig, "reward": RewardConfig, "rollout": RolloutConfig,
+            "deepspeed": DeepSpeedConfig}
 GROUPS = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in CONF.iterdir() if g.is_dir()}
 
 
@@ -29,11 +36,38 @@ def test_every_option_composes_and_validates(group, option):
         overrides.append("task.data.path=/data/x.jsonl")
     if group == "model" and option == "hf":
         overrides.append("model.path=/models/x")
-    cfg = to_config(_compose(overrides))
+    composed = _compose(overrides)
+    cfg = to_config(composed)
     if group == "preset":  # a preset sets model, rollout, deepspeed and trainer values together
         assert cfg.model.name == option and cfg.rollout.backend == "vllm" and cfg.deepspeed.bf16
-    else:
-        assert getattr(cfg, group) is not None
+    # every value the option's file sets (and the options it extends) reaches the config
+    checked = 0
+    for key, value in _values_set_by(group, option):
+        if key.split(".")[-1] not in (o.split("=")[0].split(".")[-1] for o in overrides[1:]):
+            assert OmegaConf.select(composed, key) == value, (key, value)
+            checked += 1
+    if not checked:  # a file that sets nothing: the section is the schema's own defaults
+        assert OmegaConf.to_container(composed[group]) == OmegaConf.to_container(
+            OmegaConf.structured(SECTIONS[group]))
+
+
+def _values_set_by(group, option):
+    """(dotted key, value) for every leaf the YAML file sets, interpolations left out."""
+    node = OmegaConf.load(CONF / group / f"{option}.yaml")
+    is_global = (CONF / group / f"{option}.yaml").read_text().startswith("# @package _global_")
+    for parent in node.pop("defaults", []):
+        if isinstance(parent, str) and not parent.startswith("_"):
+            yield from _values_set_by(group, parent)
+    flat = OmegaConf.to_container(node, resolve=False)
+
+    def leaves(prefix, value):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                yield from leaves(f"{prefix}.{k}" if prefix else k, v)
+        elif not (isinstance(value, str) and "${" in value):
+            yield prefix, value
+
+    yield from leaves("" if is_global else group, flat)
 
 
 def test_defaults_are_the_documented_ones():

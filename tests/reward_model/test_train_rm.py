@@ -7,6 +7,7 @@ import torch
 from helpers.runs import read_jsonl, run_entry
 from omegaconf import OmegaConf
 
+from hybrid_rl.models.loading import ModelLoadError
 from hybrid_rl.rewards.learned.fit import evaluate_pairs
 from hybrid_rl.rewards.learned.model import RewardModel
 from hybrid_rl.rewards.learned.pairs import load_pairs
@@ -64,7 +65,7 @@ def test_a_bad_preference_file_names_file_and_row(tmp_path):
 
 
 def test_not_a_reward_model_folder_is_refused(tmp_path):
-    with pytest.raises(Exception, match="not a reward model saved by train_rm.py"):
+    with pytest.raises(ModelLoadError, match="not a reward model saved by train_rm.py"):
         RewardModel.load(tmp_path)
 
 

@@ -271,9 +271,12 @@ for address in ({path!r}, '\\0hybrid-rl-test-abstract', '/run/docker.sock', '/va
 
 # -------------------------------------- the usual ways out of a Python guard ----
 def _escape_attempt(run, tmp_path, how: str):
-    """Run `how` (code that should create `target` on the host); the host must stay clean."""
+    """Run `how` (code that should create `target` on the host); the host must stay clean, and
+    the program must still have loaded and been judged (a program that never ran proves
+    nothing)."""
     target = tmp_path / "escaped"
-    run(hostile(how.format(target=str(target))))
+    result = run(hostile(how.format(target=str(target))))
+    assert result.status == "pass", (result.status, result.error)
     assert not target.exists()
 
 
