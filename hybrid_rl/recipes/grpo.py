@@ -24,11 +24,11 @@ from hybrid_rl.recipes import build
 from hybrid_rl.recipes.reward_model import prepare_reward_model
 from hybrid_rl.rewards.composition import RewardComposer
 from hybrid_rl.rewards.hacking import HackingWatch
-from hybrid_rl.rollout.scored_groups import ScoredRollout, rollout_metrics, sample_groups
+from hybrid_rl.rollout.scored_groups import rollout_metrics, sample_groups, sample_rows
 from hybrid_rl.runtime import distributed
 from hybrid_rl.runtime.checkpoint import (
-    find_checkpoint,
     load_trainer_state,
+    resolve_resume,
     save_checkpoint,
     set_rng_state,
 )
@@ -36,15 +36,6 @@ from hybrid_rl.runtime.engine import make_engine
 from hybrid_rl.runtime.metrics import MetricsWriter, plot_training
 
 log = logging.getLogger("hybrid_rl")
-
-
-def resolve_resume(resume: str | None, run_dir: Path) -> Path | None:
-    if resume is None:
-        return None
-    ckpt = find_checkpoint(run_dir if resume == "auto" else resume)
-    if ckpt is None and resume != "auto":
-        raise FileNotFoundError(f"checkpoint.resume={resume}: no checkpoint found there")
-    return ckpt
 
 
 @dataclass
@@ -225,16 +216,6 @@ def sync_rollout_weights(run: Run) -> None:
         return
     with run.engine.gathered() as module:
         run.rollout.sync_weights(module)
-
-
-def sample_rows(scored: ScoredRollout, adv: torch.Tensor, n: int) -> list[dict]:
-    """The first n completions with everything needed to judge them by eye."""
-    return [
-        {"prompt": s.prompt, "completion": scored.batch.texts[i], "reference": s.reference,
-         "reward": scored.reward[i].item(), "advantage": adv[i].item(),
-         **{f"signal/{k}": v[i] for k, v in scored.values.items()}}
-        for i, s in enumerate(scored.samples[:n])
-    ]
 
 
 class NonFiniteTraining(RuntimeError):

@@ -113,3 +113,13 @@ def rollout_metrics(scored: ScoredRollout, accuracy_signal: str, proxy_signal: s
     m["completion/max_length"] = lengths.max().item() if len(lengths) else math.nan
     m["completion/truncated_fraction"] = batch.truncated.float().mean().item() if len(lengths) else math.nan
     return m
+
+
+def sample_rows(scored: ScoredRollout, adv: torch.Tensor, n: int) -> list[dict]:
+    """The first n completions with everything needed to judge them by eye."""
+    return [
+        {"prompt": s.prompt, "completion": scored.batch.texts[i], "reference": s.reference,
+         "reward": scored.reward[i].item(), "advantage": adv[i].item(),
+         **{f"signal/{k}": v[i] for k, v in scored.values.items()}}
+        for i, s in enumerate(scored.samples[:n])
+    ]

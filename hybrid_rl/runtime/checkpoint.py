@@ -107,3 +107,14 @@ def load_trainer_state(folder: Path) -> dict[str, Any]:
         return torch.load(folder / STATE_FILE, weights_only=False)
     except Exception as exc:
         raise CheckpointError(f"cannot read {folder / STATE_FILE}: {exc}") from exc
+
+
+def resolve_resume(resume: str | None, run_dir: Path) -> Path | None:
+    """checkpoint.resume's checkpoint: None (start fresh), "auto" (the latest in `run_dir`, if
+    any) or a run folder or checkpoint path, which must hold one."""
+    if resume is None:
+        return None
+    ckpt = find_checkpoint(run_dir if resume == "auto" else resume)
+    if ckpt is None and resume != "auto":
+        raise FileNotFoundError(f"checkpoint.resume={resume}: no checkpoint found there")
+    return ckpt
