@@ -100,8 +100,9 @@ def test_multirun_sweeps_variants_with_kl_reference(tmp_path):
     # update, and not every group was equal) or it found none (no update, all groups equal).
     dapo = steps[0]
     assert ("loss" in dapo) == (dapo["groups/all_equal_fraction"] < 1.0), dapo
-    # dr_grpo always updates; with mu = 2 the second pass follows a step, so KL is positive
-    assert steps[1]["kl"] > 0 and "loss" in steps[1]
+    # dr_grpo always updates, with its KL reference loaded (the KL's value after a step is
+    # checked in test_sampling_trainer.py; here every group may be equal, a zero gradient)
+    assert "kl" in steps[1] and "loss" in steps[1]
     assert "loss_type: dr_grpo" in (tmp_path / "sweep" / "1" / "config.yaml").read_text()
     assert "dynamic_sampling: fill" in (tmp_path / "sweep" / "0" / "config.yaml").read_text()
 
