@@ -82,7 +82,7 @@ def trl(steps: int, budget_s: float | None, run_dir: Path) -> dict:
     build.seed_everything(cfg.seed, cfg.num_threads)
     train_samples, held = build.task_samples(cfg)
     location, tokenizer, train_samples, held = build.prepare_start(cfg, train_samples, held)
-    scorer, _ = build.build_scorer(cfg, None)
+    scorer = build.build_scorer(cfg, None)
     data = Dataset.from_dict({"prompt": [s.prompt for s in train_samples],
                               "answer": [s.reference for s in train_samples]})
 

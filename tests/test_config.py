@@ -17,12 +17,15 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 register_configs()
 SECTIONS = {"trainer": TrainerConfig, "reward": RewardConfig, "rollout": RolloutConfig,
             "deepspeed": DeepSpeedConfig}
-GROUPS = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in CONF.iterdir() if g.is_dir()}
+# Groups train.py loads by another group's choice (conf/config.yaml: `optional X: ${task}`)
+DERIVED = {"task": "task_training", "preset": "preset_training"}
+GROUPS = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in CONF.iterdir()
+          if g.is_dir() and g.name not in DERIVED.values()}
 
 
-def _compose(overrides):
+def _compose(overrides, root="config"):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
+        return compose(config_name=root, overrides=overrides)
 
 
 def test_groups_exist():
@@ -38,23 +41,31 @@ def test_every_option_composes_and_validates(group, option):
         overrides.append("model.path=/models/x")
     composed = _compose(overrides)
     cfg = to_config(composed)
-    if group == "preset":  # a preset sets model, rollout, deepspeed and trainer values together
+    if group == "preset" and option != "none":  # model, rollout, DeepSpeed and trainer together
         assert cfg.model.name == option and cfg.rollout.backend == "vllm" and cfg.deepspeed.bf16
-    # every value the option's file sets (and the options it extends) reaches the config
-    checked = 0
-    for key, value in _values_set_by(group, option):
+    # every value the option's file sets (and the options it extends, and its training half)
+    # reaches the config
+    values = list(_values_set_by(group, option))
+    if group in DERIVED and (CONF / DERIVED[group] / f"{option}.yaml").is_file():
+        values += list(_values_set_by(DERIVED[group], option))
+    for key, value in values:
         if key.split(".")[-1] not in (o.split("=")[0].split(".")[-1] for o in overrides[1:]):
             assert OmegaConf.select(composed, key) == value, (key, value)
-            checked += 1
-    if not checked:  # a file that sets nothing: the section is the schema's own defaults
+    if not values and _is_global(group, option):  # sets nothing: the default composition
+        assert composed == _compose([])
+    elif not values:  # a file that sets nothing: the section is the schema's own defaults
         assert OmegaConf.to_container(composed[group]) == OmegaConf.to_container(
             OmegaConf.structured(SECTIONS[group]))
 
 
+def _is_global(group, option):
+    return (CONF / group / f"{option}.yaml").read_text().startswith("# @package _global_")
+
+
 def _values_set_by(group, option):
     """(dotted key, value) for every leaf the YAML file sets, interpolations left out."""
-    node = OmegaConf.load(CONF / group / f"{option}.yaml")
-    is_global = (CONF / group / f"{option}.yaml").read_text().startswith("# @package _global_")
+    node = OmegaConf.load(CONF / group / f"{option}.yaml") or OmegaConf.create()
+    is_global = _is_global(group, option)
     for parent in node.pop("defaults", []):
         if isinstance(parent, str) and not parent.startswith("_"):
             yield from _values_set_by(group, parent)
@@ -68,6 +79,25 @@ def _values_set_by(group, option):
             yield prefix, value
 
     yield from leaves("" if is_global else group, flat)
+
+
+@pytest.mark.parametrize("root", ["train_rm", "evaluate"])
+@pytest.mark.parametrize("option", GROUPS["task"] + [f"preset={p}" for p in GROUPS["preset"]])
+def test_other_recipes_carry_no_training_fields(root, option):
+    """train_rm.py and evaluate.py compose every task and preset from their own schemas: the
+    task's and preset's sampling and warm-up values arrive, training sections do not exist."""
+    overrides = [option if option.startswith("preset=") else f"task={option}"]
+    if option in ("gsm8k", "math_boxed"):
+        overrides.append("task.data.path=/data/x.jsonl")
+    composed = _compose(overrides, root)
+    to_config(composed)
+    assert not {"trainer", "deepspeed", "logging", "checkpoint"} & set(composed)
+    grpo = _compose(overrides)
+    for section in ("task", "model", "rollout", "sft"):
+        assert composed[section] == grpo[section], section
+    assert ("evaluate" in composed) == (root == "evaluate")
+    with pytest.raises(ConfigCompositionException):
+        _compose([*overrides, "trainer.max_steps=3"], root)
 
 
 def test_defaults_are_the_documented_ones():

@@ -3,8 +3,9 @@
 The dataclasses are the schema and YAML files under conf/ only set values. Hydra rejects an
 unknown key at composition ("Key 'lrr' is not in struct"); `Config.__post_init__` then checks
 every value and raises one ConfigError that names each offending field by its full path.
-Only the entry scripts (and hybrid_rl/recipes/build.py on their behalf) read this tree: components
-take plain arguments.
+Each recipe has its own schema built from the shared sections (RecipeConfig), so evaluate.py
+and train_rm.py carry no training fields. Only the recipes read this tree: components take
+plain arguments.
 """
 from __future__ import annotations
 
@@ -32,24 +33,17 @@ from sandbox.launch import SandboxSettings
 
 
 @dataclass
-class Config:
-    """Top-level config of train.py, sft.py, train_rm.py and evaluate.py."""
+class RecipeConfig:
+    """What every recipe reads: the task, the starting model and its warm-up, how it samples,
+    and the learned reward when a task uses one. Each recipe's schema adds its own sections."""
 
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    reward: RewardConfig = field(default_factory=RewardConfig)
+    # the SFT warm-up (its settings also name the cached warm-up model every recipe starts from)
+    sft: SFTConfig = field(default_factory=SFTConfig)
     # the `preference` signal
     reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
-    sft: SFTConfig = field(default_factory=SFTConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    logging: LoggingConfig = field(default_factory=LoggingConfig)
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)  # sharded training
-    # where model-written code runs
-    sandbox: SandboxSettings = field(default_factory=SandboxSettings)
-    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)  # evaluate.py only
     seed: int = 0  # seeds python, numpy and torch
     # built-in and warmed-up models are kept here
     cache_dir: str = "${oc.env:HYBRID_RL_CACHE,'~/.cache/hybrid_rl'}"
@@ -64,6 +58,36 @@ class Config:
         found += list(positive("num_threads", self.num_threads))
         if found:
             raise ConfigError("invalid config:\n  " + "\n  ".join(found))
+
+
+@dataclass
+class Config(RecipeConfig):
+    """train.py (GRPO) and sft.py, its warm-up as a command (conf/config.yaml)."""
+
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)  # sharded training
+    # where model-written code runs
+    sandbox: SandboxSettings = field(default_factory=SandboxSettings)
+
+
+@dataclass
+class RewardModelRecipeConfig(RecipeConfig):
+    """train_rm.py (conf/train_rm.yaml): the shared sections are all it reads."""
+
+
+@dataclass
+class EvaluateRecipeConfig(RecipeConfig):
+    """evaluate.py (conf/evaluate.yaml): how rewards are scored and models compared."""
+
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    # where model-written code runs
+    sandbox: SandboxSettings = field(default_factory=SandboxSettings)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)  # which models
 
 
 def package_file(package: str, relative: str) -> str:
@@ -81,8 +105,11 @@ def package_file(package: str, relative: str) -> str:
 
 
 def register_configs() -> None:
-    """Put the schema in Hydra's ConfigStore; conf/config.yaml names it first in its defaults."""
+    """Put each recipe's schema in Hydra's ConfigStore; each config root under conf/ names its
+    own first in its defaults."""
     if not OmegaConf.has_resolver("package_file"):
         OmegaConf.register_new_resolver("package_file", package_file)
     cs = ConfigStore.instance()
     cs.store(name="hybrid_rl_schema", node=Config)
+    cs.store(name="hybrid_rl_reward_model_schema", node=RewardModelRecipeConfig)
+    cs.store(name="hybrid_rl_evaluate_schema", node=EvaluateRecipeConfig)

@@ -15,7 +15,7 @@ from transformers import AutoConfig
 
 from hybrid_rl import plugins
 from hybrid_rl.algo.optim import make_optimizer
-from hybrid_rl.config.schema import Config, ConfigError
+from hybrid_rl.config.schema import Config, ConfigError, RecipeConfig
 from hybrid_rl.data.loaders import load_task_samples
 from hybrid_rl.data.samples import DataError, Sample, drop_overlong
 from hybrid_rl.models.loading import (
@@ -87,7 +87,7 @@ def seed_everything(seed: int, num_threads: Optional[int]) -> None:
         torch.set_num_threads(num_threads)
 
 
-def task_samples(cfg: Config) -> tuple[list[Sample], list[Sample]]:
+def task_samples(cfg: RecipeConfig) -> tuple[list[Sample], list[Sample]]:
     train, held, skipped = load_task_samples(cfg.task.data, cfg.task.name)
     if skipped:
         log.warning("skipped %d bad rows (task.data.on_bad_row=skip); first: %s", len(skipped),
@@ -96,7 +96,7 @@ def task_samples(cfg: Config) -> tuple[list[Sample], list[Sample]]:
     return train, held
 
 
-def base_location(cfg: Config) -> str:
+def base_location(cfg: RecipeConfig) -> str:
     """Folder (or hub id) of the model before any warm-up."""
     m = cfg.model
     if m.source == "builtin":
@@ -104,7 +104,7 @@ def base_location(cfg: Config) -> str:
     return resolve_model_location(m.source, m.path, m.package)
 
 
-def prepare_start(cfg: Config, train: list[Sample], held: list[Sample]):
+def prepare_start(cfg: RecipeConfig, train: list[Sample], held: list[Sample]):
     """(starting-model location, tokenizer, train, held) with prompts in the model's format;
     runs or reuses the SFT warm-up when model.warmup_sft is set."""
     location = base_location(cfg)
@@ -125,7 +125,7 @@ def prepare_start(cfg: Config, train: list[Sample], held: list[Sample]):
     return location, tokenizer, train, held
 
 
-def fit_context(cfg: Config, location: str, tokenizer, train: list[Sample], held: list[Sample]):
+def fit_context(cfg: RecipeConfig, location: str, tokenizer, train: list[Sample], held: list[Sample]):
     """Check every prompt leaves room for rollout.max_new_tokens in the model's context."""
     model_config = AutoConfig.from_pretrained(location, gguf_file=cfg.model.gguf_file)
     context = getattr(model_config, "max_position_embeddings", None)
@@ -191,9 +191,10 @@ def shard_reference(cfg: Config, reference):
     return reference_under_zero3(reference)
 
 
-def build_scorer(cfg: Config, run_dir: Optional[Path]) -> tuple[RewardScorer, RewardComposer]:
-    """The task's reward signals (verifiers found by name or `_target_`) and how they combine."""
-    signals, rules = [], {}
+def build_scorer(cfg, run_dir: Optional[Path]) -> RewardScorer:
+    """The task's reward signals, verifiers found by name or `_target_` (train.py, sft.py and
+    evaluate.py configs: they have `reward` and `sandbox`)."""
+    signals = []
     # What a verifier class may ask for in its constructor (verifiers/registry.py construct):
     # the code verifier starts and checks its sandbox here, before any model is loaded.
     settings = {"sandbox": cfg.sandbox, "reward_model_path": cfg.reward_model.path,
@@ -202,14 +203,20 @@ def build_scorer(cfg: Config, run_dir: Optional[Path]) -> tuple[RewardScorer, Re
         verifier = plugins.build(VERIFIERS, sig.verifier, f"task.rewards.{name}.verifier",
                                  **settings)
         signals.append(Signal(name, verifier, sig.weight))
-        rules[name] = SignalRule(sig.weight, sig.normalize, sig.gate, sig.gate_min)
     failures = Path(run_dir) / cfg.reward.failures_file if run_dir is not None else None
-    scorer = RewardScorer({cfg.task.name: signals}, failures, cfg.reward.max_error_rate,
-                          num_workers=cfg.reward.num_workers, timeout_s=cfg.reward.timeout_s)
-    return scorer, RewardComposer({cfg.task.name: rules}, eps=cfg.trainer.advantage_eps)
+    return RewardScorer({cfg.task.name: signals}, failures, cfg.reward.max_error_rate,
+                        num_workers=cfg.reward.num_workers, timeout_s=cfg.reward.timeout_s)
 
 
-def build_rollout(cfg: Config, policy, tokenizer, gather=None):
+def build_composer(cfg: Config) -> RewardComposer:
+    """How the task's signals combine into one reward per sample (gates, normalisation,
+    weights); training only."""
+    rules = {name: SignalRule(sig.weight, sig.normalize, sig.gate, sig.gate_min)
+             for name, sig in cfg.task.signals().items()}
+    return RewardComposer({cfg.task.name: rules}, eps=cfg.trainer.advantage_eps)
+
+
+def build_rollout(cfg: RecipeConfig, policy, tokenizer, gather=None):
     """The rollout backend. `gather` (ZeRO-3) makes the full weights present while the hf
     backend samples from the training module; vLLM keeps its own copy and ignores it."""
     r = cfg.rollout

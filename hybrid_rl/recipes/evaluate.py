@@ -70,7 +70,7 @@ def main(dcfg: DictConfig) -> float:
     if e.compare:
         roles.append(("compare", model_folder(e.compare)))
     reference = None if e.reference is None else (start if e.reference == "start" else model_folder(e.reference))
-    scorer, _ = build.build_scorer(cfg, out_dir)
+    scorer = build.build_scorer(cfg, out_dir)
     # the `preference` judge, when the task has it
     prepare_reward_model(cfg, start, tokenizer, train, scorer)
     try:

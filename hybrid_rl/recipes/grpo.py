@@ -70,7 +70,7 @@ def setup(cfg: Config, run_dir: Path) -> Run:
     t = cfg.trainer
     # Verifiers first: an unknown name fails before minutes of data and model work, and the
     # worker processes fork from a small process, before any model is loaded.
-    scorer, composer = build.build_scorer(cfg, run_dir)
+    scorer, composer = build.build_scorer(cfg, run_dir), build.build_composer(cfg)
     train, held = build.task_samples(cfg)
     with distributed.main_process_first():  # rank 0 fills the caches, the others reuse them
         location, tokenizer, train, held = build.prepare_start(cfg, train, held)

@@ -18,7 +18,7 @@ from typing import Optional
 
 from omegaconf import DictConfig
 
-from hybrid_rl.config.schema import Config
+from hybrid_rl.config.schema import RecipeConfig
 from hybrid_rl.data.samples import DataError, Sample
 from hybrid_rl.models.loading import load_policy, publish_folder, settings_key
 from hybrid_rl.recipes import build
@@ -34,11 +34,11 @@ from hybrid_rl.runtime import distributed
 log = logging.getLogger("hybrid_rl")
 
 
-def uses_reward_model(cfg: Config) -> bool:
+def uses_reward_model(cfg: RecipeConfig) -> bool:
     return any(sig.verifier == PREFERENCE for sig in cfg.task.signals().values())
 
 
-def prepare_reward_model(cfg: Config, location: str, tokenizer, train: list[Sample],
+def prepare_reward_model(cfg: RecipeConfig, location: str, tokenizer, train: list[Sample],
                          scorer: RewardScorer) -> Optional[str]:
     """Give the scorer's `preference` signals their reward model when the task uses one:
     reward_model.path, or the default one, trained on rubric-labelled samples of the starting
@@ -65,7 +65,7 @@ def prepare_reward_model(cfg: Config, location: str, tokenizer, train: list[Samp
     return folder
 
 
-def policy_samples(cfg: Config, location: str, tokenizer, prompts: list[str],
+def policy_samples(cfg: RecipeConfig, location: str, tokenizer, prompts: list[str],
                    n: int) -> list[list[str]]:
     """n sampled completions of the starting policy per prompt (rollout settings)."""
     policy = load_policy(location, dtype=cfg.model.dtype,
@@ -84,7 +84,7 @@ def policy_samples(cfg: Config, location: str, tokenizer, prompts: list[str],
     return [texts[j * n : (j + 1) * n] for j in range(len(prompts))]
 
 
-def preference_pairs(cfg: Config, location: Optional[str], tokenizer, train: list[Sample]):
+def preference_pairs(cfg: RecipeConfig, location: Optional[str], tokenizer, train: list[Sample]):
     """(training pairs, validation pairs): read from reward_model.data, or generated from the
     starting policy's own samples and labelled by the rubric (hybrid_rl/rewards/learned/rubric.py)."""
     d = cfg.reward_model.data
@@ -110,7 +110,7 @@ def preference_pairs(cfg: Config, location: Optional[str], tokenizer, train: lis
     return pairs, held
 
 
-def train_reward_model(cfg: Config, location: Optional[str], tokenizer, train: list[Sample],
+def train_reward_model(cfg: RecipeConfig, location: Optional[str], tokenizer, train: list[Sample],
                        out: Path) -> dict:
     """Pairs -> Bradley-Terry training -> a reward-model folder at `out` (with its pairs and
     validation metrics in hybrid_rl_reward_model.json). Returns that metadata."""

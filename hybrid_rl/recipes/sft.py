@@ -24,7 +24,7 @@ def main(dcfg: DictConfig) -> float:
     train, held = build.task_samples(cfg)
     location, tokenizer, train, held = build.prepare_start(cfg, train, held)
     policy, _ = build.load_models(cfg, location)
-    scorer, _ = build.build_scorer(cfg, run_dir)
+    scorer = build.build_scorer(cfg, run_dir)
     prepare_reward_model(cfg, location, tokenizer, train, scorer)
     rollout = build.build_rollout(cfg, policy, tokenizer)
     res = heldout_accuracy(rollout, held, scorer, cfg.task.accuracy_signal)
