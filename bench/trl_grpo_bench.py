@@ -52,7 +52,9 @@ def ours(steps: int, budget_s: float | None, run_dir: Path) -> dict:
     from hybrid_rl.recipes import build
     from hybrid_rl.recipes import grpo as train
 
-    cfg = config([f"trainer.max_steps={steps}"] + ([f"trainer.max_time_s={budget_s}"] if budget_s else []))
+    cfg = config(
+        [f"trainer.max_steps={steps}"] + ([f"trainer.max_time_s={budget_s}"] if budget_s else [])
+    )
     build.seed_everything(cfg.seed, cfg.num_threads)
     run = train.setup(cfg, run_dir)
     times = []

@@ -4,13 +4,14 @@ A name resolves to an object registered in this process, a built-in listed below
 first use), or an entry point that an installed package declares in the kind's group. A config
 may also give a mapping with `_target_` instead of a name (`build`).
 
-| kind            | entry-point group            | a registered object is                          |
-|-----------------|------------------------------|-------------------------------------------------|
-| verifier        | hybrid_rl.verifiers          | a batch scorer, or a class constructed with settings |
-| rollout backend | hybrid_rl.rollout_backends   | factory(policy, tokenizer, **rollout settings)  |
-| task generator  | hybrid_rl.task_generators    | fn(num, seed, **args) -> (problem, answer, demo[, meta]) |
-| row format      | hybrid_rl.row_formats        | fn(row, where, prompt_field, answer_field) -> (problem, reference, demo, meta) |
+- verifier (group hybrid_rl.verifiers): a batch scorer, or a class constructed with settings;
+- rollout backend (hybrid_rl.rollout_backends): factory(policy, tokenizer, **rollout settings);
+- task generator (hybrid_rl.task_generators): fn(num, seed, **args) returning
+  (problem, answer, demonstration[, meta]) tuples;
+- row format (hybrid_rl.row_formats): fn(row, where, prompt_field, answer_field) returning
+  (problem, reference, demonstration, meta), raising ValueError for a bad row.
 """
+
 from __future__ import annotations
 
 from typing import Any

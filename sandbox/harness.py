@@ -304,7 +304,8 @@ def make_non_dumpable():
 
 
 def kill_everything_else():
-    """SIGKILL every process this uid may signal in the sandbox but this one and pid 1, until none is left."""
+    """SIGKILL every process this uid may signal in the sandbox but this one and pid 1, until
+    none is left."""
     for _ in range(10000):
         try:
             os.kill(-1, SIGKILL)

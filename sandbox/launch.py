@@ -134,8 +134,9 @@ class UidLease:
             self._fd = None
 
 
-def bwrap_launch(settings: SandboxSettings, uid: Optional[int], harness_fd: int, channel: tuple[int,
-                                                                                                int]) -> Launch:
+def bwrap_launch(
+    settings: SandboxSettings, uid: Optional[int], harness_fd: int, channel: tuple[int, int]
+) -> Launch:
     """`uid`: the worker's leased uid when started as root (None: run as ourselves)."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:

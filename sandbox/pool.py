@@ -134,7 +134,8 @@ class Worker:
     # ------------------------------------------------------------------ jobs ----
     def run(self, job: Job) -> ExecResult:
         grace = REPLY_GRACE_S
-        if self.proc is None or self.proc.poll() is not None or self.jobs_done >= self.settings.jobs_per_sandbox:
+        worn_out = self.jobs_done >= self.settings.jobs_per_sandbox
+        if self.proc is None or self.proc.poll() is not None or worn_out:
             self.stop()
             self.start()
             grace = START_GRACE_S
@@ -170,7 +171,8 @@ class Worker:
         return self._result(verdict, secret, started)
 
     def _result(self, verdict, secret: bytes, started: float) -> ExecResult:
-        if type(verdict) is not dict or verdict.get("secret") != secret or verdict.get("status") not in STATUSES:
+        forged = type(verdict) is not dict or verdict.get("secret") != secret
+        if forged or verdict.get("status") not in STATUSES:
             self.stop()  # whatever wrote this frame, the channel can no longer be trusted
             return ExecResult(
                 "error",

@@ -73,7 +73,9 @@ def test_train_py_task_code_runs_with_sandboxed_rewards_and_pass_at_k(tmp_path):
                 "reward/correctness/timeouts"):
         assert key in train_rows[0]
     evals = [r for r in rows if "eval/pass@3" in r]
-    assert len(evals) == 3 and all(0.0 <= r["eval/pass@1"] <= r["eval/pass@3"] <= 1.0 for r in evals)
+    assert len(evals) == 3 and all(
+        0.0 <= r["eval/pass@1"] <= r["eval/pass@3"] <= 1.0 for r in evals
+    )
     assert "held-out accuracy: start" in proc.stderr + proc.stdout
 
 

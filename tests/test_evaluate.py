@@ -24,7 +24,10 @@ def test_markdown_report_puts_models_side_by_side():
     assert "| metric | `step_10` | `start` |" in text
     assert "| greedy accuracy | 0.500 | 0.250 |" in text
     assert "| pass@4 (unbiased, sampled) | 0.750 | 0.500 |" in text
-    assert "| win rate vs reference (judged by `correctness`) | 0.600 (3W/0T/2L) | 0.500 (0W/4T/0L) |" in text
+    assert (
+        "| win rate vs reference (judged by `correctness`) | 0.600 (3W/0T/2L) | 0.500 (0W/4T/0L) |"
+        in text
+    )
     assert "| mean completion length (tokens) | 3.0 | 4.5 |" in text
 
 
@@ -49,12 +52,17 @@ def test_evaluate_writes_json_markdown_and_plots_for_two_checkpoints(trained):
     assert [m["name"] for m in results["models"]] == ["step_000002", "step_000001"]
     assert results["num_problems"] == 8 and results["judge_signal"] == "correctness"
     for model in results["models"]:
-        assert 0.0 <= model["accuracy"] <= 1.0 and model["signal_means"]["correctness"] == model["accuracy"]
+        assert (
+            0.0 <= model["accuracy"] <= 1.0
+            and model["signal_means"]["correctness"] == model["accuracy"]
+        )
         assert 0.0 <= model["pass_at_k"]["1"] <= model["pass_at_k"]["3"] <= 1.0
         w = model["win_rate"]
         assert w["wins"] + w["ties"] + w["losses"] == 8
     assert "| metric | `step_000002` | `step_000001` |" in (out / "report.md").read_text()
-    assert (out / "metrics.png").stat().st_size > 1000 and (out / "lengths.png").stat().st_size > 1000
+    assert (out / "metrics.png").stat().st_size > 1000 and (
+        out / "lengths.png"
+    ).stat().st_size > 1000
 
 
 def test_evaluating_the_reference_against_itself_is_all_ties(trained):
@@ -64,7 +72,11 @@ def test_evaluating_the_reference_against_itself_is_all_ties(trained):
     # no checkpoint: the starting model vs itself
     run_entry("evaluate.py", out, cache=trained / "cache")
     (model,) = json.loads((out / "results.json").read_text())["models"]
-    assert model["name"] == "start" and model["win_rate"]["ties"] == 8 and model["win_rate"]["win_rate"] == 0.5
+    assert (
+        model["name"] == "start"
+        and model["win_rate"]["ties"] == 8
+        and model["win_rate"]["win_rate"] == 0.5
+    )
     # evaluate.yaml samples 4 per problem by default
     assert model["pass_at_k"] and "1" in model["pass_at_k"]
 
@@ -74,7 +86,12 @@ def test_bad_paths_and_signals_are_named(trained):
 
     proc = run_entry("evaluate.py", trained / "bad", f"evaluate.checkpoint={trained / 'nowhere'}",
                      cache=trained / "cache", check=False)
-    assert proc.returncode != 0 and "is not a model folder" in proc.stderr and "nowhere" in proc.stderr
+    assert (
+        proc.returncode != 0 and "is not a model folder" in proc.stderr and "nowhere" in proc.stderr
+    )
     proc = run_entry("evaluate.py", trained / "bad2", "evaluate.judge_signal=style",
                      cache=trained / "cache", check=False)
-    assert proc.returncode != 0 and "evaluate.judge_signal: 'style' is not one of the task's signals" in proc.stderr
+    assert (
+        proc.returncode != 0
+        and "evaluate.judge_signal: 'style' is not one of the task's signals" in proc.stderr
+    )

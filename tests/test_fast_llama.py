@@ -34,7 +34,8 @@ def llama(kv_heads=4, tie=True, **extra):
 
 
 def batch(n=3):
-    """Left-padded prompts of different lengths, each repeated n times, and right-padded completions."""
+    """Left-padded prompts of different lengths, each repeated n times, and right-padded
+    completions."""
     TOK.padding_side = "left"
     enc = TOK(["12+3=", "7-100=", "x"], return_tensors="pt", padding=True, add_special_tokens=False)
     TOK.padding_side = "right"
@@ -172,7 +173,10 @@ def test_sampled_logprobs_equal_the_trainers_and_finished_rows_stay_padded():
                                   out.completion_mask, 0.8)
     m = out.completion_mask.bool()
     # the trainer applies temperature only; where top-k/p cut nothing that matters, values agree
-    assert torch.isfinite(out.rollout_logprobs[m]).all() and (out.rollout_logprobs[m] >= logp[m] - 1e-4).all()
+    assert (
+        torch.isfinite(out.rollout_logprobs[m]).all()
+        and (out.rollout_logprobs[m] >= logp[m] - 1e-4).all()
+    )
     assert (out.completion_ids[~m] == TOK.pad_token_id).all()
 
 

@@ -56,11 +56,16 @@ def test_training_with_the_installed_plugin_and_a_target_factory(installed_plugi
 def test_unknown_verifier_and_bad_target_are_named(tmp_path):
     proc = run_entry("train.py", tmp_path / "a", "+task.rewards.x={verifier: nope}",
                      cache=tmp_path / "c", check=False)
-    assert proc.returncode != 0 and "task.rewards.x.verifier: unknown verifier 'nope'" in proc.stderr
+    assert (
+        proc.returncode != 0 and "task.rewards.x.verifier: unknown verifier 'nope'" in proc.stderr
+    )
     proc = run_entry("train.py", tmp_path / "b", "+task.rewards.x={verifier: {_target_: "
                                                  "no.such.factory}}",
                      cache=tmp_path / "c", check=False)
-    assert proc.returncode != 0 and "task.rewards.x.verifier: cannot instantiate 'no.such.factory'" in proc.stderr
+    assert (
+        proc.returncode != 0
+        and "task.rewards.x.verifier: cannot instantiate 'no.such.factory'" in proc.stderr
+    )
 
 
 def test_decorator_registration_and_name_clash():

@@ -101,7 +101,9 @@ def test_grpo_update_moves_the_policy_and_reports_stats(tiny, mu, beta):
     stats = grpo_update(TorchEngine(model, opt, sched, 1.0), reference, batch, adv, settings)
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert sched.last_epoch == mu  # one optimizer step per pass
-    assert stats["grad_norm"] > 0 and 0 <= stats["clip_fraction/total"] <= 1 and stats["entropy"] > 0
+    assert (
+        stats["grad_norm"] > 0 and 0 <= stats["clip_fraction/total"] <= 1 and stats["entropy"] > 0
+    )
     if mu == 1:
         assert stats["clip_fraction/total"] == 0  # ratio is exactly 1 on the first pass
     if beta:

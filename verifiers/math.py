@@ -171,7 +171,9 @@ def _relations_equal(r1, r2) -> bool:
         return False
     ratios = _at_probes(d1 / d2) if (d1.free_symbols or d2.free_symbols) else [sympy.N(d1 / d2, 30)]
     first = ratios[0]
-    if not first.is_finite or abs(first) < 1e-12 or not all(abs(r - first) <= 1e-9 * abs(first) for r in ratios):
+    if not first.is_finite or abs(first) < 1e-12:
+        return False
+    if not all(abs(r - first) <= 1e-9 * abs(first) for r in ratios):
         return False  # not a constant multiple of each other
     return bool(first > 0) if o1 in (">", ">=") else True  # equations may scale by any non-zero
 
@@ -293,7 +295,9 @@ def reset() -> None:
 
 # Answers made only of numbers, brackets, separators, arithmetic and a few commands cannot make
 # sympy work long (no powers, factorials, roots or symbols), so they skip the worker round trip.
-_CHEAP_TOKENS = re.compile(r"[\d\s.,+\-*/(){}\[\]<>=%]|\\(?:frac|infty|cup|\{|\}|pi|le|ge|leq|geq)(?![a-zA-Z])")
+_CHEAP_TOKENS = re.compile(
+    r"[\d\s.,+\-*/(){}\[\]<>=%]|\\(?:frac|infty|cup|\{|\}|pi|le|ge|leq|geq)(?![a-zA-Z])"
+)
 
 
 def _cheap(s: str) -> bool:
@@ -313,7 +317,9 @@ def bounded_match(predicted: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_
         _POOL_OWNER = os.getpid()
     outcome = _POOL.run([(0, (predicted, gold))])[0]
     if outcome.error is not None:
-        raise (TimeoutError if "timed out" in outcome.error else RuntimeError)(outcome.error.splitlines()[0])
+        raise (TimeoutError if "timed out" in outcome.error else RuntimeError)(
+            outcome.error.splitlines()[0]
+        )
     return bool(outcome.value)
 
 

@@ -50,7 +50,9 @@ def _worker_loop(functions: Sequence[Callable], conn: Connection, parent_pid: in
         try:
             conn.send(Outcome(value=functions[index](*args)))
         except BaseException as exc:  # report everything, including SystemExit from user code
-            conn.send(Outcome(error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"))
+            conn.send(
+                Outcome(error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}")
+            )
 
 
 class _Worker:
@@ -128,7 +130,8 @@ class WorkerPool:
                 w.item, w.started = index, time.monotonic()
 
     def _dispatch(self, w: _Worker, item) -> None:
-        """Send `item` to an idle worker; one that died while idle (a crash, a kill) is replaced first."""
+        """Send `item` to an idle worker; one that died while idle (a crash, a kill) is replaced
+        first."""
         try:
             w.conn.send(item)
         except (BrokenPipeError, OSError):

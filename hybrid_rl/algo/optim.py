@@ -15,7 +15,11 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
     keeps the default kernel so that warm-ups cached by earlier versions stay what a fresh
     warm-up would produce."""
     params = [p for p in model.parameters() if p.requires_grad]
-    fused = fused and len({p.device.type for p in params}) == 1 and all(p.is_floating_point() for p in params)
+    fused = (
+        fused
+        and len({p.device.type for p in params}) == 1
+        and all(p.is_floating_point() for p in params)
+    )
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=tuple(betas),
                              fused=fused or None)
 

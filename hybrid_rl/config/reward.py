@@ -47,7 +47,8 @@ class RewardConfig:
 
 @dataclass
 class PreferenceDataConfig:
-    """(prompt, chosen, rejected) pairs for the reward model (hybrid_rl/rewards/learned/pairs.py)."""
+    """(prompt, chosen, rejected) pairs for the reward model
+    (hybrid_rl/rewards/learned/pairs.py)."""
 
     # generator (rubric-labelled policy samples) | jsonl | json | parquet | hf
     source: str = "generator"

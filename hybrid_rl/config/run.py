@@ -43,7 +43,8 @@ class EvalConfig:
         yield from positive("every_steps", self.every_steps, allow_zero=True)
         yield from positive("batch_size", self.batch_size)
         yield from positive("samples_per_prompt", self.samples_per_prompt, allow_zero=True)
-        if self.samples_per_prompt and not all(1 <= k <= self.samples_per_prompt for k in self.pass_k):
+        n = self.samples_per_prompt
+        if n and not all(1 <= k <= n for k in self.pass_k):
             yield ("pass_k: every k must be in [1, "
                    f"samples_per_prompt={self.samples_per_prompt}], got {list(self.pass_k)}")
 

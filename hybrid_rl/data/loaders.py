@@ -53,7 +53,9 @@ def rows_to_samples(rows, where: str, cfg, task: str, skipped: list[str]) -> lis
         except ValueError as exc:
             message = f"{where}, row {i}: {exc}"
             if cfg.on_bad_row == "error":
-                raise DataError(message + " (set task.data.on_bad_row=skip to drop bad rows)") from None
+                raise DataError(
+                    message + " (set task.data.on_bad_row=skip to drop bad rows)"
+                ) from None
             skipped.append(message)
             continue
         meta = {**meta, "source": where, "row": i}
@@ -89,7 +91,9 @@ def _file_samples(cfg, task: str, skipped: list[str]) -> tuple[list[Sample], lis
     train = rows_to_samples(_load_rows(cfg, cfg.path, cfg.split), where, cfg, task, skipped)
     held_source = cfg.eval_path if cfg.source != "hf" else (cfg.eval_split and cfg.eval_split)
     if held_source:
-        held_where = cfg.eval_path if cfg.source != "hf" else f"dataset {cfg.path} split {cfg.eval_split}"
+        held_where = (
+            cfg.eval_path if cfg.source != "hf" else f"dataset {cfg.path} split {cfg.eval_split}"
+        )
         held = rows_to_samples(_load_rows(cfg, cfg.eval_path, cfg.eval_split), held_where, cfg,
                                task, skipped)
     else:  # no held-out file: split a seeded share off the training rows
@@ -108,7 +112,11 @@ def load_task_samples(cfg, task: str) -> tuple[list[Sample], list[Sample], list[
     else:
         train, held = _file_samples(cfg, task, skipped)
     if not train:
-        raise DataError(f"task {task!r}: no training samples (source={cfg.source}, path={cfg.path})")
+        raise DataError(
+            f"task {task!r}: no training samples (source={cfg.source}, path={cfg.path})"
+        )
     if not held:
-        raise DataError(f"task {task!r}: no held-out samples (source={cfg.source}, path={cfg.path})")
+        raise DataError(
+            f"task {task!r}: no held-out samples (source={cfg.source}, path={cfg.path})"
+        )
     return train, held, skipped

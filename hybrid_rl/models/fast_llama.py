@@ -92,11 +92,20 @@ class LeanWeights:
 
     def __init__(self, model: torch.nn.Module, positions: int):
         self.layers = [
-            (layer.input_layernorm,
-             torch.cat([layer.self_attn.q_proj.weight, layer.self_attn.k_proj.weight,
-                        layer.self_attn.v_proj.weight]),
-             layer.self_attn.o_proj.weight, layer.post_attention_layernorm,
-             torch.cat([layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight]), layer.mlp.down_proj.weight)
+            (
+                layer.input_layernorm,
+                torch.cat(
+                    [
+                        layer.self_attn.q_proj.weight,
+                        layer.self_attn.k_proj.weight,
+                        layer.self_attn.v_proj.weight,
+                    ]
+                ),
+                layer.self_attn.o_proj.weight,
+                layer.post_attention_layernorm,
+                torch.cat([layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight]),
+                layer.mlp.down_proj.weight,
+            )
             for layer in model.model.layers
         ]
         attn = model.model.layers[0].self_attn

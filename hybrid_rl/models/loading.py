@@ -99,7 +99,9 @@ def load_policy(
             location, dtype=DTYPES[dtype], gguf_file=gguf_file, trust_remote_code=trust_remote_code
         )
     except Exception as exc:
-        raise ModelLoadError(f"cannot load a causal LM from {location}: {type(exc).__name__}: {exc}") from exc
+        raise ModelLoadError(
+            f"cannot load a causal LM from {location}: {type(exc).__name__}: {exc}"
+        ) from exc
     return model
 
 

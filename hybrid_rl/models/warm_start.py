@@ -25,7 +25,9 @@ def warm_start(
     demos = [s for s in samples if s.demonstration]
     if not demos:
         raise ValueError("SFT warm-up needs demonstrations, and this task's samples have none")
-    data = hashlib.sha256("\0".join(f"{s.prompt}\0{s.demonstration}" for s in demos).encode()).hexdigest()
+    data = hashlib.sha256(
+        "\0".join(f"{s.prompt}\0{s.demonstration}" for s in demos).encode()
+    ).hexdigest()
     key = settings_key(str(base_folder), key_parts, data, steps, batch_size, learning_rate,
                        lr_schedule, weight_decay, seed)
     folder = Path(cache_dir).expanduser() / "sft" / key

@@ -61,7 +61,9 @@ def start_processes(dcfg: DictConfig) -> None:
                           f"evenly over {world} processes")
     if world > 1 and t.dynamic_sampling != "off":
         # Ranks would keep different numbers of groups, and ZeRO's collectives need equal work.
-        raise ConfigError("trainer.dynamic_sampling: only 'off' is supported with several processes")
+        raise ConfigError(
+            "trainer.dynamic_sampling: only 'off' is supported with several processes"
+        )
 
 
 def start_run(dcfg: DictConfig) -> tuple[Config, Path]:
@@ -125,7 +127,9 @@ def prepare_start(cfg: RecipeConfig, train: list[Sample], held: list[Sample]):
     return location, tokenizer, train, held
 
 
-def fit_context(cfg: RecipeConfig, location: str, tokenizer, train: list[Sample], held: list[Sample]):
+def fit_context(
+    cfg: RecipeConfig, location: str, tokenizer, train: list[Sample], held: list[Sample]
+):
     """Check every prompt leaves room for rollout.max_new_tokens in the model's context."""
     model_config = AutoConfig.from_pretrained(location, gguf_file=cfg.model.gguf_file)
     context = getattr(model_config, "max_position_embeddings", None)

@@ -39,7 +39,9 @@ def model_folder(path: str) -> str:
 
 
 def judge_signal(cfg) -> str:
-    judge = cfg.evaluate.judge_signal or ("preference" if "preference" in cfg.task.rewards else cfg.task.accuracy_signal)
+    judge = cfg.evaluate.judge_signal or (
+        "preference" if "preference" in cfg.task.rewards else cfg.task.accuracy_signal
+    )
     if judge not in cfg.task.rewards:
         raise ConfigError(f"evaluate.judge_signal: {judge!r} is not one of the task's signals "
                           f"{sorted(cfg.task.rewards)}")
@@ -50,7 +52,9 @@ def labelled(locations: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """Short distinct labels: the folder name (a checkpoint's step), numbered if repeated."""
     out, seen = [], {}
     for role, location in locations:
-        name = Path(location).parent.name if Path(location).name == "policy" else Path(location).name
+        name = (
+            Path(location).parent.name if Path(location).name == "policy" else Path(location).name
+        )
         name = name if role != "start" else "start"
         seen[name] = seen.get(name, 0) + 1
         out.append((name if seen[name] == 1 else f"{name}#{seen[name]}", location))
@@ -69,7 +73,11 @@ def main(dcfg: DictConfig) -> float:
               model_folder(e.checkpoint) if e.checkpoint else start)]
     if e.compare:
         roles.append(("compare", model_folder(e.compare)))
-    reference = None if e.reference is None else (start if e.reference == "start" else model_folder(e.reference))
+    reference = (
+        None
+        if e.reference is None
+        else (start if e.reference == "start" else model_folder(e.reference))
+    )
     scorer = build.build_scorer(cfg, out_dir)
     # the `preference` judge, when the task has it
     prepare_reward_model(cfg, start, tokenizer, train, scorer)

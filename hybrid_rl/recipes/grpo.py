@@ -107,7 +107,11 @@ def setup(cfg: Config, run_dir: Path) -> Run:
         run.scheduler.load_state_dict(state["scheduler"])
         run.stream.load_state_dict(state["data"])
         set_rng_state(state["rng"])
-        run.step, run.elapsed, run.start_accuracy = state["step"], state["elapsed_s"], state["start_accuracy"]
+        run.step, run.elapsed, run.start_accuracy = (
+            state["step"],
+            state["elapsed_s"],
+            state["start_accuracy"],
+        )
         run.composer.load_state_dict(state.get("composer", {}))
         if run.watch is not None:
             run.watch.load_state_dict(state.get("hacking_watch", {}))

@@ -86,7 +86,8 @@ def policy_samples(cfg: RecipeConfig, location: str, tokenizer, prompts: list[st
 
 def preference_pairs(cfg: RecipeConfig, location: Optional[str], tokenizer, train: list[Sample]):
     """(training pairs, validation pairs): read from reward_model.data, or generated from the
-    starting policy's own samples and labelled by the rubric (hybrid_rl/rewards/learned/rubric.py)."""
+    starting policy's own samples and labelled by the rubric
+    (hybrid_rl/rewards/learned/rubric.py)."""
     d = cfg.reward_model.data
     held = None
     if d.source == "generator":

@@ -1,12 +1,13 @@
 """Scoring completions with each reward signal of their task, and combining the signals.
 
-Each signal is kept and logged under its own name; hybrid_rl/rewards/composition.py sums them into the
-reward GRPO uses.
+Each signal is kept and logged under its own name; hybrid_rl/rewards/composition.py sums them
+into the reward GRPO uses.
 A verifier that fails is never allowed to score a batch as 0 silently: in-process, a batch
 that raises is retried sample by sample; in the worker pool a chunk that fails is scored again
-one sample per call. The failing samples get None (no opinion) and are written to a failures file, and the error count
-is reported per signal every step.
+one sample per call. The failing samples get None (no opinion) and are written to a failures
+file, and the error count is reported per signal every step.
 """
+
 from __future__ import annotations
 
 import json

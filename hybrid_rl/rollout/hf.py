@@ -1,5 +1,7 @@
 """Rollouts on the training module itself (no weight copy): the lean shared-prompt sampler for
-Llama-architecture models (hybrid_rl/rollout/token_sampler.py), transformers' `generate()` otherwise."""
+Llama-architecture models (hybrid_rl/rollout/token_sampler.py), transformers' `generate()`
+otherwise."""
+
 from __future__ import annotations
 
 import contextlib

@@ -45,7 +45,16 @@ def sample_groups(
         raise ValueError(f"dynamic_sampling must be one of {DYNAMIC_SAMPLING}, got "
                          f"{dynamic_sampling!r}")
     target = prompts_per_step * group_size
-    samples, batches, values, rewards, parts, errors, timeouts, recorded = [], [], {}, [], {}, {}, {}, {}
+    samples, batches, values, rewards, parts, errors, timeouts, recorded = (
+        [],
+        [],
+        {},
+        [],
+        {},
+        {},
+        {},
+        {},
+    )
     seen = seen_equal = 0
     for _ in range(1 + (max_fill_rounds if dynamic_sampling == "fill" else 0)):
         prompts = stream.next(prompts_per_step)
@@ -111,7 +120,9 @@ def rollout_metrics(scored: ScoredRollout, accuracy_signal: str, proxy_signal: s
     lengths = batch.completion_mask.sum(1).float()
     m["completion/mean_length"] = lengths.mean().item() if len(lengths) else math.nan
     m["completion/max_length"] = lengths.max().item() if len(lengths) else math.nan
-    m["completion/truncated_fraction"] = batch.truncated.float().mean().item() if len(lengths) else math.nan
+    m["completion/truncated_fraction"] = (
+        batch.truncated.float().mean().item() if len(lengths) else math.nan
+    )
     return m
 
 

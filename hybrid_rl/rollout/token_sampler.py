@@ -1,11 +1,12 @@
-"""Sampling with the lean Llama forward (hybrid_rl/models/fast_llama.py): each prompt is run once and
-its keys and values are shared by its n samples; rows that have finished are dropped from the
-batch as they go, so a step costs what the unfinished completions need.
+"""Sampling with the lean Llama forward (hybrid_rl/models/fast_llama.py): each prompt is run
+once and its keys and values are shared by its n samples; rows that have finished are dropped
+from the batch as they go, so a step costs what the unfinished completions need.
 
 Tokens are drawn exactly as transformers' sampler draws them (temperature, then top-k, then
 top-p, then a multinomial draw from the softmax), and the log-prob of each drawn token is taken
 from the same processed distribution, as `generate(output_scores=True)` reports it.
 """
+
 from __future__ import annotations
 
 import torch
@@ -85,7 +86,13 @@ def _sample(model, prompt_ids, prompt_mask, n, max_new_tokens, eos_token_id, pad
             break
         if int(finished.sum()) >= 0.25 * len(rows):  # drop finished rows once enough have finished
             idx = (~finished).nonzero().squeeze(1)
-            rows, drawn, bias, positions, finished = rows[idx], drawn[idx], bias[idx], positions[idx], finished[idx]
+            rows, drawn, bias, positions, finished = (
+                rows[idx],
+                drawn[idx],
+                bias[idx],
+                positions[idx],
+                finished[idx],
+            )
             past = fast_llama.select_past(past, idx)
         bias = torch.cat([bias, bias.new_zeros(len(rows), 1, 1, 1)], dim=-1)
         out, past = fast_llama.forward(model, drawn.unsqueeze(1), positions.unsqueeze(1), bias,

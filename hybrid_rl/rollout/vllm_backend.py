@@ -58,8 +58,17 @@ class VLLMRollout:
                 "machine "
                 "`bash scripts/setup.sh --vllm` (its own environment, .venv-vllm; README 'Scaling "
                 "up')") from exc
-        self.tokenizer, self.verify_sync, self.sync_tolerance = tokenizer, verify_sync, sync_tolerance
-        self.max_new_tokens, self.temperature, self.top_p, self.top_k = max_new_tokens, temperature, top_p, top_k
+        self.tokenizer, self.verify_sync, self.sync_tolerance = (
+            tokenizer,
+            verify_sync,
+            sync_tolerance,
+        )
+        self.max_new_tokens, self.temperature, self.top_p, self.top_k = (
+            max_new_tokens,
+            temperature,
+            top_p,
+            top_k,
+        )
         del max_batch_sequences  # the hf backend's chunking; vLLM's scheduler batches by itself
         self.broken: str | None = None
         self._folder = tempfile.TemporaryDirectory(prefix="hybrid_rl_vllm_")
@@ -145,7 +154,8 @@ class VLLMRollout:
 
     @torch.no_grad()
     def probe_gap(self, policy: torch.nn.Module) -> float:
-        """Largest |vLLM - policy| log-prob over the probe text's tokens (raw logits, no temperature)."""
+        """Largest |vLLM - policy| log-prob over the probe text's tokens (raw logits, no
+        temperature)."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 

@@ -131,7 +131,8 @@ def sum_over_ranks(value: float) -> float:
 
 
 def all_ranks_true(flag: bool) -> bool:
-    """One decision for every process (a rank that alone skipped a collective would hang the rest)."""
+    """One decision for every process (a rank that alone skipped a collective would hang the
+    rest)."""
     if not (dist.is_initialized() and dist.get_world_size() > 1):
         return flag
     t = torch.tensor([1 if flag else 0])

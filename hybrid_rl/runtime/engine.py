@@ -137,7 +137,13 @@ class ZeroEngine:
 
     def _plain_grad_norm(self) -> float:
         grads = [p.grad for p in self.module.parameters() if p.grad is not None]
-        return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))) if grads else 0.0
+        return (
+            float(
+                torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+            )
+            if grads
+            else 0.0
+        )
 
     @contextlib.contextmanager
     def gathered(self) -> Iterator[torch.nn.Module]:
@@ -167,7 +173,9 @@ class ZeroEngine:
     def _flat_shards(self) -> list[torch.Tensor]:
         shards = getattr(self.optimizer, "fp32_partitioned_groups_flat", None)  # ZeRO-3
         # 0-2
-        return list(shards if shards is not None else self.optimizer.single_partition_of_fp32_groups)
+        return list(
+            shards if shards is not None else self.optimizer.single_partition_of_fp32_groups
+        )
 
     def optimizer_state(self) -> dict[str, Any]:
         """torch AdamW's state_dict layout with full tensors (collective: call on every rank)."""
@@ -203,7 +211,9 @@ class ZeroEngine:
 
         if len(saved["param_groups"]) != len(self.client_optimizer.param_groups) or \
                 sum(len(g["params"]) for g in saved["param_groups"]) != len(self._params):
-            raise ValueError("the checkpoint's optimizer state does not fit this model's parameters")
+            raise ValueError(
+                "the checkpoint's optimizer state does not fit this model's parameters"
+            )
         for g, sg in zip(self.client_optimizer.param_groups, saved["param_groups"]):
             g.update({k: v for k, v in sg.items() if k != "params"})
         if not saved["state"]:

@@ -129,7 +129,8 @@ def format_plan(arch: Architecture, work: Workload, gpus: int) -> str:
         f"{work.micro_batch_size} x "
         f"{work.prompt_tokens}+{work.completion_tokens} tokens, {work.rollout_sequences} "
         "sequences sampled at once"
-        f"{', gradient checkpointing' if work.gradient_checkpointing else ''}{', beta > 0' if work.beta else ''}",
+        f"{', gradient checkpointing' if work.gradient_checkpointing else ''}"
+        f"{', beta > 0' if work.beta else ''}",
         "",
         "| setting | " + " | ".join(cols) + " | CPU (optimizer) |",
         "|---" * (len(cols) + 2) + "|",

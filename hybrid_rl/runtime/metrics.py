@@ -70,7 +70,11 @@ class MetricsWriter:
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / METRICS_FILE
-    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
+    return (
+        [json.loads(line) for line in path.read_text().splitlines() if line]
+        if path.is_file()
+        else []
+    )
 
 
 def plot_training(run_dir: Path, reward_key: str = "reward/total/mean",

@@ -85,4 +85,7 @@ def test_resume_from_nowhere_is_named(tmp_path):
     proc = run_entry("train.py", tmp_path / "r", f"checkpoint.resume={tmp_path}/missing",
                      cache=tmp_path,
                      check=False)
-    assert proc.returncode != 0 and f"checkpoint.resume={tmp_path}/missing: no checkpoint found" in proc.stderr
+    assert (
+        proc.returncode != 0
+        and f"checkpoint.resume={tmp_path}/missing: no checkpoint found" in proc.stderr
+    )

@@ -23,7 +23,9 @@ def trajectory(root: Path) -> list[dict]:
     """Run train.py with tiny settings under `root` and return its metric rows, timings dropped."""
     run_entry("train.py", root / "run", *OVERRIDES, cache=root / "cache")
     rows = read_jsonl(root / "run" / "metrics.jsonl")
-    return [{k: v for k, v in row.items() if k != "time" and not k.startswith(TIMING)} for row in rows]
+    return [
+        {k: v for k, v in row.items() if k != "time" and not k.startswith(TIMING)} for row in rows
+    ]
 
 
 if __name__ == "__main__":

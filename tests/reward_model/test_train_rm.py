@@ -127,6 +127,9 @@ def test_multirun_sweeps_the_preference_weight(trained_rm, tmp_path):
               "trainer.max_steps=1", "task.rewards.preference.weight=0.1,0.5",
                   f"hydra.sweep.dir={sweep}",
               cache=base / "cache")
-    weights = sorted(OmegaConf.load(sweep / str(i) / "config.yaml").task.rewards.preference.weight for i in (0, 1))
+    weights = sorted(
+        OmegaConf.load(sweep / str(i) / "config.yaml").task.rewards.preference.weight
+        for i in (0, 1)
+    )
     assert weights == [0.1, 0.5]  # one run per weight, each with its own folder
     assert all((sweep / str(i) / "metrics.jsonl").is_file() for i in (0, 1))

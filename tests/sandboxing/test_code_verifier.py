@@ -30,7 +30,10 @@ def test_extract_code_prefers_the_last_fenced_function():
             "x\n```\n```\nprint(1)\n```")
     assert code.extract_code(text) == "def f(x):\n    return x\n"
     assert code.extract_code("x+3") == "x+3"
-    assert code.extract_code("```python\ndef f(x):\n    return x  # no closing fence") == "def f(x):\n    return x  # no closing fence"
+    assert (
+        code.extract_code("```python\ndef f(x):\n    return x  # no closing fence")
+        == "def f(x):\n    return x  # no closing fence"
+    )
 
 
 def test_build_program_continues_or_replaces():

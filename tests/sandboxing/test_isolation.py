@@ -70,7 +70,9 @@ def test_busy_child_process_is_stopped_with_its_job(single_pool):
     start = time.monotonic()
     assert single_pool.run(Job(busy, "assert add(1, 1) == 2\n")).status == "timeout"
     assert time.monotonic() - start < 3.0 + 2.0
-    count = "import os\nprint('PIDS', len([p for p in os.listdir('/proc') if p.isdigit()]))\n" + ADD_OK
+    count = (
+        "import os\nprint('PIDS', len([p for p in os.listdir('/proc') if p.isdigit()]))\n" + ADD_OK
+    )
     # the busy child is gone
     assert "PIDS 3" in single_pool.run(Job(count, "assert add(1, 1) == 2\n")).output
 
@@ -91,7 +93,8 @@ for p in {paths!r}:
         print('LEAKED', p, os.listdir(p) if os.path.isdir(p) else open(p).read()[:50])
     except OSError as exc:
         print('DENIED', p, type(exc).__name__)
-print('CONTROL', open('/usr/lib/os-release').read()[:5] if os.path.exists('/usr/lib/os-release') else 'none')
+release = '/usr/lib/os-release'
+print('CONTROL', open(release).read()[:5] if os.path.exists(release) else 'none')
 """)
     )
     assert "LEAKED" not in result.output and "CANARY" not in result.output
@@ -118,7 +121,8 @@ def test_harness_memory_and_descriptors_are_out_of_reach(run):
     result = run(
         hostile("""
 import os
-for path in ('/proc/1/mem', '/proc/1/fd/1', f'/proc/{os.getppid()}/mem', f'/proc/{os.getppid()}/fd/1'):
+parent = os.getppid()
+for path in ('/proc/1/mem', '/proc/1/fd/1', f'/proc/{parent}/mem', f'/proc/{parent}/fd/1'):
     try:
         open(path, 'r+b')
         print('OPENED', path)
@@ -141,7 +145,8 @@ def test_program_runs_as_an_unprivileged_uid_without_capabilities(run):
         hostile("""
 import os
 status = open('/proc/self/status').read()
-print('UID', os.getuid(), [l.split()[1] for l in status.splitlines() if l.startswith(('CapEff', 'CapPrm'))])
+caps = [l.split()[1] for l in status.splitlines() if l.startswith(('CapEff', 'CapPrm'))]
+print('UID', os.getuid(), caps)
 """)
     )
     line = result.output.split("UID", 1)[1].split()
@@ -203,8 +208,9 @@ def test_symlinks_do_not_escape(run, tmp_path):
 import os
 os.symlink({str(canary)!r}, 'link1')
 os.symlink('/', 'link2')
-for p in ('link1', 'link2/' + {str(canary)!r}.lstrip('/'), '/proc/1/root/' + {str(canary)!r}.lstrip('/'),
-          '/proc/self/root/' + {str(canary)!r}.lstrip('/'), '/proc/1/cwd/../..' + {str(canary)!r}):
+inside = {str(canary)!r}.lstrip('/')
+for p in ('link1', 'link2/' + inside, '/proc/1/root/' + inside, '/proc/self/root/' + inside,
+          '/proc/1/cwd/../..' + {str(canary)!r}):
     try:
         print('LEAKED', open(p).read())
     except OSError as exc:
@@ -255,7 +261,8 @@ def test_unix_sockets_of_the_host_are_unreachable(run, tmp_path):
     result = run(
         hostile(f"""
 import socket
-for address in ({path!r}, '\\0hybrid-rl-test-abstract', '/run/docker.sock', '/var/run/dbus/system_bus_socket'):
+for address in ({path!r}, '\\0hybrid-rl-test-abstract', '/run/docker.sock',
+                '/var/run/dbus/system_bus_socket'):
     s = socket.socket(socket.AF_UNIX)
     try:
         s.connect(address)
@@ -325,7 +332,8 @@ def test_next_job_in_the_same_sandbox_starts_clean(single_pool):
     first = (
         """
 import os, subprocess, time
-open('left.txt', 'w').write('x'); open('/tmp/left.txt', 'w').write('x'); open('/dev/shm/left', 'w').write('x')
+for left in ('left.txt', '/tmp/left.txt', '/dev/shm/left'):
+    open(left, 'w').write('x')
 if os.fork() == 0:
     os.setsid()
     while True:

@@ -1,4 +1,6 @@
-"""The assert -> unit rewrite that gives partial credit (sandbox/units.py), and the settings checks."""
+"""The assert -> unit rewrite that gives partial credit (sandbox/units.py), and the settings
+checks."""
+
 import pytest
 
 from sandbox import SandboxPool, SandboxSettings, SandboxUnavailable
@@ -10,7 +12,11 @@ def test_each_assert_statement_is_one_unit():
               "-1, 'msg'\ncheck(f)\n")
     rewritten, units = prepare_tests(source)
     assert units == 2
-    assert "assert" not in rewritten and "__unit__(0, __unit_ok__)" in rewritten and "__unit__(1, __unit_ok__)" in rewritten
+    assert (
+        "assert" not in rewritten
+        and "__unit__(0, __unit_ok__)" in rewritten
+        and "__unit__(1, __unit_ok__)" in rewritten
+    )
 
 
 def test_unit_records_false_instead_of_raising():
@@ -42,7 +48,9 @@ def test_asserts_never_reached_count_as_not_passed(run):
 def test_bad_settings_are_named():
     with pytest.raises(ValueError) as error:
         SandboxPool(SandboxSettings(workers=0, backend="docker"))
-    assert "workers: must be > 0, got 0" in str(error.value) and "backend: must be" in str(error.value)
+    assert "workers: must be > 0, got 0" in str(error.value) and "backend: must be" in str(
+        error.value
+    )
 
 
 def test_missing_bubblewrap_refuses_to_run_and_names_the_way_out(monkeypatch):

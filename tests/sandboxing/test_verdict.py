@@ -129,7 +129,9 @@ def test_killing_the_judge_is_not_a_pass(run):
 
 
 def test_killing_everything_is_not_a_pass(run):
-    program = "import os, signal\nos.kill(1, signal.SIGKILL)\nos.kill(-1, signal.SIGKILL)\n" + ADD_OK
+    program = (
+        "import os, signal\nos.kill(1, signal.SIGKILL)\nos.kill(-1, signal.SIGKILL)\n" + ADD_OK
+    )
     assert run(program).status == "error"
 
 

@@ -25,7 +25,9 @@ def test_two_processes_update_exactly_like_one(stage, loss_type):
     loaded from a plain optimizer state must continue identically."""
     proc = torchrun([str(ROOT / "tests" / "helpers" / "zero_equivalence.py"), str(stage),
                      loss_type])
-    assert proc.returncode == 0 and "EQUIVALENT" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert proc.returncode == 0 and "EQUIVALENT" in proc.stdout, (
+        proc.stdout[-3000:] + proc.stderr[-5000:]
+    )
 
 
 def test_torchrun_zero3_run_resumes_in_one_plain_process(tmp_path):

@@ -24,7 +24,9 @@ def test_parameter_count_by_hand_and_against_transformers():
                     intermediate_size=32, vocab_size=50, tie_word_embeddings=False,
                         model_type="qwen2")
     qwen = Qwen2ForCausalLM(Qwen2Config(**{k: v for k, v in qwen_cfg.items() if k != "model_type"}))
-    assert Architecture.from_hf_config(qwen_cfg).num_parameters() == sum(p.numel() for p in qwen.parameters())
+    assert Architecture.from_hf_config(qwen_cfg).num_parameters() == sum(
+        p.numel() for p in qwen.parameters()
+    )
 
 
 def test_bytes_per_category_by_hand():
@@ -40,7 +42,10 @@ def test_bytes_per_category_by_hand():
     per_token_layer = 8 * (34 + 5 * 2 * 10 / 8)  # bytes at 16 bits
     assert one["activations"] == pytest.approx(2 * 10 * per_token_layer + 2 * 2 * 10 * 10 * 4)
     z3 = plan(SMALL, work, Sharding("4 GPUs ZeRO-3", 4, 3))
-    assert z3["parameters"] == z3["gradients"] == z3["reference"] == 680 * 2 / 4 and z3["optimizer"] == 680 * 12 / 4
+    assert (
+        z3["parameters"] == z3["gradients"] == z3["reference"] == 680 * 2 / 4
+        and z3["optimizer"] == 680 * 12 / 4
+    )
     z2 = plan(SMALL, work, Sharding("4 GPUs ZeRO-2", 4, 2))
     assert z2["parameters"] == 680 * 2 and z2["gradients"] == 680 * 2 / 4
     off = plan(SMALL, work, Sharding("offload", 4, 3, offload_optimizer=True))

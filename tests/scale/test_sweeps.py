@@ -28,7 +28,11 @@ def test_a_2x2_sweep_runs_through_submitit_local(tmp_path):
         assert [r["step"] for r in rows if "loss" in r] == [1]
         config = (run / "config.yaml").read_text()
         lr = rows[0]["lr"]
-        weight = next(line.split(":")[1].strip() for line in config.splitlines() if line.strip().startswith("weight:"))
+        weight = next(
+            line.split(":")[1].strip()
+            for line in config.splitlines()
+            if line.strip().startswith("weight:")
+        )
         seen.add((lr, float(weight)))
     assert seen == {(1e-4, 1.0), (1e-4, 0.5), (5e-5, 1.0), (5e-5, 0.5)}
     # submitit's own records: each point ran as its own submitted job

@@ -14,7 +14,9 @@ pytestmark = [
                                                          "scripts/setup.sh --vllm`"),
 ]
 # vLLM's CPU attention kernels need a head size of 32 or more: 64 wide with 2 heads.
-OVERRIDES = [o for o in TINY_OVERRIDES if not o.startswith("model.tiny.hidden_size")] + ["model.tiny.hidden_size=64"]
+OVERRIDES = [o for o in TINY_OVERRIDES if not o.startswith("model.tiny.hidden_size")] + [
+    "model.tiny.hidden_size=64"
+]
 
 
 def run_vllm_python(*args, env=None, timeout=900):

@@ -31,8 +31,8 @@ def digits_only(completions: Sequence[str], references: Sequence[Optional[str]],
 
 def make_keyword_verifier(keyword: str, score: float = 1.0):
     """A factory for `_target_` configs, which may pass arguments:
-    task.rewards.polite={verifier: {_target_: hybrid_rl_plugin_example.verifiers.make_keyword_verifier,
-                                    keyword: please}, weight: 0.1}"""
+    task.rewards.polite={verifier: {keyword: please,
+        _target_: hybrid_rl_plugin_example.verifiers.make_keyword_verifier}, weight: 0.1}"""
 
     def keyword_verifier(completions, references, **fields):
         return [score if keyword in c else 0.0 for c in completions]

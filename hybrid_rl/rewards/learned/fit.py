@@ -73,7 +73,9 @@ def fit_reward_model(
     step, start, recent = 0, time.time(), []
 
     def done() -> bool:
-        return step >= s.max_steps or (s.max_time_s is not None and time.time() - start >= s.max_time_s)
+        return step >= s.max_steps or (
+            s.max_time_s is not None and time.time() - start >= s.max_time_s
+        )
 
     while not done():
         for batch in length_grouped_batches(pairs, s.batch_size, rng):

@@ -33,7 +33,8 @@ def bradley_terry_loss(
 def expected_calibration_error(prob_chosen: torch.Tensor, num_bins: int = 10) -> float:
     """ECE of the model's stated confidence. For each pair the model predicts the side it
     scores higher, with confidence max(p, 1 - p) where p = sigmoid(r_c - r_r); pairs are binned
-    by confidence over [0.5, 1] and ECE = sum over bins of (share of pairs) * |accuracy - mean confidence|."""
+    by confidence over [0.5, 1] and
+    ECE = sum over bins of (share of pairs) * |accuracy - mean confidence|."""
     if len(prob_chosen) == 0:
         return float("nan")
     confidence = torch.maximum(prob_chosen, 1 - prob_chosen)
@@ -44,7 +45,9 @@ def expected_calibration_error(prob_chosen: torch.Tensor, num_bins: int = 10) ->
     for b in range(num_bins):
         in_bin = bins == b
         if in_bin.any():
-            ece += in_bin.float().mean().item() * abs(correct[in_bin].mean().item() - confidence[in_bin].mean().item())
+            ece += in_bin.float().mean().item() * abs(
+                correct[in_bin].mean().item() - confidence[in_bin].mean().item()
+            )
     return ece
 
 

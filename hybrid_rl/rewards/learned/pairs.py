@@ -2,13 +2,16 @@
 
 Accepted rows (the four formats of TRL's preference datasets):
 - explicit prompt, plain text:      {"prompt": str, "chosen": str, "rejected": str}
-- implicit prompt, plain text:      {"chosen": str, "rejected": str} (the shared beginning is the prompt)
-- explicit prompt, conversational:  {"prompt": [messages], "chosen": [messages], "rejected": [messages]}
+- implicit prompt, plain text:      {"chosen": str, "rejected": str} (the shared beginning is
+                                    the prompt)
+- explicit prompt, conversational:  {"prompt": [messages], "chosen": [messages],
+                                     "rejected": [messages]}
 - implicit prompt, conversational:  {"chosen": [messages], "rejected": [messages]}
 A message is {"role": str, "content": str}. Optional columns: `margin` (a number added to the
 Bradley-Terry margin) and `flipped` (true where label noise swapped the pair; used to report
 accuracy against the clean labels). A bad row raises PreferenceDataError naming file, row and field.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,9 +60,11 @@ def pair_from_row(row: dict) -> PreferencePair:
             raise ValueError(f"missing field {name!r} (columns: {sorted(row)})")
     chosen, rejected, prompt = row["chosen"], row["rejected"], row.get("prompt")
     conversational = isinstance(chosen, list)
-    if conversational != isinstance(rejected, list) or (prompt is not None and isinstance(prompt,
-                                                                                          list) != conversational):
-        raise ValueError("fields 'prompt', 'chosen' and 'rejected' mix plain text and message lists")
+    prompt_mismatch = prompt is not None and isinstance(prompt, list) != conversational
+    if conversational != isinstance(rejected, list) or prompt_mismatch:
+        raise ValueError(
+            "fields 'prompt', 'chosen' and 'rejected' mix plain text and message lists"
+        )
     if prompt is None:  # implicit prompt: what both responses share
         cut = _common_prefix(chosen, rejected)
         if conversational:
@@ -69,7 +74,11 @@ def pair_from_row(row: dict) -> PreferencePair:
                       0) if cut < min(len(chosen), len(rejected)) else cut
             prompt, chosen, rejected = chosen[:cut], chosen[cut:], rejected[cut:]
     if conversational:
-        prompt, chosen, rejected = render_messages(prompt), render_messages(chosen), render_messages(rejected)
+        prompt, chosen, rejected = (
+            render_messages(prompt),
+            render_messages(chosen),
+            render_messages(rejected),
+        )
     for name, value in (("prompt", prompt), ("chosen", chosen), ("rejected", rejected)):
         if not isinstance(value, str):
             raise ValueError(f"field {name!r} must be text or a list of messages, got "
@@ -114,7 +123,9 @@ def _read_rows(source: str, path: str, name: Optional[str], split: str):
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as exc:
-                    raise PreferenceDataError(f"{file}, line {i}: not valid JSON ({exc.msg})") from None
+                    raise PreferenceDataError(
+                        f"{file}, line {i}: not valid JSON ({exc.msg})"
+                    ) from None
         return rows
     if source == "json":
         data = json.loads(file.read_text())
@@ -149,7 +160,9 @@ def split_pairs(pairs: list[PreferencePair], eval_fraction: float, seed: int) ->
     prompts = sorted({p.prompt for p in pairs})
     random.Random(seed).shuffle(prompts)
     held_prompts = set(prompts[: max(1, int(len(prompts) * eval_fraction))])
-    return [p for p in pairs if p.prompt not in held_prompts], [p for p in pairs if p.prompt in held_prompts]
+    return [p for p in pairs if p.prompt not in held_prompts], [
+        p for p in pairs if p.prompt in held_prompts
+    ]
 
 
 def write_pairs(pairs: list[PreferencePair], path: Path) -> None:
