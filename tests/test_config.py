@@ -100,6 +100,14 @@ def test_other_recipes_carry_no_training_fields(root, option):
         _compose([*overrides, "trainer.max_steps=3"], root)
 
 
+def test_unknown_rollout_backend_is_named_before_any_model():
+    from hybrid_rl.recipes.build import build_rollout
+
+    cfg = to_config(_compose(["rollout.backend=tgi"]))
+    with pytest.raises(ConfigError, match="rollout.backend: unknown rollout backend 'tgi'"):
+        build_rollout(cfg, policy=None, tokenizer=None)
+
+
 def test_defaults_are_the_documented_ones():
     cfg = to_config(_compose([]))
     assert (cfg.task.name, cfg.model.source, cfg.rollout.backend) == ("math", "builtin", "hf")

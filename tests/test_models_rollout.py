@@ -11,6 +11,7 @@ from hybrid_rl.models.loading import (
     resolve_model_location,
 )
 from hybrid_rl.models.tiny import build_char_tokenizer
+from hybrid_rl.plugins import PluginError
 from hybrid_rl.rollout import build_backend
 from hybrid_rl.rollout.hf import completion_mask_from
 
@@ -87,7 +88,7 @@ def test_greedy_rollout_is_deterministic(tiny):
 
 def test_unknown_backend_is_named(tiny):
     model, tok, _ = tiny
-    with pytest.raises(KeyError, match="unknown rollout backend 'tgi'"):
+    with pytest.raises(PluginError, match="unknown rollout backend 'tgi'; registered: .*'hf'"):
         build_backend("tgi", model, tok, max_new_tokens=2)
 
 

@@ -4,12 +4,17 @@ import json
 import shutil
 import subprocess
 import sys
+from importlib.metadata import EntryPoint
 
 import pytest
 from helpers.runs import ROOT, read_jsonl, run_entry
 
+from hybrid_rl.config.task import DataConfig
+from hybrid_rl.data.loaders import load_task_samples, rows_to_samples
+from hybrid_rl.data.samples import DataError
+from hybrid_rl.plugins import TASK_GENERATORS
 from verifiers import register_verifier
-from verifiers.registry import VERIFIERS
+from verifiers.registry import VERIFIERS, PluginError, Registry
 
 EXAMPLE = ROOT / "examples" / "hybrid-rl-plugin-example"
 
@@ -78,3 +83,32 @@ def test_decorator_registration_and_name_clash():
             register_verifier("test_only_upper")(lambda c, r, **_: [0.0] * len(c))
     finally:
         VERIFIERS._registered.pop("test_only_upper")
+
+
+def test_an_entry_point_that_fails_to_load_is_named(monkeypatch):
+    broken = EntryPoint(name="broken", value="no_such_module.sub:fn", group="hybrid_rl.verifiers")
+    registry = Registry("verifier", "hybrid_rl.verifiers", {})
+    monkeypatch.setattr(registry, "_entry_points", lambda: {"broken": broken})
+    assert registry.names() == ["broken"]
+    with pytest.raises(PluginError, match=r"verifier 'broken': entry point 'no_such_module.sub:fn' "
+                       r"of an installed package \(group 'hybrid_rl.verifiers'\) failed to load: "
+                       r"ModuleNotFoundError"):
+        registry.get("broken")
+
+
+def test_task_generators_and_row_formats_plug_in_by_name():
+    @TASK_GENERATORS.register("test_only_doubles")
+    def doubles(num, seed, **_):
+        return [(f"2*{i + seed}=", str(2 * (i + seed)), str(2 * (i + seed))) for i in range(num)]
+
+    try:
+        train, held, _ = load_task_samples(
+            DataConfig(generator="test_only_doubles", num_train=3, num_eval=2, seed=0), "double")
+        assert [s.reference for s in train] == ["0", "2", "4"]
+        assert {s.prompt for s in held}.isdisjoint(s.prompt for s in train) and len(held) == 2
+        with pytest.raises(DataError, match="task.data.generator: unknown task generator 'nope'"):
+            load_task_samples(DataConfig(generator="nope"), "x")
+        with pytest.raises(DataError, match="task.data.answer_format: unknown row format 'nope'"):
+            rows_to_samples([{"q": "a", "a": "b"}], "f", DataConfig(answer_format="nope"), "x", [])
+    finally:
+        TASK_GENERATORS._registered.pop("test_only_doubles")

@@ -4,14 +4,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-from hybrid_rl.config.checks import choice, positive
+from hybrid_rl.config.checks import positive
 
 
 @dataclass
 class RolloutConfig:
     """How completions are sampled."""
 
-    backend: str = "hf"  # registered rollout backend (hf = transformers generate)
+    # a registered rollout backend (hybrid_rl/plugins.py): hf (transformers) | vllm | a plug-in
+    backend: str = "hf"
     max_new_tokens: int = 8  # completion length limit, in tokens
     temperature: float = 1.0  # sampling temperature (also applied to training log-probs)
     top_p: float = 1.0  # nucleus sampling (1 = off)
@@ -29,7 +30,6 @@ class RolloutConfig:
     sync_tolerance: float = 1e-3
 
     def problems(self) -> Iterator[str]:
-        yield from choice("backend", self.backend, {"hf", "vllm"})
         if not 0.0 < self.gpu_memory_utilization <= 1.0:
             yield f"gpu_memory_utilization: must be in (0, 1], got {self.gpu_memory_utilization}"
         yield from positive("kv_cache_gib", self.kv_cache_gib)

@@ -27,10 +27,9 @@ from hybrid_rl.models.loading import (
     resolve_model_location,
 )
 from hybrid_rl.models.warm_start import warm_start
-from hybrid_rl.plugins import VERIFIERS
+from hybrid_rl.plugins import ROLLOUT_BACKENDS, VERIFIERS, PluginError
 from hybrid_rl.rewards.composition import RewardComposer, SignalRule
 from hybrid_rl.rewards.scorer import RewardScorer, Signal
-from hybrid_rl.rollout import build_backend
 from hybrid_rl.runtime import distributed
 from hybrid_rl.runtime.engine import DeepSpeedSettings, reference_under_zero3
 
@@ -235,4 +234,8 @@ def build_rollout(cfg: RecipeConfig, policy, tokenizer, gather=None):
                         dtype=cfg.model.dtype)
     elif gather is not None and cfg.deepspeed.stage == 3:
         settings["gather"] = gather
-    return build_backend(r.backend, policy, tokenizer, **settings)
+    try:
+        backend = ROLLOUT_BACKENDS.get(r.backend)
+    except PluginError as exc:  # found before the backend starts: name the field
+        raise ConfigError(f"rollout.backend: {exc}") from exc
+    return backend(policy, tokenizer, **settings)
