@@ -76,8 +76,8 @@ def main() -> None:
         wrong_accepts = sum(got and not want for got, (_, _, want) in zip(v, cases))
         wrong_rejects = sum(want and not got for got, (_, _, want) in zip(v, cases))
         rate = len(cases) / statistics.median(times[name])
-        print(f"| {name} | {100 * correct / len(cases):.1f}% | {wrong_accepts} | {wrong_rejects} "
-              f"| {rate:,.0f} |")
+        print(f"| {name} | {100 * correct / len(cases):.1f}% | "
+              f"{wrong_accepts} | {wrong_rejects} | {rate:,.0f} |")
     ratio = statistics.median(times["math-verify 0.9.0"]) / statistics.median(times["hybrid-rl"])
     print(f"\nthroughput ratio hybrid-rl / math-verify: {ratio:.1f}x")
     misses = [(g, p, w) for (g, p, w), got in zip(cases, verdicts["math-verify 0.9.0"]) if got != w]

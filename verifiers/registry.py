@@ -102,8 +102,8 @@ class Registry:
             return ep.load()
         except Exception as exc:
             raise PluginError(
-                f"{self.kind} {name!r}: entry point {ep.value!r} of {package} (group "
-                f"{self.group!r}) "
+                f"{self.kind} {name!r}: entry point {ep.value!r} "
+                f"of {package} (group {self.group!r}) "
                 f"failed to load: {type(exc).__name__}: {exc}"
             ) from exc
 

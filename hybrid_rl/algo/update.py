@@ -128,8 +128,8 @@ def grpo_update(
             )
             if not distributed.all_ranks_true(bool(torch.isfinite(loss))):
                 engine.zero_grad()
-                raise NonFiniteLoss(f"non-finite loss {loss.item()} in a micro-batch; update "
-                                    "skipped")
+                raise NonFiniteLoss(f"non-finite loss {loss.item()} "
+                                    "in a micro-batch; update skipped")
             engine.backward(loss, last=i == len(mbs) - 1)
             loss_sum += loss.item()
             stats["entropy_sum"] = (entropy * batch.completion_mask[mb].to(entropy.device)).sum()

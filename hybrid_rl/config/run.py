@@ -79,8 +79,8 @@ class DeepSpeedConfig:
         if self.stage is not None:
             yield from choice("stage", self.stage, {0, 1, 2, 3})
         if self.stage is None and (self.offload_optimizer or self.bf16):
-            yield ("stage: offload_optimizer and bf16 are DeepSpeed options; pick deepspeed=zero2 "
-                   "or zero3")
+            yield ("stage: offload_optimizer and bf16 are "
+                   "DeepSpeed options; pick deepspeed=zero2 or zero3")
 
 
 @dataclass

@@ -94,27 +94,27 @@ class TaskConfig:
                 yield f"rewards.{name}.{key}: unknown key; a signal takes {sorted(allowed)}"
             verifier = spec.get("verifier")
             if not verifier:
-                yield (f"rewards.{name}.verifier: no verifier produces this signal; name one "
-                       "(e.g. verifier: math)")
+                yield (f"rewards.{name}.verifier: no verifier produces "
+                       "this signal; name one (e.g. verifier: math)")
             elif isinstance(verifier, dict) and "_target_" not in verifier:
-                yield (f"rewards.{name}.verifier: a mapping needs `_target_` (a factory returning "
-                       "a verifier)")
+                yield (f"rewards.{name}.verifier: a mapping needs "
+                       "`_target_` (a factory returning a verifier)")
             elif not isinstance(verifier, (str, dict)):
-                yield (f"rewards.{name}.verifier: must be a name or a mapping with `_target_`, "
-                       f"got {verifier!r}")
+                yield (f"rewards.{name}.verifier: must be a name or "
+                       f"a mapping with `_target_`, got {verifier!r}")
             for key in ("weight", "gate_min"):
                 if key in spec and (not isinstance(spec[key], (int, float)) or isinstance(spec[key],
                                                                                           bool)):
                     yield f"rewards.{name}.{key}: must be a number, got {spec[key]!r}"
             if spec.get("normalize", "none") not in NORMALIZATIONS:
-                yield (f"rewards.{name}.normalize: must be one of {list(NORMALIZATIONS)}, got "
-                       f"{spec['normalize']!r}")
+                yield (f"rewards.{name}.normalize: must be one of "
+                       f"{list(NORMALIZATIONS)}, got {spec['normalize']!r}")
             gate = spec.get("gate")
             if gate is not None and (gate == name or gate not in self.rewards):
                 yield (f"rewards.{name}.gate: must name another signal of the task "
                        f"{sorted(set(self.rewards) - {name})}, got {gate!r}")
         yield from choice("response_style", self.response_style, {"answer", "code"})
         if self.rewards and self.accuracy_signal not in self.rewards:
-            yield (f"accuracy_signal: {self.accuracy_signal!r} is not one of the task's signals "
-                   f"{sorted(self.rewards)}")
+            yield (f"accuracy_signal: {self.accuracy_signal!r} is not "
+                   f"one of the task's signals {sorted(self.rewards)}")
         yield from (f"data.{p}" for p in self.data.problems())

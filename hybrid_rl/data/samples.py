@@ -75,8 +75,8 @@ def drop_overlong(
             kept.append(sample)
             continue
         where = f"{sample.meta.get('source', 'generated data')}, row {sample.meta.get('row', '?')}"
-        message = (f"{where}: prompt is {n} tokens, more than the {limit} that fit before the "
-                   "completion")
+        message = (f"{where}: prompt is {n} tokens, more than "
+                   f"the {limit} that fit before the completion")
         if on_bad_row == "error":
             raise DataError(message + " (set task.data.on_bad_row=skip to drop such rows)")
         skipped.append(message)

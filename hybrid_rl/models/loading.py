@@ -71,8 +71,8 @@ def resolve_model_location(source: str, path: Optional[str], package: Optional[s
     local = Path(path).expanduser()
     if local.exists():
         if source == "hf" and not (local / "config.json").is_file():
-            raise ModelLoadError(f"model folder {local} has no config.json: not a Hugging Face "
-                                 "model folder")
+            raise ModelLoadError(f"model folder {local} has no config.json: "
+                                 "not a Hugging Face model folder")
         return str(local)
     if source == "hf" and path.count("/") == 1 and not path.startswith((".", "/", "~")):
         return path  # a hub id: transformers downloads it (when online)

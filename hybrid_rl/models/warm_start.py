@@ -34,8 +34,8 @@ def warm_start(
     if (folder / "config.json").is_file():
         log(f"[sft] reusing cached warm-up model {folder} (same settings)")
         return folder
-    log(f"[sft] warming up {base_folder} on {len(demos)} demonstrations for {steps} steps -> "
-        f"{folder}")
+    log(f"[sft] warming up {base_folder} on {len(demos)} "
+        f"demonstrations for {steps} steps -> {folder}")
     tokenizer = load_tokenizer(str(base_folder))
     model = load_policy(str(base_folder))
     torch.manual_seed(seed)

@@ -48,8 +48,8 @@ def start_processes(dcfg: DictConfig) -> None:
     if dcfg.deepspeed.stage is None and not distributed.launched_multi_process():
         return
     if dcfg.deepspeed.stage is None:
-        raise ConfigError("deepspeed.stage: several processes need DeepSpeed: add deepspeed=ddp, "
-                          "deepspeed=zero2 "
+        raise ConfigError("deepspeed.stage: several processes need "
+                          "DeepSpeed: add deepspeed=ddp, deepspeed=zero2 "
                           "or deepspeed=zero3 (README 'Scaling up')")
     distributed.init_process_group()
     if not distributed.is_main():
@@ -148,8 +148,8 @@ def fit_context(
         log.warning("skipped %d overlong prompts (task.data.on_bad_row=skip); first: %s",
                     len(skipped), skipped[0])
     if not out[0] or not out[1]:
-        raise DataError(f"task {cfg.task.name!r}: no prompt fits the model's context of {context} "
-                        "tokens")
+        raise DataError(f"task {cfg.task.name!r}: no prompt fits "
+                        f"the model's context of {context} tokens")
     return out[0], out[1]
 
 

@@ -233,8 +233,8 @@ def guarded_update(run: Run, batch, adv) -> dict[str, float]:
     except NonFiniteLoss as exc:
         if not run.engine.can_skip_nonfinite:
             raise NonFiniteTraining(
-                f"{exc}: DeepSpeed has already reduced this step's gradients, "
-                "so it cannot "
+                f"{exc}: DeepSpeed has already reduced "
+                "this step's gradients, so it cannot "
                 f"be skipped; lower trainer.learning_rate or check the rewards"
             ) from exc
         run.nonfinite_in_a_row += 1
@@ -242,8 +242,8 @@ def guarded_update(run: Run, batch, adv) -> dict[str, float]:
         if run.nonfinite_in_a_row > run.cfg.trainer.max_nonfinite_steps:
             raise NonFiniteTraining(
                 f"{run.nonfinite_in_a_row} consecutive updates had a non-finite loss or gradient "
-                f"(> trainer.max_nonfinite_steps={run.cfg.trainer.max_nonfinite_steps}); last: "
-                f"{exc}. "
+                f"(> trainer.max_nonfinite_steps={run.cfg.trainer.max_nonfinite_steps}); "
+                f"last: {exc}. "
                 f"Lower trainer.learning_rate or check the rewards."
             ) from exc
         return {"skipped_nonfinite": 1.0}
@@ -295,8 +295,8 @@ def main(dcfg: DictConfig) -> float:
     start = run.start_accuracy if run.start_accuracy is not None else math.nan
     if run.stop_reason:
         log.error("stopped early: %s", run.stop_reason)
-    log.info("held-out accuracy: start %.3f -> final %.3f after %d steps (%.0fs of training); "
-             "plot %s",
+    log.info("held-out accuracy: start %.3f -> final %.3f "
+             "after %d steps (%.0fs of training); plot %s",
              start, final, run.step, run.elapsed, plot)
     distributed.shutdown()
     return final

@@ -101,13 +101,13 @@ def preference_pairs(cfg: RecipeConfig, location: Optional[str], tokenizer, trai
         skipped: list[str] = []
         pairs, held = load_pairs(d, skipped)
         if skipped:
-            log.warning("skipped %d bad preference rows (reward_model.data.on_bad_row=skip); "
-                        "first: %s", len(skipped), skipped[0])
+            log.warning("skipped %d bad preference rows "
+                        "(reward_model.data.on_bad_row=skip); first: %s", len(skipped), skipped[0])
     if held is None:
         pairs, held = split_pairs(pairs, cfg.reward_model.eval_fraction, d.seed)
     if not pairs or not held:
-        raise DataError(f"reward model: {len(pairs)} training and {len(held)} validation pairs; "
-                        "need both")
+        raise DataError(f"reward model: {len(pairs)} training and "
+                        f"{len(held)} validation pairs; need both")
     return pairs, held
 
 

@@ -81,8 +81,8 @@ class HackingWatch:
             return None
         (s0, p0, a0), (s1, p1, a1) = self.history[-self.window], self.history[-1]
         if p1 - p0 >= self.min_proxy_rise and a0 - a1 >= self.min_accuracy_drop:
-            return (f"possible reward hacking: from step {s0} to {s1} the held-out reward-model "
-                    "score rose "
+            return (f"possible reward hacking: from step {s0} to "
+                    f"{s1} the held-out reward-model score rose "
                     f"{p0:.3f} -> {p1:.3f} while verified accuracy fell {a0:.3f} -> {a1:.3f}")
         return None
 

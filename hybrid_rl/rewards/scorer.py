@@ -136,8 +136,8 @@ class RewardScorer:
             errors[signal.name] += len(reasons) - timed_out
             if len(failures) > self.max_error_rate * len(rows):
                 raise RewardFailure(
-                    f"verifier {signal.name!r} failed on {len(failures)} of {len(rows)} {task!r} "
-                    "completions "
+                    f"verifier {signal.name!r} failed on {len(failures)} "
+                    f"of {len(rows)} {task!r} completions "
                     f"(> reward.max_error_rate={self.max_error_rate}); last error: {failures[-1]}; "
                     f"every failing sample is in {self.failures_path}"
                 )
@@ -225,12 +225,12 @@ class RewardScorer:
     def _checked(signal: Signal, scores, expected: int) -> list[Optional[float]]:
         scores = list(scores)
         if len(scores) != expected:
-            raise ValueError(f"verifier {signal.name!r} returned {len(scores)} scores for "
-                             f"{expected} completions")
+            raise ValueError(f"verifier {signal.name!r} returned "
+                             f"{len(scores)} scores for {expected} completions")
         for v in scores:
             if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v)):
-                raise ValueError(f"verifier {signal.name!r} returned a non-finite or non-numeric "
-                                 f"score {v!r}")
+                raise ValueError(f"verifier {signal.name!r} returned a "
+                                 f"non-finite or non-numeric score {v!r}")
         return scores
 
     def _record_failure(self, name: str, sample: Sample, completion: str, error: str,

@@ -42,8 +42,8 @@ def sample_groups(
     prompts_per_step groups with signal are collected. `reference_logprobs(batch)`, when
     given, runs while the verifier pool scores, and its result rides on the batch."""
     if dynamic_sampling not in DYNAMIC_SAMPLING:
-        raise ValueError(f"dynamic_sampling must be one of {DYNAMIC_SAMPLING}, got "
-                         f"{dynamic_sampling!r}")
+        raise ValueError("dynamic_sampling must be one of "
+                         f"{DYNAMIC_SAMPLING}, got {dynamic_sampling!r}")
     target = prompts_per_step * group_size
     samples, batches, values, rewards, parts, errors, timeouts, recorded = (
         [],

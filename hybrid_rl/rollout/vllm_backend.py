@@ -54,10 +54,10 @@ class VLLMRollout:
             from vllm import LLM
         except ImportError as exc:
             raise ImportError(
-                "rollout=vllm needs vLLM: `pip install -e .[vllm]` on a GPU machine, or on a CPU "
-                "machine "
-                "`bash scripts/setup.sh --vllm` (its own environment, .venv-vllm; README 'Scaling "
-                "up')") from exc
+                "rollout=vllm needs vLLM: `pip install -e "
+                ".[vllm]` on a GPU machine, or on a CPU machine "
+                "`bash scripts/setup.sh --vllm` (its own "
+                "environment, .venv-vllm; README 'Scaling up')") from exc
         self.tokenizer, self.verify_sync, self.sync_tolerance = (
             tokenizer,
             verify_sync,
@@ -127,8 +127,8 @@ class VLLMRollout:
     # ------------------------------------------------------------- weight sync
     def _check_usable(self) -> None:
         if self.broken:
-            raise WeightSyncError("the vLLM engine is unusable after a failed weight sync "
-                                  f"({self.broken}); "
+            raise WeightSyncError("the vLLM engine is unusable after a "
+                                  f"failed weight sync ({self.broken}); "
                                   "training cannot continue on stale weights")
 
     def sync_weights(self, policy: torch.nn.Module) -> None:
@@ -142,14 +142,14 @@ class VLLMRollout:
             raise WeightSyncError(f"vLLM weight sync failed: {self.broken}") from exc
         not_loaded = sorted({name for per_worker in missing for name in per_worker})
         if not_loaded:
-            self.broken = (f"{len(not_loaded)} engine parameters received no weights: "
-                           f"{not_loaded[:5]}")
+            self.broken = (f"{len(not_loaded)} engine parameters "
+                           f"received no weights: {not_loaded[:5]}")
             raise WeightSyncError(f"partial vLLM weight sync: {self.broken}")
         if self.verify_sync:
             gap = self.probe_gap(policy)
             if not gap <= self.sync_tolerance:
-                self.broken = (f"probe log-probs differ from the policy's by {gap:.2e} > "
-                               f"{self.sync_tolerance}")
+                self.broken = ("probe log-probs differ from the policy's "
+                               f"by {gap:.2e} > {self.sync_tolerance}")
                 raise WeightSyncError(f"vLLM weight sync did not take: {self.broken}")
 
     @torch.no_grad()

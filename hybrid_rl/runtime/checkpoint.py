@@ -59,8 +59,8 @@ def verify_manifest(folder: Path) -> None:
         if not path.is_file():
             raise CheckpointError(f"checkpoint {folder} is missing {name}")
         if _sha256(path) != digest:
-            raise CheckpointError(f"checkpoint {folder}: {name} does not match its checksum "
-                                  "(corrupt)")
+            raise CheckpointError(f"checkpoint {folder}: {name} does "
+                                  "not match its checksum (corrupt)")
 
 
 def save_checkpoint(

@@ -41,8 +41,8 @@ def adopt_slurm_environment() -> None:
     try:
         from submitit.helpers import TorchDistributedEnvironment
     except ImportError as exc:
-        raise ImportError("several SLURM tasks need submitit to find their ranks: pip install -e "
-                          ".[slurm]") from exc
+        raise ImportError("several SLURM tasks need submitit to "
+                          "find their ranks: pip install -e .[slurm]") from exc
     TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
 
 

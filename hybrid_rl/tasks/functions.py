@@ -34,8 +34,8 @@ def functions(
     chosen = [f.strip() for f in families.split(",") if f.strip()]
     unknown = sorted(set(chosen) - set(FAMILIES))
     if not chosen or unknown:
-        raise DataError(f"functions generator: unknown families {unknown or families!r}; known: "
-                        f"{sorted(FAMILIES)}")
+        raise DataError("functions generator: unknown families "
+                        f"{unknown or families!r}; known: {sorted(FAMILIES)}")
     if num_examples < 1 or num_tests < 1:
         raise DataError("functions generator: need num_examples >= 1 and num_tests >= 1, got "
                         f"{num_examples}, {num_tests}")

@@ -54,8 +54,8 @@ def test_completion_budget_larger_than_the_context_is_a_config_error(tmp_path):
     cfg = _config(tmp_path, "model.tiny.max_position_embeddings=16", "rollout.max_new_tokens=16")
     train, held = build.task_samples(cfg)
     location = build.base_location(cfg)
-    with pytest.raises(ConfigError, match="rollout.max_new_tokens=16 does not fit the model's "
-                                          "context of 16"):
+    with pytest.raises(ConfigError, match="rollout.max_new_tokens=16 does "
+                                          "not fit the model's context of 16"):
         build.fit_context(cfg, location, build.load_tokenizer(location), train, held)
 
 

@@ -44,8 +44,8 @@ def children_of_a_killed_parent(setup: str, pids_expression: str) -> list[int]:
     import subprocess
     import sys
 
-    script = (f"{setup}\nprint(' '.join(str(p) for p in {pids_expression}), flush=True)\nimport "
-              "time\ntime.sleep(60)\n")
+    script = (f"{setup}\nprint(' '.join(str(p) for p in {pids_expression}), "
+              "flush=True)\nimport time\ntime.sleep(60)\n")
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     pids = [int(pid) for pid in parent.stdout.readline().split()]
     parent.send_signal(signal.SIGKILL)

@@ -56,12 +56,12 @@ def test_bad_rows_name_the_field(row, field):
 
 def test_jsonl_errors_name_file_and_line_and_skip_keeps_the_rest(tmp_path):
     path = tmp_path / "prefs.jsonl"
-    path.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "q", "chosen": '
-                    '"a"\n')
+    path.write_text('{"prompt": "p", "chosen": "a", "rejected": '
+                    '"b"}\n{"prompt": "q", "chosen": "a"\n')
     with pytest.raises(PreferenceDataError, match=r"prefs.jsonl, line 2: not valid JSON"):
         load_pairs(data_cfg("jsonl", path), [])
-    path.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "q", "chosen": '
-                    '"a"}\n')
+    path.write_text('{"prompt": "p", "chosen": "a", "rejected": '
+                    '"b"}\n{"prompt": "q", "chosen": "a"}\n')
     with pytest.raises(PreferenceDataError, match=r"prefs.jsonl, row 2: missing field 'rejected'"):
         load_pairs(data_cfg("jsonl", path), [])
     skipped = []

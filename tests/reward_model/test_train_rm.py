@@ -56,8 +56,8 @@ def test_train_rm_reads_a_preference_file(trained_rm, tmp_path):
 
 def test_a_bad_preference_file_names_file_and_row(tmp_path):
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "p", "chosen": '
-                   '"a"}\n')
+    bad.write_text('{"prompt": "p", "chosen": "a", "rejected": '
+                   '"b"}\n{"prompt": "p", "chosen": "a"}\n')
     proc = run_entry("train_rm.py", tmp_path / "run", "reward_model.data.source=jsonl",
                      f"reward_model.data.path={bad}", cache=tmp_path / "cache", check=False)
     assert proc.returncode != 0

@@ -134,8 +134,8 @@ for path in ('/proc/1/mem', '/proc/1/fd/1', f'/proc/{parent}/mem', f'/proc/{pare
 
 
 def test_only_sandbox_processes_are_visible(run):
-    result = run(hostile("import os\nprint('PIDS', sorted(int(p) for p in os.listdir('/proc') if "
-                         "p.isdigit()))"))
+    result = run(hostile("import os\nprint('PIDS', sorted(int(p) for "
+                         "p in os.listdir('/proc') if p.isdigit()))"))
     pids = eval(result.output.split("PIDS", 1)[1].strip().splitlines()[0])
     assert len(pids) <= 3 and 1 in pids  # harness, judge, program: none of the host's
 
@@ -292,8 +292,8 @@ def test_os_system_stays_inside(run, tmp_path):
 
 
 def test_subprocess_stays_inside(run, tmp_path):
-    _escape_attempt(run, tmp_path, "import subprocess\nsubprocess.run(['sh', '-c', 'echo x > "
-                                   "{target}'])")
+    _escape_attempt(run, tmp_path, "import subprocess\nsubprocess.run(['sh', "
+                                   "'-c', 'echo x > {target}'])")
 
 
 def test_posix_spawn_stays_inside(run, tmp_path):

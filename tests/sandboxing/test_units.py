@@ -8,8 +8,8 @@ from sandbox.units import prepare_tests
 
 
 def test_each_assert_statement_is_one_unit():
-    source = ("def check(c):\n    assert c(1) == 2\n    for i in range(3):\n        assert c(i) > "
-              "-1, 'msg'\ncheck(f)\n")
+    source = ("def check(c):\n    assert c(1) == 2\n    for i in "
+              "range(3):\n        assert c(i) > -1, 'msg'\ncheck(f)\n")
     rewritten, units = prepare_tests(source)
     assert units == 2
     assert (

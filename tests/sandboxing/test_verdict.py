@@ -77,8 +77,8 @@ def add(a, b):
 
 
 def test_patched_unittest_does_not_reach_the_tests(run):
-    program = ("import unittest\nunittest.TestCase.assertEqual = lambda *a, **k: None\ndef add(a, "
-               "b):\n    return 0\n")
+    program = ("import unittest\nunittest.TestCase.assertEqual = "
+               "lambda *a, **k: None\ndef add(a, b):\n    return 0\n")
     tests = "import unittest\nunittest.TestCase().assertEqual(add(2, 3), 5)\n"
     assert run(program, tests).status == "fail"
 
@@ -122,8 +122,8 @@ def test_values_cross_as_genuine_builtins(run):
 
 
 def test_killing_the_judge_is_not_a_pass(run):
-    program = ("import os, signal\ndef add(a, b):\n    os.kill(os.getppid(), signal.SIGKILL)\n    "
-               "return a + b\n")
+    program = ("import os, signal\ndef add(a, b):\n    "
+               "os.kill(os.getppid(), signal.SIGKILL)\n    return a + b\n")
     result = run(program)
     assert result.status == "error" and "judge" in result.error
 
@@ -136,8 +136,8 @@ def test_killing_everything_is_not_a_pass(run):
 
 
 def test_stopping_the_judge_is_a_timeout_not_a_pass(run):
-    program = ("import os, signal\ndef add(a, b):\n    os.kill(os.getppid(), signal.SIGSTOP)\n    "
-               "return a + b\n")
+    program = ("import os, signal\ndef add(a, b):\n    "
+               "os.kill(os.getppid(), signal.SIGSTOP)\n    return a + b\n")
     result = run(program)
     assert result.status == "timeout"
     assert run(ADD_OK).passed  # and the worker's next sandbox works

@@ -68,8 +68,8 @@ class RewardModel:
         folder = Path(folder).expanduser()
         meta_path = folder / META_FILE
         if not meta_path.is_file():
-            raise ModelLoadError(f"{folder} is not a reward model saved by train_rm.py (no "
-                                 f"{META_FILE})")
+            raise ModelLoadError(f"{folder} is not a reward model "
+                                 f"saved by train_rm.py (no {META_FILE})")
         meta = json.loads(meta_path.read_text())
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder)

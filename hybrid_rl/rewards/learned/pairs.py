@@ -81,8 +81,8 @@ def pair_from_row(row: dict) -> PreferencePair:
         )
     for name, value in (("prompt", prompt), ("chosen", chosen), ("rejected", rejected)):
         if not isinstance(value, str):
-            raise ValueError(f"field {name!r} must be text or a list of messages, got "
-                             f"{type(value).__name__}")
+            raise ValueError(f"field {name!r} must be text or a list "
+                             f"of messages, got {type(value).__name__}")
     if not chosen.strip() or not rejected.strip():
         raise ValueError("'chosen' and 'rejected' must both be non-empty responses")
     margin = row.get("margin") or 0.0
@@ -99,8 +99,8 @@ def rows_to_pairs(rows, where: str, on_bad_row: str, skipped: list[str]) -> list
         except ValueError as exc:
             message = f"{where}, row {i}: {exc}"
             if on_bad_row == "error":
-                raise PreferenceDataError(message + " (set reward_model.data.on_bad_row=skip to "
-                                                    "drop bad rows)") from None
+                raise PreferenceDataError(message + " (set reward_model.data.on_bad_row=skip "
+                                                    "to drop bad rows)") from None
             skipped.append(message)
     return pairs
 

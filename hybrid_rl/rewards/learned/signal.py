@@ -32,12 +32,12 @@ class PreferenceSignal:
     def __call__(self, completions: Sequence[str], references, samples=None,
                  **fields) -> list[float]:
         if self.folder is None:
-            raise RuntimeError("the preference signal has no reward model (set reward_model.path, "
-                               "or run "
+            raise RuntimeError("the preference signal has no reward "
+                               "model (set reward_model.path, or run "
                                "through train.py/evaluate.py, which build the default one)")
         if samples is None:
-            raise ValueError("the preference signal needs the samples (their prompts) to score "
-                             "completions")
+            raise ValueError("the preference signal needs the samples "
+                             "(their prompts) to score completions")
         if self.model is None:
             self.model = RewardModel.load(self.folder)
         return self.model.score([s.prompt for s in samples], list(completions), self.batch_size)
