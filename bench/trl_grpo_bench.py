@@ -28,10 +28,9 @@ sys.path.insert(0, str(ROOT))
 
 OVERRIDES = [
     "task=math", "trainer.prompts_per_step=8", "trainer.num_generations=4",
-        "rollout.max_new_tokens=32",
-    "trainer.beta=0.04", "trainer.loss_type=dapo", "trainer.learning_rate=5e-5", "num_threads=1",
-    "logging.progress_bar=false", "logging.tensorboard=false", "eval.every_steps=0",
-        "eval.at_start=false",
+    "rollout.max_new_tokens=32", "trainer.beta=0.04", "trainer.loss_type=dapo",
+    "trainer.learning_rate=5e-5", "num_threads=1", "logging.progress_bar=false",
+    "logging.tensorboard=false", "eval.every_steps=0", "eval.at_start=false",
     "checkpoint.every_steps=0", "checkpoint.save_final=false", "task.data.num_eval=200",
 ]
 
@@ -105,12 +104,11 @@ def trl(steps: int, budget_s: float | None, run_dir: Path) -> dict:
 
     args = GRPOConfig(
         output_dir=str(run_dir), use_cpu=True, bf16=False, max_steps=steps,
-            per_device_train_batch_size=32,
-        num_generations=4, max_completion_length=32, temperature=1.0, beta=0.04, loss_type="dapo",
-        scale_rewards="group", epsilon=0.2, learning_rate=5e-5, lr_scheduler_type="constant",
-            adam_beta2=0.99,
-        max_grad_norm=1.0, gradient_checkpointing=False, num_iterations=1, logging_steps=10_000,
-        save_strategy="no", report_to=[], seed=cfg.seed, dataloader_num_workers=0,
+        per_device_train_batch_size=32, num_generations=4, max_completion_length=32,
+        temperature=1.0, beta=0.04, loss_type="dapo", scale_rewards="group", epsilon=0.2,
+        learning_rate=5e-5, lr_scheduler_type="constant", adam_beta2=0.99, max_grad_norm=1.0,
+        gradient_checkpointing=False, num_iterations=1, logging_steps=10_000, save_strategy="no",
+        report_to=[], seed=cfg.seed, dataloader_num_workers=0,
     )
     clock = Clock()
     model = load_policy(location)

@@ -46,8 +46,7 @@ class SandboxSettings:
         if self.backend not in ("bwrap", "unsafe_local"):
             yield f"backend: must be 'bwrap' or 'unsafe_local', got {self.backend!r}"
         for name in ("workers", "timeout_s", "memory_mb", "max_processes", "max_output_bytes",
-                     "max_file_mb",
-                     "max_open_files", "tmp_size_mb", "jobs_per_sandbox"):
+                     "max_file_mb", "max_open_files", "tmp_size_mb", "jobs_per_sandbox"):
             if not getattr(self, name) > 0:
                 yield f"{name}: must be > 0, got {getattr(self, name)!r}"
         if not 1000 <= self.uid_base <= 2**31 - 1000:
@@ -154,15 +153,12 @@ def bwrap_launch(
     argv = [
         bwrap, "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
         "--unshare-cgroup-try", "--disable-userns", "--die-with-parent", "--new-session",
-            "--as-pid-1",
-        "--uid", str(uid), "--gid", str(uid), "--cap-drop", "ALL", "--hostname", "sandbox",
-        *_system_mounts(python),
-        "--proc", "/proc", "--dev", "/dev",
-        "--size", str(settings.tmp_size_mb << 20), "--tmpfs", "/tmp",
-        "--perms", "0444", "--ro-bind-data", str(harness_fd), HARNESS_IN_SANDBOX,
-        "--remount-ro", "/",
-        "--chdir", "/tmp", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin",
-        python, "-I", "-S", HARNESS_IN_SANDBOX, *map(str, channel),
+        "--as-pid-1", "--uid", str(uid), "--gid", str(uid), "--cap-drop", "ALL", "--hostname",
+        "sandbox", *_system_mounts(python), "--proc", "/proc", "--dev", "/dev", "--size",
+        str(settings.tmp_size_mb << 20), "--tmpfs", "/tmp", "--perms", "0444", "--ro-bind-data",
+        str(harness_fd), HARNESS_IN_SANDBOX, "--remount-ro", "/", "--chdir", "/tmp", "--clearenv",
+        "--setenv", "PATH", "/usr/bin:/bin", python, "-I", "-S", HARNESS_IN_SANDBOX,
+        *map(str, channel),
     ]
     return Launch(argv, uid if root else None, ["/tmp", "/dev/shm"], "/tmp/job", isolated=True)
 
@@ -182,10 +178,8 @@ def process_limits(settings: SandboxSettings, user: Optional[int]) -> dict:
         processes += _processes_of(os.getuid())
     return {
         "cpu_s": int(settings.timeout_s) + 1,
-        "memory_bytes": settings.memory_mb << 20,
-        "processes": processes,
-        "file_bytes": settings.max_file_mb << 20,
-        "open_files": settings.max_open_files,
+        "memory_bytes": settings.memory_mb << 20, "processes": processes,
+        "file_bytes": settings.max_file_mb << 20, "open_files": settings.max_open_files,
     }
 
 

@@ -99,7 +99,7 @@ class Worker:
             user = self.launch.user
             self.proc = subprocess.Popen(
                 self.launch.argv, env={}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                    stderr=self.stderr,
+                stderr=self.stderr,
                 pass_fds=(to_harness_r, from_harness_w, harness_fd), start_new_session=True,
                 user=user, group=user, extra_groups=[] if user is not None else None,
             )
@@ -152,13 +152,14 @@ class Worker:
                 "limits": process_limits(self.settings,
                                          self.launch.user if self.launch.isolated else None),
             })
-            self._send({
-                "tests": tests, "units": units, "context": job.context,
-                "expose": None if job.expose is None else [str(n) for n in job.expose],
-                    "secret": secret,
-                "timeout_s": float(self.settings.timeout_s),
+            self._send(
+                {
+                    "tests": tests, "units": units, "context": job.context,
+                    "expose": None if job.expose is None else [str(n) for n in job.expose],
+                    "secret": secret, "timeout_s": float(self.settings.timeout_s),
                     "max_output_bytes": self.settings.max_output_bytes,
-            })
+                }
+            )
             verdict = self._receive(deadline)
             if self._receive(deadline) != {"ready": True}:
                 raise _Broken("no ready message after the verdict")
@@ -236,7 +237,7 @@ def _warn_unsafe() -> None:
             "sandbox.backend=unsafe_local: model-written code "
             "runs WITHOUT isolation (no namespaces, your uid, "
             "your files and network). Use it only for code you trust.", RuntimeWarning,
-                stacklevel=3,
+            stacklevel=3,
         )
 
 

@@ -62,10 +62,11 @@ def test_train_py_task_code_runs_with_sandboxed_rewards_and_pass_at_k(tmp_path):
     from helpers.runs import read_jsonl, run_entry
 
     run_dir = tmp_path / "run"
-    proc = run_entry("train.py", run_dir, "task=code", "trainer.max_steps=2",
-                     "rollout.max_new_tokens=6",
-                     "eval.samples_per_prompt=3", "eval.pass_k=[1,3]", "sandbox.workers=1",
-                         cache=tmp_path / "cache")
+    proc = run_entry(
+        "train.py", run_dir, "task=code", "trainer.max_steps=2", "rollout.max_new_tokens=6",
+        "eval.samples_per_prompt=3", "eval.pass_k=[1,3]", "sandbox.workers=1",
+        cache=tmp_path / "cache",
+    )
     rows = read_jsonl(run_dir / "metrics.jsonl")
     train_rows = [r for r in rows if "loss" in r]
     assert [r["step"] for r in train_rows] == [1, 2]
@@ -83,11 +84,11 @@ def test_train_py_task_humaneval_wires_the_packaged_problems(tmp_path):
     from helpers.runs import read_jsonl, run_entry
 
     run_dir = tmp_path / "run"
-    run_entry("train.py", run_dir, "task=humaneval", "trainer.max_steps=1",
-              "rollout.max_new_tokens=4",
-              "model.tiny.max_position_embeddings=2048", "task.data.num_train=4",
-                  "task.data.num_eval=2",
-              "sandbox.workers=1", cache=tmp_path / "cache")
+    run_entry(
+        "train.py", run_dir, "task=humaneval", "trainer.max_steps=1", "rollout.max_new_tokens=4",
+        "model.tiny.max_position_embeddings=2048", "task.data.num_train=4", "task.data.num_eval=2",
+        "sandbox.workers=1", cache=tmp_path / "cache",
+    )
     rows = read_jsonl(run_dir / "metrics.jsonl")
     # scored (not NaN): 4 characters solve nothing
     assert [r["reward/correctness/mean"] for r in rows if "loss" in r] == [0.0]

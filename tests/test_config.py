@@ -139,14 +139,12 @@ def test_wrong_type_fails_at_composition():
 
 
 @pytest.mark.parametrize(
-    "override, message",
-    [
+    "override, message", [
         ("trainer.num_generations=1", "trainer.num_generations"),
         ("trainer.learning_rate=-0.1", "trainer.learning_rate"),
         ("trainer.loss_type=ppo", "trainer.loss_type: must be one of"),
         ("trainer.advantage_scale=rank", "trainer.advantage_scale"),
-        ("rollout.top_p=1.5", "rollout.top_p"),
-        ("model.dtype=int8", "model.dtype"),
+        ("rollout.top_p=1.5", "rollout.top_p"), ("model.dtype=int8", "model.dtype"),
         ("task.accuracy_signal=style", "task.accuracy_signal"),
         ("task.data.source=xml", "task.data.source"),
         ("model.tiny.num_heads=3", "model.tiny.hidden_size"),

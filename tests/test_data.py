@@ -76,8 +76,7 @@ def test_hf_dataset_from_a_local_folder(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "row, problem",
-    [
+    "row, problem", [
         ({"question": "q"}, "missing field 'answer'"),
         ({"question": "", "answer": "#### 1"}, "field 'question' must be non-empty text"),
         ({"question": 5, "answer": "#### 1"}, "field 'question' must be non-empty text"),

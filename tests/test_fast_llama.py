@@ -21,11 +21,10 @@ TOK = build_char_tokenizer()
 def llama(kv_heads=4, tie=True, **extra):
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(TOK), hidden_size=64, num_hidden_layers=2,
-                         num_attention_heads=4,
-                         num_key_value_heads=kv_heads, intermediate_size=96,
-                             max_position_embeddings=128,
+                         num_attention_heads=4, num_key_value_heads=kv_heads, intermediate_size=96,
+                         max_position_embeddings=128,
                          tie_word_embeddings=tie, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-                             **extra)
+                         **extra)
     model = LlamaForCausalLM(config)
     with torch.no_grad():  # random init is near-uniform; sharpen it so sampling and EOS matter
         for p in model.parameters():

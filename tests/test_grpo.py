@@ -47,8 +47,7 @@ def test_kl_k3_value_and_sign():
 
 
 @pytest.mark.parametrize(
-    "ratio, adv, loss, low, high",
-    [
+    "ratio, adv, loss, low, high", [
         (1.5, 1.0, -1.2, False, True),  # clipped at 1 + eps_high
         (1.5, -1.0, 1.5, False, False),  # pessimistic unclipped term wins, no clip
         (0.5, -1.0, 0.8, True, False),  # clipped at 1 - eps_low
@@ -77,8 +76,7 @@ def _ratio_one_case():
 
 
 @pytest.mark.parametrize(
-    "loss_type, scale, expected",
-    [
+    "loss_type, scale, expected", [
         ("grpo", grpo.LossScale(2, 5, 4), (-1 + 2) / 2),  # per-sequence means -1 and 2
         ("bnpo", grpo.LossScale(2, 5, 4), 4 / 5),  # masked sum 4 over 5 local tokens
         ("dapo", grpo.LossScale(2, 10, 4), 4 / 10),  # over the step's 10 tokens
@@ -118,8 +116,7 @@ def test_kl_term_is_added_with_beta():
     logp = torch.log(torch.tensor([[0.5]]))
     ref = torch.log(torch.tensor([[0.25]]))
     loss, stats = grpo.policy_loss(logp, logp, ref, torch.tensor([0.0]), torch.ones(1, 1),
-                                   loss_type="grpo",
-                                   scale=grpo.LossScale(1, 1, 1), beta=0.1)
+                                   loss_type="grpo", scale=grpo.LossScale(1, 1, 1), beta=0.1)
     assert loss.item() == pytest.approx(0.1 * 0.1931472, abs=1e-6)
     assert stats["kl_sum"].item() == pytest.approx(0.1931472, abs=1e-6)
     with pytest.raises(ValueError, match="reference"):

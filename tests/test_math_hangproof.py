@@ -10,11 +10,8 @@ from verifiers.math import verify_math
 
 ADVERSARIAL = [
     "\\boxed{9^{9^{9^{9}}}}",
-    "\\boxed{" + "(" * 10000 + "1" + ")" * 10000 + "}",
-    "\\boxed{" + "7" * 1_000_000 + "}",
-    "\\boxed{100000!}",
-    "\\boxed{(x+1)^{99999}}",
-    "\\boxed{" + "x+" * 5000 + "1}",
+    "\\boxed{" + "(" * 10000 + "1" + ")" * 10000 + "}", "\\boxed{" + "7" * 1_000_000 + "}",
+    "\\boxed{100000!}", "\\boxed{(x+1)^{99999}}", "\\boxed{" + "x+" * 5000 + "1}",
     "\\boxed{\\frac{" * 200 + "1" + "}{2}" * 200 + "}",
 ]
 BOUND_S = 2.0 + 1.5  # the verifier's time limit plus a worker restart on a busy 2-core machine

@@ -8,19 +8,14 @@ from verifiers.math import answers_match, extract_answer, last_boxed, verify_mat
 
 
 @pytest.mark.parametrize(
-    "completion, expected",
-    [
+    "completion, expected", [
         ("so \\boxed{42}.", "42"),
         ("first \\boxed{1} then \\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),  # the last box counts
         ("\\boxed{\\frac{\\sqrt{3}}{2}}", "\\frac{\\sqrt{3}}{2}"),  # nested braces
-        ("\\fbox{7}", "7"),
-        ("Thus the answer is 17.", "17"),
-        ("The answer is: $-3/4$.", "-3/4"),
+        ("\\fbox{7}", "7"), ("Thus the answer is 17.", "17"), ("The answer is: $-3/4$.", "-3/4"),
         ("work...\n#### 1,234", "1,234"),
         ("I think 12 then 15", "15"),  # else the last number
-        ("347+589=936", "936"),
-        ("-12", "-12"),
-        ("no digits here", None),
+        ("347+589=936", "936"), ("-12", "-12"), ("no digits here", None),
         ("\\boxed{unclosed", None),  # unbalanced box: falls through, and there is no number
     ],
 )
@@ -34,8 +29,7 @@ def test_last_boxed_handles_unbalanced():
 
 
 @pytest.mark.parametrize(
-    "pred, gold",
-    [
+    "pred, gold", [
         ("42", "42"), ("42.0", "42"), ("0.5", "\\frac{1}{2}"), ("1/2", "0.5"), ("\\dfrac{3}{4}",
                                                                                 "0.75"),
         ("-\\frac{1}{4}", "-0.25"), ("1,000", "1000"), ("3e5", "300000"), ("0.0833333333",
@@ -48,8 +42,7 @@ def test_equivalent_numbers(pred, gold):
 
 
 @pytest.mark.parametrize(
-    "pred, gold",
-    [
+    "pred, gold", [
         ("12", "120"), ("-5", "5"), ("0.33", "\\frac{1}{3}"), ("1/3", "0.3"), ("3.14", "3.1416"),
         ("", "1"), ("1,2", "12"), ("\\frac{1}{0}", "0"),
     ],

@@ -97,10 +97,10 @@ def test_sft_warm_up_is_cached_by_its_demonstrations_not_only_its_settings(tiny,
     from hybrid_rl.models.warm_start import warm_start
 
     _, _, folder = tiny
-    settings = dict(cache_dir=tmp_path, key_parts={"task": "t"}, steps=1, batch_size=2,
-                    learning_rate=1e-3,
-                    lr_schedule="constant", weight_decay=0.0, seed=0, log_every=1,
-                        log=lambda _: None)
+    settings = dict(
+        cache_dir=tmp_path, key_parts={"task": "t"}, steps=1, batch_size=2, learning_rate=1e-3,
+        lr_schedule="constant", weight_decay=0.0, seed=0, log_every=1, log=lambda _: None,
+    )
     demos = [Sample("1+1=", "2", "t", "2"), Sample("2+2=", "4", "t", "4")]
     first = warm_start(folder, demos, **settings)
     assert warm_start(folder, demos, **settings) == first  # same demonstrations: reused

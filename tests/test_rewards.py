@@ -89,8 +89,7 @@ def test_math_verifier_through_the_scorer():
 def test_meanwhile_runs_once_while_the_pool_scores(workers):
     calls = []
     scorer = RewardScorer({"t": [Signal("correct", exact, 1.0), Signal("length", length_bonus,
-                                                                       0.5)]},
-                          num_workers=workers)
+                                                                       0.5)]}, num_workers=workers)
     try:
         scores = scorer.score(_samples(), ["a", "c", "zz"], meanwhile=lambda: calls.append("ref"))
         assert calls == ["ref"]

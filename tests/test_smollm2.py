@@ -14,10 +14,9 @@ def test_smollm2_loads_and_takes_one_grpo_step(tmp_path):
     run_dir = tmp_path / "run"
     proc = run_entry(
         "train.py", run_dir, "model=smollm2_135m", "trainer.max_steps=1",
-            "trainer.prompts_per_step=2",
-        "trainer.num_generations=2", "rollout.max_new_tokens=6", "task.data.num_eval=2",
-            "eval.at_start=false",
-        "checkpoint.save_final=false", "logging.tensorboard=false", cache=tmp_path / "cache",
+        "trainer.prompts_per_step=2", "trainer.num_generations=2", "rollout.max_new_tokens=6",
+        "task.data.num_eval=2", "eval.at_start=false", "checkpoint.save_final=false",
+        "logging.tensorboard=false", cache=tmp_path / "cache",
     )
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     step = next(r for r in rows if "loss" in r)
@@ -49,11 +48,10 @@ def test_smollm2_gradient_step_changes_the_weights():
     opt = make_optimizer(model, 1e-5, 0.0)
     before = model.lm_head.weight.detach().clone()
     engine = TorchEngine(model, opt, make_scheduler(opt, "constant", 0, 1), 1.0)
-    stats = grpo_update(engine, None, batch, torch.tensor([1.0, -1.0]), UpdateSettings("grpo", 0.2,
-                                                                                       0.2, 0.0, 1,
-                                                                                           2, 4,
-                                                                                               1.0,
-                                                                                                   False))
+    stats = grpo_update(
+        engine, None, batch, torch.tensor([1.0, -1.0]),
+        UpdateSettings("grpo", 0.2, 0.2, 0.0, 1, 2, 4, 1.0, False),
+    )
     assert stats["grad_norm"] > 0 and not torch.equal(before, model.lm_head.weight)
 
 

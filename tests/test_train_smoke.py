@@ -24,7 +24,7 @@ def test_two_steps_write_metrics_samples_checkpoint_and_plot(two_step_run):
     for key in ("reward/correctness/mean", "reward/total/std", "accuracy", "clip_fraction/low",
                 "entropy",
                 "completion/mean_length", "throughput/tokens_per_s", "time/step_s", "grad_norm",
-                    "lr"):
+                "lr"):
         assert key in train_rows[0], key
     evals = [r for r in rows if "eval/accuracy" in r]
     assert [r["step"] for r in evals] == [0, 1, 2]  # before training, every step, at the end
@@ -82,10 +82,11 @@ def test_sft_entry_point_exports_a_model(tmp_path):
 def test_multirun_sweeps_variants_with_kl_reference(tmp_path):
     """`-m` runs one job per value; the presets run with a KL reference and mu = 2."""
     env = {**os.environ, "HYBRID_RL_CACHE": str(tmp_path / "cache")}
-    cmd = [sys.executable, str(ROOT / "train.py"), "-m", *TINY_OVERRIDES, "trainer=dapo,dr_grpo",
-           "trainer.beta=0.04", "trainer.mu=2", "trainer.max_steps=1",
-               "checkpoint.save_final=false",
-           f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    cmd = [
+        sys.executable, str(ROOT / "train.py"), "-m", *TINY_OVERRIDES, "trainer=dapo,dr_grpo",
+        "trainer.beta=0.04", "trainer.mu=2", "trainer.max_steps=1", "checkpoint.save_final=false",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     steps = [
@@ -112,15 +113,13 @@ def test_hf_folder_model_trains(two_step_run, tmp_path):
     run_dir, cache, _ = two_step_run
     policy = run_dir / "checkpoints" / "step_000002" / "policy"
     run_entry("train.py", tmp_path / "hf", "model=hf", f"model.path={policy}",
-              "model.chat_template=false",
-              "trainer.max_steps=1", cache=cache)
+              "model.chat_template=false", "trainer.max_steps=1", cache=cache)
     assert any("loss" in r for r in read_jsonl(tmp_path / "hf" / "metrics.jsonl"))
 
 
 def test_bad_model_path_is_named(tmp_path):
     proc = run_entry("train.py", tmp_path / "bad", "model=hf", f"model.path={tmp_path}/nope",
-                     cache=tmp_path,
-                     check=False)
+                     cache=tmp_path, check=False)
     assert proc.returncode != 0 and f"model path not found: {tmp_path}/nope" in proc.stderr
 
 

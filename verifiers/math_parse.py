@@ -24,11 +24,9 @@ _NAMES = {"pi": sympy.pi, "e": sympy.E, "oo": sympy.oo, "sqrt": sympy.sqrt, "ln"
           "log": sympy.log}
 _UNIT_WORDS = (
     "degrees", "degree", "deg", "cm", "mm", "km", "m", "meters", "meter", "inches", "inch", "feet",
-        "foot", "ft",
-    "units", "unit", "sq", "square", "cubic", "hours", "hour", "minutes", "minute", "seconds",
-        "second", "days",
-    "day", "dollars", "dollar", "cents", "cent", "percent", "mph", "miles", "mile", "pounds",
-        "grams", "kg", "g",
+    "foot", "ft", "units", "unit", "sq", "square", "cubic", "hours", "hour", "minutes", "minute",
+    "seconds", "second", "days", "day", "dollars", "dollar", "cents", "cent", "percent", "mph",
+    "miles", "mile", "pounds", "grams", "kg", "g",
 )
 _UNITS = re.compile(
     r"(?<=[\d\s}])\s*(?:\\(?:mbox|text|textbf|mathrm)\{\s*)?(?:%s)\b\}?\.?(?:\^\{?[23]\}?)?\s*$"
@@ -113,8 +111,7 @@ def latex_to_text(s: str) -> str:
     for latex, text in (("\\cdot", "*"), ("\\times", "*"), ("\\div", "/"), ("\\pi", "pi"),
                         ("\\infty", "oo"),
                         ("\\ln", "ln"), ("\\log", "log"), ("\\exp", "exp"), ("\\sin", "sin"),
-                            ("\\cos", "cos"),
-                        ("\\tan", "tan"), ("{", "("), ("}", ")"), ("\\", "")):
+                        ("\\cos", "cos"), ("\\tan", "tan"), ("{", "("), ("}", ")"), ("\\", "")):
         s = s.replace(latex, text)
     return s
 

@@ -128,11 +128,8 @@ def construct(entry, **settings):
 
 
 VERIFIERS = Registry(
-    "verifier",
-    ENTRY_POINT_GROUP,
-    {
-        "math": "verifiers.math:math_verifier",
-        "code": "verifiers.code:CodeVerifier",
+    "verifier", ENTRY_POINT_GROUP, {
+        "math": "verifiers.math:math_verifier", "code": "verifiers.code:CodeVerifier",
         "code_fraction": "verifiers.code:CodeFractionVerifier",
     },
 )

@@ -31,10 +31,7 @@ def _std(x: torch.Tensor, dim: int | None, estimator: str) -> torch.Tensor:
 
 def group_advantages(
     rewards: torch.Tensor,  # [N], groups of `group_size` consecutive completions
-    group_size: int,
-    scale: str = "group",
-    std_estimator: str = "sample",
-    eps: float = 1e-4,
+    group_size: int, scale: str = "group", std_estimator: str = "sample", eps: float = 1e-4,
 ) -> torch.Tensor:  # [N]
     """Outcome advantages: reward minus its group mean, optionally divided by a std.
 
@@ -74,8 +71,7 @@ def clipped_surrogate(
     logp: torch.Tensor,  # [S, T] current policy
     old_logp: torch.Tensor,  # [S, T] policy that sampled the rollout
     advantages: torch.Tensor,  # [S] one value per completion
-    eps_low: float,
-    eps_high: float,
+    eps_low: float, eps_high: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-token -min(r A, clip(r, 1-eps_low, 1+eps_high) A) and where each bound was active."""
     ratio = torch.exp(logp - old_logp)
@@ -133,11 +129,7 @@ def policy_loss(
     ref_logp: torch.Tensor | None,  # [S, T] or None when beta == 0
     advantages: torch.Tensor,  # [S]
     mask: torch.Tensor,  # [S, T] 1 for completion tokens that count
-    *,
-    loss_type: str,
-    scale: LossScale,
-    eps_low: float = 0.2,
-    eps_high: float = 0.2,
+    *, loss_type: str, scale: LossScale, eps_low: float = 0.2, eps_high: float = 0.2,
     beta: float = 0.0,
     token_weights: torch.Tensor | None = None,  # [S, T] e.g. truncated importance weights
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -13,8 +13,7 @@ def completion_logprobs(
     prompt_mask: torch.Tensor,  # [S, P]
     completion_ids: torch.Tensor,  # [S, T]
     completion_mask: torch.Tensor,  # [S, T]
-    temperature: float = 1.0,
-    with_entropy: bool = False,
+    temperature: float = 1.0, with_entropy: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """([S, T] log-probs of each completion token, [S, T] entropy or None).
 

@@ -8,8 +8,7 @@ import torch
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
-                   betas: Sequence[float] = (0.9, 0.99),
-                   fused: bool = False):
+                   betas: Sequence[float] = (0.9, 0.99), fused: bool = False):
     """AdamW. `fused=True` updates every tensor in one kernel (about 4x faster than the
     per-tensor loop on CPU for a small model), with float rounding of its own: the SFT warm-up
     keeps the default kernel so that warm-ups cached by earlier versions stay what a fresh

@@ -43,8 +43,7 @@ def _micro_batches(n: int, size: int) -> list[slice]:
 def _logprobs_no_grad(model, batch: RolloutBatch, temperature: float, size: int) -> torch.Tensor:
     parts = [
         completion_logprobs(model, batch.prompt_ids[s], batch.prompt_mask[s],
-                            batch.completion_ids[s],
-                            batch.completion_mask[s], temperature)[0]
+                            batch.completion_ids[s], batch.completion_mask[s], temperature)[0]
         for s in _micro_batches(len(batch), size)
     ]
     return torch.cat(parts)
@@ -79,9 +78,7 @@ def _sampler_agreement(logp: torch.Tensor, rollout_logp: torch.Tensor, mask: tor
 
 
 def grpo_update(
-    engine,
-    reference: Optional[torch.nn.Module],
-    batch: RolloutBatch,
+    engine, reference: Optional[torch.nn.Module], batch: RolloutBatch,
     advantages: torch.Tensor,  # [N]
     s: UpdateSettings,
 ) -> dict[str, float]:
@@ -116,15 +113,16 @@ def grpo_update(
                 _sampler_agreement(logp, rollout_logp, batch.completion_mask[mb].to(logp.device),
                                    totals)
             behaviour = logp.detach() if old_logp is None else old_logp[mb]
-            weights = None if s.tis_cap is None else grpo.truncated_importance_weights(behaviour,
-                                                                                       rollout_logp,
-                                                                                           s.tis_cap)
+            weights = (
+                None
+                if s.tis_cap is None
+                else grpo.truncated_importance_weights(behaviour, rollout_logp, s.tis_cap)
+            )
             loss, stats = grpo.policy_loss(
-                logp, behaviour, None if ref_logp is None else ref_logp[mb],
-                    advantages[mb].to(logp.device), mask,
+                logp, behaviour,
+                None if ref_logp is None else ref_logp[mb], advantages[mb].to(logp.device), mask,
                 loss_type=s.loss_type, scale=scale, eps_low=s.epsilon, eps_high=s.epsilon_high,
-                    beta=s.beta,
-                token_weights=weights,
+                beta=s.beta, token_weights=weights,
             )
             if not distributed.all_ranks_true(bool(torch.isfinite(loss))):
                 engine.zero_grad()

@@ -44,10 +44,8 @@ def heldout_accuracy(
         for s, t, v in list(zip(samples, texts, values))[:num_examples]
     ]
     return EvalResult(
-        accuracy=sum(scored) / len(scored) if scored else float("nan"),
-        num_scored=len(scored),
-        mean_length=sum(lengths) / max(len(lengths), 1),
-        examples=examples,
+        accuracy=sum(scored) / len(scored) if scored else float("nan"), num_scored=len(scored),
+        mean_length=sum(lengths) / max(len(lengths), 1), examples=examples,
         signal_means={name: mean_applicable(v) for name, v in by_signal.items()},
     )
 

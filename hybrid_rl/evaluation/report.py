@@ -49,7 +49,7 @@ def win_rate(candidate: Sequence[Optional[float]], reference: Sequence[Optional[
 def evaluate_model(
     name: str, location: str, rollout: RolloutBackend, samples: Sequence[Sample],
         scorer: RewardScorer, *,
-    accuracy_signal: str, samples_per_prompt: int, pass_k: Sequence[int], batch_size: int,
+        accuracy_signal: str, samples_per_prompt: int, pass_k: Sequence[int], batch_size: int,
 ) -> tuple[ModelReport, dict[str, list]]:
     """The report of one model, and its per-problem greedy scores (for win rates)."""
     _, values, lengths = greedy_scores(rollout, samples, scorer, batch_size)

@@ -93,16 +93,12 @@ class LeanWeights:
     def __init__(self, model: torch.nn.Module, positions: int):
         self.layers = [
             (
-                layer.input_layernorm,
-                torch.cat(
+                layer.input_layernorm, torch.cat(
                     [
-                        layer.self_attn.q_proj.weight,
-                        layer.self_attn.k_proj.weight,
+                        layer.self_attn.q_proj.weight, layer.self_attn.k_proj.weight,
                         layer.self_attn.v_proj.weight,
                     ]
-                ),
-                layer.self_attn.o_proj.weight,
-                layer.post_attention_layernorm,
+                ), layer.self_attn.o_proj.weight, layer.post_attention_layernorm,
                 torch.cat([layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight]),
                 layer.mlp.down_proj.weight,
             )
@@ -241,8 +237,7 @@ def packing_pays(model: torch.nn.Module, num_prompts: int, width: int, prompt_le
 
 def completion_logits(
     model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
-        completion_ids: torch.Tensor,
-    completion_mask: torch.Tensor, layout: Optional[str] = None,
+        completion_ids: torch.Tensor, completion_mask: torch.Tensor, layout: Optional[str] = None,
 ) -> torch.Tensor:
     """[N, T, V] logits predicting each completion token, each distinct prompt computed once,
     in the `layout` given ("packed" or "shared") or the one packing_pays picks."""
@@ -253,9 +248,14 @@ def completion_logits(
     weights = LeanWeights(model, int(positions.max()) + 1)  # one build for both passes
     steps = completion_ids.shape[1] - 1  # completion tokens that are inputs: all but the last
     if layout is None:
-        layout = "packed" if steps and packing_pays(
-            model, len(groups.first), groups.width, prompt_ids.shape[1], steps,
-                len(prompt_ids)) else "shared"
+        layout = (
+            "packed"
+            if steps
+            and packing_pays(
+                model, len(groups.first), groups.width, prompt_ids.shape[1], steps, len(prompt_ids)
+            )
+            else "shared"
+        )
     if layout == "packed":
         return _packed_logits(model, groups, prompt_ids, prompt_mask, completion_ids,
                               completion_mask, weights)
@@ -267,10 +267,11 @@ def completion_logits(
         return last[groups.inverse]
     full_mask = torch.cat([prompt_mask, completion_mask[:, :-1]], dim=1)
     # The last prompt position predicts completion token 0; completion token t predicts t + 1.
-    later, _ = forward(model, completion_ids[:, :-1], positions[:, :-1], causal_bias(full_mask,
-                                                                                     steps,
-                                                                                         weights.dtype),
-                       select_past(past, groups.inverse), weights=weights)
+    later, _ = forward(
+        model, completion_ids[:, :-1], positions[:, :-1],
+        causal_bias(full_mask, steps, weights.dtype), select_past(past, groups.inverse),
+        weights=weights,
+    )
     return torch.cat([last[groups.inverse], later], dim=1)
 
 

@@ -25,40 +25,22 @@ def build_char_tokenizer() -> PreTrainedTokenizerFast:
     core.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
     core.decoder = decoders.Fuse()
     return PreTrainedTokenizerFast(
-        tokenizer_object=core,
-        bos_token=BOS,
-        eos_token=EOS,
-        pad_token=PAD,
-        unk_token=UNK,
+        tokenizer_object=core, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK,
         padding_side="left",  # decoder-only generation needs prompts flush right
     )
 
 
 def build_tiny_llama(
-    vocab_size: int,
-    *,
-    hidden_size: int,
-    num_layers: int,
-    num_heads: int,
-    intermediate_size: int,
-    max_position_embeddings: int,
-    init_seed: int,
-    pad_token_id: int = 0,
-    bos_token_id: int = 1,
+    vocab_size: int, *, hidden_size: int, num_layers: int, num_heads: int, intermediate_size: int,
+    max_position_embeddings: int, init_seed: int, pad_token_id: int = 0, bos_token_id: int = 1,
     eos_token_id: int = 2,
 ) -> LlamaForCausalLM:
     config = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        num_key_value_heads=num_heads,
+        vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_layers,
+        num_attention_heads=num_heads, num_key_value_heads=num_heads,
         intermediate_size=intermediate_size,
-        max_position_embeddings=max_position_embeddings,
-        tie_word_embeddings=True,
-        pad_token_id=pad_token_id,
-        bos_token_id=bos_token_id,
-        eos_token_id=eos_token_id,
+        max_position_embeddings=max_position_embeddings, tie_word_embeddings=True,
+        pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id,
     )
     with torch.random.fork_rng():
         torch.manual_seed(init_seed)
@@ -71,11 +53,8 @@ def write_tiny_model_folder(folder: str | Path, **model_kwargs) -> Path:
     folder = Path(folder)
     tokenizer = build_char_tokenizer()
     model = build_tiny_llama(
-        len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        **model_kwargs,
+        len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, **model_kwargs,
     )
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(folder)

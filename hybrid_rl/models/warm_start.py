@@ -17,8 +17,7 @@ from hybrid_rl.models.loading import load_policy, load_tokenizer, publish_folder
 def warm_start(
     base_folder: str | Path, samples: Sequence[Sample], *, cache_dir: str | Path, key_parts: dict,
     steps: int, batch_size: int, learning_rate: float, lr_schedule: str, weight_decay: float,
-        seed: int,
-    log_every: int, log: Callable[[str], None] = print,
+        seed: int, log_every: int, log: Callable[[str], None] = print,
 ) -> Path:
     """Folder of the base model after SFT on `samples`' demonstrations; cached by settings and
     by the demonstrations themselves (a changed generator must not reuse a stale warm-up)."""
@@ -42,8 +41,7 @@ def warm_start(
     sft_train(
         model, tokenizer, [s.prompt for s in demos], [s.demonstration for s in demos], steps=steps,
         batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule,
-            weight_decay=weight_decay, seed=seed,
-        log_every=log_every, log=log,
+        weight_decay=weight_decay, seed=seed, log_every=log_every, log=log,
     )
 
     def write(tmp: Path) -> None:

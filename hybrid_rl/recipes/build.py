@@ -182,8 +182,7 @@ def make_policy_optimizer(cfg: Config, policy) -> torch.optim.Optimizer:
 
         params = [p for p in policy.parameters() if p.requires_grad]
         return DeepSpeedCPUAdam(params, lr=t.learning_rate, betas=tuple(t.adam_betas),
-                                weight_decay=t.weight_decay,
-                                adamw_mode=True)
+                                weight_decay=t.weight_decay, adamw_mode=True)
     return make_optimizer(policy, t.learning_rate, t.weight_decay, t.adam_betas, fused=True)
 
 
@@ -224,8 +223,7 @@ def build_rollout(cfg: RecipeConfig, policy, tokenizer, gather=None):
     backend samples from the training module; vLLM keeps its own copy and ignores it."""
     r = cfg.rollout
     settings = dict(max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
-                    top_k=r.top_k,
-                    max_batch_sequences=r.max_batch_sequences)
+                    top_k=r.top_k, max_batch_sequences=r.max_batch_sequences)
     if r.backend == "vllm":
         settings.update(gpu_memory_utilization=r.gpu_memory_utilization,
                         kv_cache_gib=r.kv_cache_gib,

@@ -85,10 +85,10 @@ def main(dcfg: DictConfig) -> float:
         reference_values = None
         if reference is not None:
             policy = load_policy(reference, dtype=cfg.model.dtype)
-            _, reference_values, _ = greedy_scores(build.build_rollout(cfg, policy,
-                                                                       load_tokenizer(reference)),
-                                                                           held, scorer,
-                                                                               ev.batch_size)
+            _, reference_values, _ = greedy_scores(
+                build.build_rollout(cfg, policy, load_tokenizer(reference)), held, scorer,
+                ev.batch_size,
+            )
         reports = []
         for name, location in labelled(roles):
             # every model samples from the same RNG state
@@ -96,18 +96,20 @@ def main(dcfg: DictConfig) -> float:
             policy = load_policy(location, dtype=cfg.model.dtype)
             rollout = build.build_rollout(cfg, policy, load_tokenizer(location))
             report, values = evaluate_model(
-                name, location, rollout, held, scorer, accuracy_signal=cfg.task.accuracy_signal,
+                name, location, rollout, held, scorer,
+                accuracy_signal=cfg.task.accuracy_signal,
                 samples_per_prompt=ev.samples_per_prompt, pass_k=ev.pass_k,
-                    batch_size=ev.batch_size,
+                batch_size=ev.batch_size,
             )
             if reference_values is not None:
                 report.win_rate = win_rate(values[judge], reference_values[judge])
             reports.append(report)
-            log.info("%s: greedy accuracy %.3f, %s, mean length %.1f%s", name, report.accuracy,
-                     ", ".join(f"pass@{k} {v:.3f}" for k,
-                               v in report.pass_at_k.items()) or "no sampling",
-                     report.mean_length,
-                         f", win rate {report.win_rate['win_rate']:.3f}" if report.win_rate else "")
+            log.info(
+                "%s: greedy accuracy %.3f, %s, mean length %.1f%s", name, report.accuracy,
+                ", ".join(f"pass@{k} {v:.3f}" for k, v in report.pass_at_k.items())
+                or "no sampling", report.mean_length,
+                f", win rate {report.win_rate['win_rate']:.3f}" if report.win_rate else "",
+            )
     finally:
         scorer.close()
     paths = write_outputs(out_dir, cfg.task.name, len(held), reports, judge, reference)

@@ -85,16 +85,14 @@ def setup(cfg: Config, run_dir: Path) -> Run:
     run = Run(
         cfg, run_dir, engine.module, build.shard_reference(cfg, reference), tokenizer,
         build.build_rollout(cfg, engine.module, tokenizer, gather=engine.gathered), scorer,
-            composer,
-        engine, scheduler,
+        composer, engine, scheduler,
         PromptStream(train, cfg.seed, distributed.rank(), distributed.world_size()), held,
         MetricsWriter(run_dir, cfg.logging.tensorboard,
                       resume_step=state.get("step") if ckpt else None,
                       enabled=distributed.is_main()),
         UpdateSettings(t.loss_type, t.epsilon, t.epsilon_high, t.beta, t.mu, t.micro_batch_size,
                        cfg.rollout.max_new_tokens, cfg.rollout.temperature,
-                           t.mask_truncated_completions,
-                       t.tis_cap),
+                       t.mask_truncated_completions, t.tis_cap),
     )
     w = cfg.reward.hacking_watch
     if w.proxy_signal in cfg.task.rewards and w.proxy_signal != cfg.task.accuracy_signal:
@@ -108,9 +106,7 @@ def setup(cfg: Config, run_dir: Path) -> Run:
         run.stream.load_state_dict(state["data"])
         set_rng_state(state["rng"])
         run.step, run.elapsed, run.start_accuracy = (
-            state["step"],
-            state["elapsed_s"],
-            state["start_accuracy"],
+            state["step"], state["elapsed_s"], state["start_accuracy"],
         )
         run.composer.load_state_dict(state.get("composer", {}))
         if run.watch is not None:
@@ -157,9 +153,8 @@ def watch_for_hacking(run: Run, proxy_mean: float, accuracy: float) -> None:
 
 def save(run: Run) -> None:
     extra = {"data": run.stream.state_dict(), "elapsed_s": run.elapsed,
-             "start_accuracy": run.start_accuracy,
-             "composer": run.composer.state_dict(),
-                 "hacking_watch": run.watch.state_dict() if run.watch else {},
+             "start_accuracy": run.start_accuracy, "composer": run.composer.state_dict(),
+             "hacking_watch": run.watch.state_dict() if run.watch else {},
              "world_size": distributed.world_size()}
     # Full weights and optimizer state in one portable layout (collective under DeepSpeed):
     # a checkpoint from N processes resumes in one, and back.
@@ -189,8 +184,7 @@ def train_step(run: Run) -> dict[str, float]:
         if recorded:  # loud: the console says so every step it happens, the file has the samples
             log.warning("step %d: verifier %r: %d checks failed, %d timed out (%d recorded in %s)",
                         run.step + 1, name, scored.errors[name], scored.timeouts.get(name, 0),
-                            recorded,
-                        cfg.reward.failures_file)
+                        recorded, cfg.reward.failures_file)
     m = rollout_metrics(scored, cfg.task.accuracy_signal, cfg.reward.hacking_watch.proxy_signal,
                         t.num_generations)
     batch, reward = scored.batch, scored.reward
@@ -205,9 +199,8 @@ def train_step(run: Run) -> dict[str, float]:
     t2 = time.time()
     run.elapsed += t2 - t0
     m.update({"lr": run.scheduler.get_last_lr()[0], "time/step_s": t2 - t0,
-              "time/rollout_s": t1 - t0,
-              "time/update_s": t2 - t1,
-                  "throughput/tokens_per_s": batch.completion_mask.sum().item() / (t2 - t0)})
+              "time/rollout_s": t1 - t0, "time/update_s": t2 - t1,
+              "throughput/tokens_per_s": batch.completion_mask.sum().item() / (t2 - t0)})
     if every(cfg.logging.samples_every_steps, run.step + 1):
         run.metrics.log_samples(run.step + 1, sample_rows(scored, adv, cfg.logging.num_samples))
     return m

@@ -49,9 +49,10 @@ def prepare_reward_model(cfg: RecipeConfig, location: str, tokenizer, train: lis
     folder = cfg.reward_model.path
     if folder is None:
         rm = cfg.reward_model
-        key = settings_key(location, cfg.task.name, asdict(cfg.task.data), cfg.task.response_style,
-                           {k: v for k, v in asdict(rm).items() if k != "path"},
-                               asdict(cfg.rollout), cfg.seed)
+        key = settings_key(
+            location, cfg.task.name, asdict(cfg.task.data), cfg.task.response_style,
+            {k: v for k, v in asdict(rm).items() if k != "path"}, asdict(cfg.rollout), cfg.seed,
+        )
         folder = str(Path(cfg.cache_dir).expanduser() / "reward_model" / key)
         if (Path(folder) / META_FILE).is_file():
             log.info("[reward model] reusing the cached default reward model %s (same settings)",
@@ -122,18 +123,17 @@ def train_reward_model(cfg: RecipeConfig, location: Optional[str], tokenizer, tr
                                    cfg.seed)
     before = evaluate_pairs(rm, held, rm_cfg.score_batch_size)
     settings = FitSettings(rm_cfg.batch_size, rm_cfg.learning_rate, rm_cfg.max_steps,
-                           rm_cfg.max_time_s,
-                           rm_cfg.margin, rm_cfg.center_coef, seed=cfg.seed)
+                           rm_cfg.max_time_s, rm_cfg.margin, rm_cfg.center_coef, seed=cfg.seed)
     fit = fit_reward_model(rm, pairs, settings, log.info)
     after = evaluate_pairs(rm, held, rm_cfg.score_batch_size)
     meta = {"backbone": rm_cfg.backbone, "train_pairs": len(pairs), "validation_pairs": len(held),
             "fit": fit,
             "validation": after, "validation_at_start": before, "data": asdict(rm_cfg.data)}
-    log.info("[reward model] validation: accuracy %.3f (clean labels %.3f), mean margin %.3f, ECE "
-             "%.3f after %d steps, %.0fs",
-             after["accuracy"], after.get("accuracy_clean", math.nan), after["mean_margin"],
-                 after["ece"],
-             fit["steps"], fit["seconds"])
+    log.info(
+        "[reward model] validation: accuracy %.3f (clean labels %.3f), mean margin %.3f, ECE "
+        "%.3f after %d steps, %.0fs", after["accuracy"], after.get("accuracy_clean", math.nan),
+        after["mean_margin"], after["ece"], fit["steps"], fit["seconds"],
+    )
 
     def write(tmp: Path) -> None:
         rm.save(tmp, meta)
@@ -156,8 +156,6 @@ def main(dcfg: DictConfig) -> float:
     (run_dir / "metrics.json").write_text(json.dumps(meta, indent=2))
     log.info(
         "reward model saved in %s; train with it: python train.py task=%s reward_model.path=%s",
-        out,
-        cfg.task.name,
-        out.resolve(),
+        out, cfg.task.name, out.resolve(),
     )
     return meta["validation"]["accuracy"]

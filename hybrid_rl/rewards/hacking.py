@@ -37,8 +37,7 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def agreement(proxy: Sequence[Optional[float]], verified: Sequence[Optional[float]],
-              group_size: int,
-              pass_at: float = 1.0) -> dict[str, float]:
+              group_size: int, pass_at: float = 1.0) -> dict[str, float]:
     """{rank_corr, prefers_failing}: over completions both signals scored, Spearman's rho; and
     over (passing, failing) pairs of the same prompt, the share where the proxy scores the
     failing one higher (a tie counts 1/2). NaN where there is nothing to compare."""

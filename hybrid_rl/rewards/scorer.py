@@ -66,12 +66,12 @@ class RewardScorer:
         self.signals_by_task = signals_by_task
         self.failures_path = failures_path
         self.max_error_rate = max_error_rate
-        self.signal_names = sorted({s.name for sigs in signals_by_task.values() for s in sigs})
-        every_signal = [s for sigs in signals_by_task.values() for s in sigs]
-        self._pool_index = {id(s): i for i, s in enumerate(every_signal)}  # signal -> pool function
+        self.signal_names = sorted({s.name for s in self.signals()})
+        # signal -> its function's index in the pool
+        self._pool_index = {id(s): i for i, s in enumerate(self.signals())}
         self.pool = None
         if num_workers > 0:
-            functions = [_call_batch(s.verifier) for s in every_signal]
+            functions = [_call_batch(s.verifier) for s in self.signals()]
             self.pool = WorkerPool(functions, num_workers=num_workers, timeout_s=timeout_s)
 
     def signals(self) -> list[Signal]:
@@ -159,9 +159,8 @@ class RewardScorer:
         scores, failures = [], []
         for sample, completion in zip(samples, completions):
             try:
-                scores.append(self._checked(signal, signal.verifier([completion],
-                                                                    [sample.reference],
-                                                                        samples=[sample]), 1)[0])
+                one = signal.verifier([completion], [sample.reference], samples=[sample])
+                scores.append(self._checked(signal, one, 1)[0])
             except Exception as exc:
                 scores.append(None)
                 self._fail(signal, sample, completion, f"{type(exc).__name__}: {exc}",
@@ -173,7 +172,7 @@ class RewardScorer:
         return [range(i, min(i + size, n)) for i in range(0, n, size)]
 
     def _finish_in_worker_pool(self, signal: Signal, chunks: list[range], outcomes, samples,
-                         completions) -> tuple[list[Optional[float]], list[str]]:
+                               completions) -> tuple[list[Optional[float]], list[str]]:
         """Scores from the chunks' outcomes; a failed chunk is scored again one sample per call."""
         scores: list = [None] * len(samples)
         errors: dict[int, str] = {}
@@ -239,8 +238,8 @@ class RewardScorer:
             return
         entry = {
             "signal": name, "task": sample.task, "prompt": sample.prompt,
-                "reference": sample.reference,
-            "completion": completion, "error": error, "detail": detail,
+            "reference": sample.reference, "completion": completion, "error": error,
+            "detail": detail,
         }
         with open(self.failures_path, "a") as fh:
             fh.write(json.dumps(entry) + "\n")

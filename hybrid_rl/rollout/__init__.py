@@ -38,7 +38,7 @@ class RolloutBatch:
             self.prompt_ids[rows], self.prompt_mask[rows], self.completion_ids[rows],
             self.completion_mask[rows], self.rollout_logprobs[rows], self.truncated[rows],
             [self.texts[i] for i in idx],
-                None if self.reference_logprobs is None else self.reference_logprobs[rows],
+            None if self.reference_logprobs is None else self.reference_logprobs[rows],
         )
 
 
@@ -62,8 +62,7 @@ def concat_batches(batches: Sequence[RolloutBatch], pad_token_id: int) -> Rollou
         torch.cat([pad(b.completion_ids, T, pad_token_id, False) for b in batches]),
         torch.cat([pad(b.completion_mask, T, 0, False) for b in batches]),
         torch.cat([pad(b.rollout_logprobs, T, 0.0, False) for b in batches]),
-        torch.cat([b.truncated for b in batches]),
-        [t for b in batches for t in b.texts],
+        torch.cat([b.truncated for b in batches]), [t for b in batches for t in b.texts],
         None if any(b.reference_logprobs is None for b in batches)
         else torch.cat([pad(b.reference_logprobs, T, 0.0, False) for b in batches]),
     )

@@ -62,9 +62,9 @@ class HFRollout:
         if fast_llama.supports(self.policy):
             completion_ids, logprobs = sample(
                 self.policy, enc["input_ids"], enc["attention_mask"], n,
-                    max_new_tokens=self.max_new_tokens,
-                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, greedy=greedy,
-                temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
+                max_new_tokens=self.max_new_tokens, eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id, greedy=greedy, temperature=self.temperature,
+                top_k=self.top_k, top_p=self.top_p,
             )
         else:
             was_training = self.policy.training
@@ -91,10 +91,11 @@ class HFRollout:
             "temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k or None,
         }
         out = self.policy.generate(
-            input_ids=prompt_ids, attention_mask=enc["attention_mask"].repeat_interleave(n, dim=0),
-            do_sample=not greedy, max_new_tokens=self.max_new_tokens, pad_token_id=tok.pad_token_id,
+            input_ids=prompt_ids,
+            attention_mask=enc["attention_mask"].repeat_interleave(n, dim=0), do_sample=not greedy,
+            max_new_tokens=self.max_new_tokens, pad_token_id=tok.pad_token_id,
             eos_token_id=tok.eos_token_id, return_dict_in_generate=True, output_scores=True,
-                **sampling,
+            **sampling,
         )
         completion_ids = out.sequences[:, prompt_ids.shape[1] :]
         # `scores` are the processed logits the sampler drew from (temperature, top-k/p applied).

@@ -46,14 +46,7 @@ def sample_groups(
                          f"{DYNAMIC_SAMPLING}, got {dynamic_sampling!r}")
     target = prompts_per_step * group_size
     samples, batches, values, rewards, parts, errors, timeouts, recorded = (
-        [],
-        [],
-        {},
-        [],
-        {},
-        {},
-        {},
-        {},
+        [], [], {}, [], {}, {}, {}, {},
     )
     seen = seen_equal = 0
     for _ in range(1 + (max_fill_rounds if dynamic_sampling == "fill" else 0)):
@@ -91,8 +84,7 @@ def sample_groups(
         samples[:n], concat_batches(batches, pad_token_id).select(torch.arange(n)),
         {k: v[:n] for k, v in values.items()}, torch.cat(rewards)[:n], {k: torch.cat(v)[:n] for k,
                                                                         v in parts.items()},
-        errors, timeouts, seen_equal / seen,
-        recorded,
+        errors, timeouts, seen_equal / seen, recorded,
     )
 
 

@@ -32,9 +32,8 @@ def process_logits(scores: torch.Tensor, temperature: float, top_k: int,
 
 def sample(
     model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, n: int, *,
-        max_new_tokens: int,
-    eos_token_id: int, pad_token_id: int, greedy: bool, temperature: float = 1.0, top_k: int = 0,
-        top_p: float = 1.0,
+    max_new_tokens: int, eos_token_id: int, pad_token_id: int, greedy: bool,
+    temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompts [B, P] (left-padded) -> (completion ids [B*n, T], log-probs [B*n, T]); each
     prompt's n samples are contiguous, pad after EOS, T <= max_new_tokens."""
@@ -42,14 +41,12 @@ def sample(
     # of it, so the trainer can use them like any tensor.
     with torch.inference_mode():
         tokens, logprobs = _sample(model, prompt_ids, prompt_mask, n, max_new_tokens, eos_token_id,
-                                   pad_token_id,
-                                   greedy, temperature, top_k, top_p)
+                                   pad_token_id, greedy, temperature, top_k, top_p)
     return tokens.clone(), logprobs.clone()
 
 
 def _sample(model, prompt_ids, prompt_mask, n, max_new_tokens, eos_token_id, pad_token_id, greedy,
-            temperature,
-            top_k, top_p) -> tuple[torch.Tensor, torch.Tensor]:
+            temperature, top_k, top_p) -> tuple[torch.Tensor, torch.Tensor]:
     # built once for the loop
     weights = fast_llama.LeanWeights(model, prompt_ids.shape[1] + max_new_tokens)
     last, past = fast_llama.forward(model, prompt_ids, fast_llama.prompt_positions(prompt_mask),
@@ -87,11 +84,7 @@ def _sample(model, prompt_ids, prompt_mask, n, max_new_tokens, eos_token_id, pad
         if int(finished.sum()) >= 0.25 * len(rows):  # drop finished rows once enough have finished
             idx = (~finished).nonzero().squeeze(1)
             rows, drawn, bias, positions, finished = (
-                rows[idx],
-                drawn[idx],
-                bias[idx],
-                positions[idx],
-                finished[idx],
+                rows[idx], drawn[idx], bias[idx], positions[idx], finished[idx],
             )
             past = fast_llama.select_past(past, idx)
         bias = torch.cat([bias, bias.new_zeros(len(rows), 1, 1, 1)], dim=-1)

@@ -44,9 +44,8 @@ class VLLMRollout:
     copies_weights = True  # the trainer must call sync_weights after every optimizer step
 
     def __init__(self, policy, tokenizer, *, max_new_tokens: int, temperature: float = 1.0,
-                 top_p: float = 1.0,
-                 top_k: int = 0, max_batch_sequences: int = 512,
-                     gpu_memory_utilization: float = 0.3,
+                 top_p: float = 1.0, top_k: int = 0, max_batch_sequences: int = 512,
+                 gpu_memory_utilization: float = 0.3,
                  kv_cache_gib: float = 1.0, enforce_eager: bool = True, verify_sync: bool = True,
                  sync_tolerance: float = 1e-3, seed: int = 0, dtype: str = "float32"):
         _configure_cpu_environment(kv_cache_gib)
@@ -59,15 +58,10 @@ class VLLMRollout:
                 "`bash scripts/setup.sh --vllm` (its own "
                 "environment, .venv-vllm; README 'Scaling up')") from exc
         self.tokenizer, self.verify_sync, self.sync_tolerance = (
-            tokenizer,
-            verify_sync,
-            sync_tolerance,
+            tokenizer, verify_sync, sync_tolerance,
         )
         self.max_new_tokens, self.temperature, self.top_p, self.top_k = (
-            max_new_tokens,
-            temperature,
-            top_p,
-            top_k,
+            max_new_tokens, temperature, top_p, top_k,
         )
         del max_batch_sequences  # the hf backend's chunking; vLLM's scheduler batches by itself
         self.broken: str | None = None
@@ -76,10 +70,10 @@ class VLLMRollout:
         context = getattr(policy.config, "max_position_embeddings", None)
         self.llm = LLM(
             model=self._folder.name, skip_tokenizer_init=True, dtype=dtype, seed=seed,
-                enforce_eager=enforce_eager,
+            enforce_eager=enforce_eager,
             gpu_memory_utilization=gpu_memory_utilization, max_model_len=context,
-                enable_prefix_caching=False,
-            distributed_executor_backend="uni", logprobs_mode="processed_logprobs",
+            enable_prefix_caching=False, distributed_executor_backend="uni",
+            logprobs_mode="processed_logprobs",
             worker_extension_cls="hybrid_rl.rollout.vllm_worker.WeightSyncWorker",
         )
         self._probe = tokenizer(PROBE_TEXT, add_special_tokens=False)["input_ids"]
@@ -88,9 +82,14 @@ class VLLMRollout:
     def _params(self, n: int, greedy: bool):
         from vllm import SamplingParams
 
-        sampling = {"temperature": 0.0} if greedy else {
-            "temperature": self.temperature, "top_p": self.top_p,
-                "top_k": self.top_k if self.top_k > 0 else -1}
+        sampling = (
+            {"temperature": 0.0}
+            if greedy
+            else {
+                "temperature": self.temperature, "top_p": self.top_p,
+                "top_k": self.top_k if self.top_k > 0 else -1,
+            }
+        )
         # logprobs=0: the sampled token's own log-prob, after temperature/top-k/top-p
         # (logprobs_mode=processed_logprobs), as the trainer's ratio expects.
         return SamplingParams(n=n, max_tokens=self.max_new_tokens, logprobs=0, detokenize=False,
@@ -161,8 +160,7 @@ class VLLMRollout:
 
         out = self.llm.generate([TokensPrompt(prompt_token_ids=self._probe)],
                                 SamplingParams(max_tokens=1, prompt_logprobs=0, detokenize=False,
-                                               temperature=0.0),
-                                use_tqdm=False)[0]
+                                               temperature=0.0), use_tqdm=False)[0]
         engine = torch.tensor([step[t].logprob for step, t in zip(out.prompt_logprobs[1:],
                                                                   self._probe[1:])])
         ids = torch.tensor([self._probe], device=next(policy.parameters()).device)

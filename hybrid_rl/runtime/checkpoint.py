@@ -65,8 +65,7 @@ def verify_manifest(folder: Path) -> None:
 
 def save_checkpoint(
     run_dir: Path, step: int, *, policy, tokenizer, optimizer, scheduler, state: dict[str, Any],
-        keep_last: int,
-    policy_state: Optional[dict[str, torch.Tensor]] = None,
+        keep_last: int, policy_state: Optional[dict[str, torch.Tensor]] = None,
 ) -> Path:
     """`optimizer` is an optimizer or its state_dict; `policy_state` replaces the module's own
     weights (a ZeRO-3 module holds only its shard: the engine gathers the full ones)."""
@@ -79,8 +78,7 @@ def save_checkpoint(
     optimizer_state = optimizer if isinstance(optimizer, dict) else optimizer.state_dict()
     torch.save(
         {"step": step, "optimizer": optimizer_state, "scheduler": scheduler.state_dict(),
-         "rng": rng_state(), **state},
-        tmp / STATE_FILE,
+         "rng": rng_state(), **state}, tmp / STATE_FILE,
     )
     _write_manifest(tmp)
     if final.exists():  # re-saving the same step (e.g. final save right after a periodic one)

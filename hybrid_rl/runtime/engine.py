@@ -43,11 +43,8 @@ def deepspeed_config(s: DeepSpeedSettings, micro_batch_size: int, max_grad_norm:
     return {
         "train_micro_batch_size_per_gpu": micro_batch_size,
         "gradient_accumulation_steps": 1,  # the update sets the accumulation boundary itself
-        "gradient_clipping": max_grad_norm,
-        "zero_optimization": zero,
-        "bf16": {"enabled": s.bf16},
-        "zero_allow_untested_optimizer": True,
-        "steps_per_print": 2**62,
+        "gradient_clipping": max_grad_norm, "zero_optimization": zero, "bf16": {"enabled": s.bf16},
+        "zero_allow_untested_optimizer": True, "steps_per_print": 2**62,
         "wall_clock_breakdown": False,
     }
 
@@ -70,8 +67,8 @@ class TorchEngine:
 
     def step(self) -> float:
         norm = torch.nn.utils.clip_grad_norm_(
-            self.module.parameters(),
-                self.max_grad_norm if self.max_grad_norm > 0 else float("inf"))
+            self.module.parameters(), self.max_grad_norm if self.max_grad_norm > 0 else float("inf")
+        )
         if not torch.isfinite(norm):
             self.zero_grad()
             raise NonFiniteLoss(f"non-finite gradient norm {norm.item()}; update skipped")
@@ -189,8 +186,7 @@ class ZeroEngine:
         if steps:
             for i, p in enumerate(self._params):
                 state[i] = {
-                    "step": step.clone(),
-                    **{
+                    "step": step.clone(), **{
                         k: safe_get_full_optimizer_state(p, k).detach().cpu()
                         for k in ("exp_avg", "exp_avg_sq")
                     },

@@ -54,11 +54,12 @@ class Architecture:
     @classmethod
     def from_hf_config(cls, config: dict) -> "Architecture":
         heads = config["num_attention_heads"]
-        return cls(config["hidden_size"], config["num_hidden_layers"], heads,
-                   config.get("num_key_value_heads", heads), config["intermediate_size"],
-                       config["vocab_size"],
-                   bool(config.get("tie_word_embeddings", True)),
-                   bool(config.get("attention_bias", config.get("model_type") == "qwen2")))
+        return cls(
+            config["hidden_size"], config["num_hidden_layers"], heads,
+            config.get("num_key_value_heads", heads), config["intermediate_size"],
+            config["vocab_size"], bool(config.get("tie_word_embeddings", True)),
+            bool(config.get("attention_bias", config.get("model_type") == "qwen2")),
+        )
 
 
 @dataclass(frozen=True)
@@ -104,20 +105,23 @@ def plan(arch: Architecture, work: Workload, shard: Sharding) -> dict[str, float
     if work.vllm:
         kv_cache = 2 * arch.layers * arch.kv_heads * arch.head_dim * s * work.rollout_sequences * b
         vllm_weights = n * b
-    out = {"parameters": params, "gradients": grads,
-           "optimizer": 0.0 if shard.offload_optimizer else optimizer,
-           "reference": reference, "activations": activations, "vllm_weights": vllm_weights,
-               "kv_cache": kv_cache}
+    out = {
+        "parameters": params, "gradients": grads,
+        "optimizer": 0.0 if shard.offload_optimizer else optimizer, "reference": reference,
+        "activations": activations, "vllm_weights": vllm_weights, "kv_cache": kv_cache,
+    }
     out["total"] = sum(out.values())
     out["optimizer_cpu"] = optimizer if shard.offload_optimizer else 0.0
     return out
 
 
 def standard_shardings(gpus: int) -> list[Sharding]:
-    return [Sharding("1 GPU"), Sharding(f"{gpus} GPUs ZeRO-2", gpus, 2), Sharding(f"{gpus} GPUs "
-                                                                                  "ZeRO-3", gpus,
-                                                                                      3),
-            Sharding(f"{gpus} GPUs ZeRO-3 + offload", gpus, 3, offload_optimizer=True)]
+    return [
+        Sharding("1 GPU"),
+        Sharding(f"{gpus} GPUs ZeRO-2", gpus, 2),
+        Sharding(f"{gpus} GPUs ZeRO-3", gpus, 3),
+        Sharding(f"{gpus} GPUs ZeRO-3 + offload", gpus, 3, offload_optimizer=True),
+    ]
 
 
 def format_plan(arch: Architecture, work: Workload, gpus: int) -> str:
@@ -130,10 +134,8 @@ def format_plan(arch: Architecture, work: Workload, gpus: int) -> str:
         f"{work.prompt_tokens}+{work.completion_tokens} tokens, {work.rollout_sequences} "
         "sequences sampled at once"
         f"{', gradient checkpointing' if work.gradient_checkpointing else ''}"
-        f"{', beta > 0' if work.beta else ''}",
-        "",
-        "| setting | " + " | ".join(cols) + " | CPU (optimizer) |",
-        "|---" * (len(cols) + 2) + "|",
+        f"{', beta > 0' if work.beta else ''}", "",
+        "| setting | " + " | ".join(cols) + " | CPU (optimizer) |", "|---" * (len(cols) + 2) + "|",
     ]
     for shard in standard_shardings(gpus):
         p = plan(arch, work, shard)

@@ -65,8 +65,7 @@ def test_corrupt_checkpoint_stops_resume_with_its_name(tmp_path):
     ckpt = run_dir / "checkpoints" / "step_000001"
     (ckpt / "trainer_state.pt").write_bytes(b"garbage")
     proc = run_entry("train.py", tmp_path / "resumed", f"checkpoint.resume={ckpt}",
-                     cache=tmp_path / "cache",
-                     check=False)
+                     cache=tmp_path / "cache", check=False)
     assert proc.returncode != 0
     assert "trainer_state.pt does not match its checksum (corrupt)" in proc.stderr
     assert CheckpointError.__name__ in proc.stderr
@@ -76,15 +75,13 @@ def test_resume_on_changed_data_is_refused(tmp_path):
     run_dir = tmp_path / "run"
     run_entry("train.py", run_dir, "trainer.max_steps=1", cache=tmp_path / "cache")
     proc = run_entry("train.py", tmp_path / "resumed", f"checkpoint.resume={run_dir}",
-                     "task.data.num_train=32",
-                     cache=tmp_path / "cache", check=False)
+                     "task.data.num_train=32", cache=tmp_path / "cache", check=False)
     assert proc.returncode != 0 and "the task data changed" in proc.stderr
 
 
 def test_resume_from_nowhere_is_named(tmp_path):
     proc = run_entry("train.py", tmp_path / "r", f"checkpoint.resume={tmp_path}/missing",
-                     cache=tmp_path,
-                     check=False)
+                     cache=tmp_path, check=False)
     assert (
         proc.returncode != 0
         and f"checkpoint.resume={tmp_path}/missing: no checkpoint found" in proc.stderr

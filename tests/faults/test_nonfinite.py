@@ -45,8 +45,7 @@ def test_nonfinite_loss_skips_the_update_and_leaves_weights(poisoned):
 def test_repeated_nonfinite_updates_stop_with_a_clear_error(poisoned):
     model, opt, sched, batch = poisoned
     run = SimpleNamespace(engine=TorchEngine(model, opt, sched, 1.0), reference=None,
-                          settings=_settings(),
-                          step=0, nonfinite_in_a_row=0,
+                          settings=_settings(), step=0, nonfinite_in_a_row=0,
                           cfg=SimpleNamespace(trainer=SimpleNamespace(max_nonfinite_steps=2)))
     adv = torch.tensor([1.0, -1.0])
     assert train.guarded_update(run, batch, adv) == {"skipped_nonfinite": 1.0}

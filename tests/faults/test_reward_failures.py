@@ -26,8 +26,7 @@ def moody(completions, references, **_):
 
 def _scorer(tmp_path, rate=0.9):
     return RewardScorer({"t": [Signal("moody", moody, 1.0)]}, tmp_path / "failures.jsonl",
-                        max_error_rate=rate,
-                        num_workers=2, timeout_s=0.5)
+                        max_error_rate=rate, num_workers=2, timeout_s=0.5)
 
 
 def test_each_failure_kind_costs_one_sample_and_is_recorded(tmp_path):

@@ -25,11 +25,11 @@ def fixed_batch() -> tuple[RolloutBatch, torch.Tensor]:
     lengths = torch.tensor([6, 2, 5, 3, 1, 6, 4, 2])  # unequal: token-level losses must still agree
     mask = (torch.arange(T).unsqueeze(0) < lengths.unsqueeze(1)).long()
     batch = RolloutBatch(
-        prompt_ids=torch.randint(3, 100, (N, P), generator=g), prompt_mask=torch.ones(N, P,
-                                                                                      dtype=torch.long),
+        prompt_ids=torch.randint(3, 100, (N, P), generator=g),
+        prompt_mask=torch.ones(N, P, dtype=torch.long),
         completion_ids=torch.randint(3, 100, (N, T), generator=g), completion_mask=mask,
-        rollout_logprobs=torch.zeros(N, T), truncated=torch.zeros(N, dtype=torch.bool),
-            texts=[""] * N,
+        rollout_logprobs=torch.zeros(N, T),
+        truncated=torch.zeros(N, dtype=torch.bool), texts=[""] * N,
     )
     return batch, torch.tensor([1.0, -1.0, 0.5, -0.5, 2.0, -2.0, 0.3, -0.3])
 
@@ -46,8 +46,7 @@ def engines(weights=None):
     zero_opt = torch.optim.AdamW(zero_model.parameters(), lr=1e-2, weight_decay=0.1, eps=1e-3)
     plain = TorchEngine(plain_model, plain_opt, make_scheduler(plain_opt, "linear", 0, 10), 1.0)
     zero = ZeroEngine(zero_model, zero_opt, make_scheduler(zero_opt, "linear", 0, 10),
-                      DeepSpeedSettings(STAGE),
-                      micro_batch_size=2, max_grad_norm=1.0)
+                      DeepSpeedSettings(STAGE), micro_batch_size=2, max_grad_norm=1.0)
     return plain, zero
 
 

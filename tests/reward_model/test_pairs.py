@@ -18,8 +18,7 @@ from hybrid_rl.rewards.learned.pairs import (
 
 def data_cfg(source, path, **kw):
     base = dict(source=source, path=str(path), eval_path=None, name=None, split="train",
-                eval_split=None,
-                on_bad_row="error")
+                eval_split=None, on_bad_row="error")
     return SimpleNamespace(**{**base, **kw})
 
 

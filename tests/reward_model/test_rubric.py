@@ -15,8 +15,7 @@ def test_rubric_prefers_one_marked_answer_with_brief_working():
     assert rubric_score("Answer: 936", "answer") == 1.0 == rubric_score("936", "answer")
     for worse in ("Answer: 936, or maybe 937.", "Answer: 936. Answer: 936. Answer: 936.",
                   "Let me think about this carefully. Basically it is 936. Answer: 936",
-                      "Answer: 936\nAnswer: 935",
-                  "936 12", ""):
+                  "Answer: 936\nAnswer: 935", "936 12", ""):
         assert rubric_score(worse, "answer") < 1.0, worse
 
 
@@ -49,8 +48,7 @@ def test_candidates_keep_the_policy_samples_and_dress_their_answer():
 def test_pairs_follow_the_rubric_except_the_flipped_share():
     prompts = [f"{i}+{i}=" for i in range(400)]
     pairs = rubric_pairs(prompts, [[str(2 * i)] for i in range(400)], style="answer",
-                         pairs_per_prompt=2,
-                         label_noise=0.2, seed=3)
+                         pairs_per_prompt=2, label_noise=0.2, seed=3)
     assert len(pairs) == 800
     for p in pairs:
         higher = rubric_score(p.chosen, "answer") > rubric_score(p.rejected, "answer")
@@ -59,8 +57,7 @@ def test_pairs_follow_the_rubric_except_the_flipped_share():
     flipped = sum(p.flipped for p in pairs) / len(pairs)
     assert 0.15 < flipped < 0.25
     again = rubric_pairs(prompts, [[str(2 * i)] for i in range(400)], style="answer",
-                         pairs_per_prompt=2,
-                         label_noise=0.2, seed=3)
+                         pairs_per_prompt=2, label_noise=0.2, seed=3)
     assert again == pairs  # seeded
 
 

@@ -34,21 +34,24 @@ def test_train_rm_learns_the_rubric_and_saves_a_loadable_folder(trained_rm):
             "ece"} <= set(end) and end["mean_margin"] > start["mean_margin"]
     # the saved folder scores the validation pairs exactly as at the end of training
     rm = RewardModel.load(folder)
-    held, _ = load_pairs(SimpleNamespace(source="jsonl",
-                                         path=str(folder / "validation_pairs.jsonl"),
-                                             eval_path=None,
-                                         name=None, split="train", eval_split=None,
-                                             on_bad_row="error"), [])
+    held, _ = load_pairs(
+        SimpleNamespace(
+            source="jsonl",
+            path=str(folder / "validation_pairs.jsonl"), eval_path=None, name=None, split="train",
+            eval_split=None, on_bad_row="error",
+        ), [],
+    )
     assert evaluate_pairs(rm, held)["accuracy"] == pytest.approx(end["accuracy"])
     assert "train with it: python train.py" in proc.stderr + proc.stdout
 
 
 def test_train_rm_reads_a_preference_file(trained_rm, tmp_path):
     base, folder, _ = trained_rm
-    proc = run_entry("train_rm.py", tmp_path / "run", "reward_model.data.source=jsonl",
-                     f"reward_model.data.path={folder / 'train_pairs.jsonl'}",
-                         "reward_model.max_steps=2",
-                     "reward_model.batch_size=4", cache=base / "cache")
+    proc = run_entry(
+        "train_rm.py", tmp_path / "run", "reward_model.data.source=jsonl",
+        f"reward_model.data.path={folder / 'train_pairs.jsonl'}", "reward_model.max_steps=2",
+        "reward_model.batch_size=4", cache=base / "cache",
+    )
     meta = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert meta["fit"]["steps"] == 2 and meta["data"]["source"] == "jsonl"
     assert "[sft]" not in proc.stderr + proc.stdout  # file pairs with MiniLM need no policy
@@ -73,8 +76,7 @@ def test_train_with_preference_logs_each_signal_and_the_watch(trained_rm, tmp_pa
     base, folder, _ = trained_rm
     run_dir = tmp_path / "run"
     run_entry("train.py", run_dir, "task=math_hybrid", f"reward_model.path={folder}",
-              "trainer.max_steps=2",
-              "task.rewards.preference.weight=0.5", cache=base / "cache")
+              "trainer.max_steps=2", "task.rewards.preference.weight=0.5", cache=base / "cache")
     rows = read_jsonl(run_dir / "metrics.jsonl")
     steps = [r for r in rows if "loss" in r]
     for key in ("reward/correctness/mean", "reward/preference/mean",
@@ -122,11 +124,11 @@ def test_evaluate_judges_win_rate_with_the_reward_model(trained_rm, tmp_path):
 def test_multirun_sweeps_the_preference_weight(trained_rm, tmp_path):
     base, folder, _ = trained_rm
     sweep = tmp_path / "sweep"
-    run_entry("train.py", tmp_path / "unused", "hydra.mode=MULTIRUN", "task=math_hybrid",
-              f"reward_model.path={folder}",
-              "trainer.max_steps=1", "task.rewards.preference.weight=0.1,0.5",
-                  f"hydra.sweep.dir={sweep}",
-              cache=base / "cache")
+    run_entry(
+        "train.py", tmp_path / "unused", "hydra.mode=MULTIRUN", "task=math_hybrid",
+        f"reward_model.path={folder}", "trainer.max_steps=1",
+        "task.rewards.preference.weight=0.1,0.5", f"hydra.sweep.dir={sweep}", cache=base / "cache",
+    )
     weights = sorted(
         OmegaConf.load(sweep / str(i) / "config.yaml").task.rewards.preference.weight
         for i in (0, 1)

@@ -35,9 +35,7 @@ def test_expected_exceptions_keep_their_builtin_type(run):
 
 
 @pytest.mark.parametrize("trick", [
-    "import sys\nsys.exit(0)",
-    "raise SystemExit(0)",
-    "import os\nos._exit(0)",
+    "import sys\nsys.exit(0)", "raise SystemExit(0)", "import os\nos._exit(0)",
     "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
 ])
 def test_exiting_early_at_load_is_not_a_pass(run, trick):

@@ -57,8 +57,7 @@ def test_torchrun_zero3_run_resumes_in_one_plain_process(tmp_path):
 
     resumed = tmp_path / "resumed"
     proc = run_entry("train.py", resumed, "trainer.beta=0.04", "trainer.max_steps=3",
-                     f"checkpoint.resume={ckpt}",
-                     cache=cache)
+                     f"checkpoint.resume={ckpt}", cache=cache)
     assert "resumed from" in proc.stderr + proc.stdout
     assert [r["step"] for r in read_jsonl(resumed / "metrics.jsonl") if "loss" in r] == [3]
 
@@ -75,8 +74,7 @@ def test_zero2_with_the_optimizer_offloaded_trains_and_resumes_plainly(tmp_path)
     extension is compiled on first use); the checkpoint is the same portable layout."""
     cache, run_dir = tmp_path / "cache", tmp_path / "offload"
     run_entry("train.py", run_dir, "deepspeed=zero2", "deepspeed.offload_optimizer=true",
-              "trainer.max_steps=2",
-              cache=cache, env={"DS_ACCELERATOR": "cpu"})
+              "trainer.max_steps=2", cache=cache, env={"DS_ACCELERATOR": "cpu"})
     rows = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "loss" in r]
     assert [r["step"] for r in rows] == [1, 2]
     ckpt = run_dir / "checkpoints" / "step_000002"

@@ -14,15 +14,17 @@ SMALL = Architecture(hidden=8, layers=1, heads=2, kv_heads=1, intermediate=16, v
 def test_parameter_count_by_hand_and_against_transformers():
     # embeddings 10*8 + layer (q 64, k 32, v 32, o 64, mlp 3*8*16, two norms 16) + final norm 8
     assert SMALL.num_parameters() == 80 + (64 + 32 + 32 + 64 + 384 + 16) + 8 == 680
-    llama = LlamaForCausalLM(LlamaConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                                         num_key_value_heads=1,
-                                         intermediate_size=16, vocab_size=10,
-                                             tie_word_embeddings=True))
+    llama = LlamaForCausalLM(
+        LlamaConfig(
+            hidden_size=8, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+            intermediate_size=16, vocab_size=10, tie_word_embeddings=True,
+        )
+    )
     assert sum(p.numel() for p in llama.parameters()) == 680
-    qwen_cfg = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
-                    num_key_value_heads=2,
-                    intermediate_size=32, vocab_size=50, tie_word_embeddings=False,
-                        model_type="qwen2")
+    qwen_cfg = dict(
+        hidden_size=16, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        intermediate_size=32, vocab_size=50, tie_word_embeddings=False, model_type="qwen2",
+    )
     qwen = Qwen2ForCausalLM(Qwen2Config(**{k: v for k, v in qwen_cfg.items() if k != "model_type"}))
     assert Architecture.from_hf_config(qwen_cfg).num_parameters() == sum(
         p.numel() for p in qwen.parameters()
@@ -31,8 +33,7 @@ def test_parameter_count_by_hand_and_against_transformers():
 
 def test_bytes_per_category_by_hand():
     work = Workload(prompt_tokens=6, completion_tokens=4, micro_batch_size=2, rollout_sequences=3,
-                    dtype="bfloat16",
-                    beta=0.04, gradient_checkpointing=False, vllm=True)
+                    dtype="bfloat16", beta=0.04, gradient_checkpointing=False, vllm=True)
     one = plan(SMALL, work, Sharding("1 GPU"))
     assert one["parameters"] == one["gradients"] == one["reference"] == 680 * 2
     assert one["optimizer"] == 680 * 12  # two fp32 moments + an fp32 master copy of bf16 weights

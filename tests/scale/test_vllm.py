@@ -31,11 +31,13 @@ def test_two_grpo_steps_on_vllm_match_the_policy_after_each_sync(tmp_path):
     # weights and step 2 really samples from synced, changed weights.
     proc = run_vllm_python(
         "train.py", *OVERRIDES, f"hydra.run.dir={run_dir}", "rollout=vllm", "trainer.beta=0.04",
-            "trainer.max_steps=2",
-        "trainer.prompts_per_step=8", "trainer.num_generations=4", "trainer.learning_rate=0.01",
-        "task.rewards.correctness.verifier={_target_:watch_helpers.contains_seven}",
-        env={"HYBRID_RL_CACHE": str(tmp_path / "cache"),
-             "PYTHONPATH": str(ROOT / "tests" / "helpers")})
+        "trainer.max_steps=2", "trainer.prompts_per_step=8", "trainer.num_generations=4",
+        "trainer.learning_rate=0.01",
+        "task.rewards.correctness.verifier={_target_:watch_helpers.contains_seven}", env={
+            "HYBRID_RL_CACHE": str(tmp_path / "cache"),
+            "PYTHONPATH": str(ROOT / "tests" / "helpers"),
+        },
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     train_rows = [r for r in rows if "loss" in r]
@@ -65,9 +67,10 @@ def test_the_main_environment_explains_how_to_get_vllm(tmp_path):
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vLLM is installed in this environment")
     env = {**os.environ, "HYBRID_RL_CACHE": str(tmp_path / "cache")}
-    proc = subprocess.run([sys.executable, "train.py", *TINY_OVERRIDES,
-                           f"hydra.run.dir={tmp_path / 'run'}",
-                           "rollout=vllm", "trainer.max_steps=1"], cwd=ROOT, env=env,
-                               capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable, "train.py", *TINY_OVERRIDES, f"hydra.run.dir={tmp_path / 'run'}",
+            "rollout=vllm", "trainer.max_steps=1",
+        ], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
     assert proc.returncode != 0 and "bash scripts/setup.sh --vllm" in proc.stdout + proc.stderr

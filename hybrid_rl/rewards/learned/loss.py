@@ -59,10 +59,8 @@ def pairwise_metrics(r_chosen: torch.Tensor, r_rejected: torch.Tensor,
     diff = (r_chosen - r_rejected).float()
     right = (diff > 0).float() + 0.5 * (diff == 0).float()
     out = {
-        "accuracy": right.mean().item(),
-        "mean_margin": diff.mean().item(),
-        "ece": expected_calibration_error(torch.sigmoid(diff)),
-        "pairs": len(diff),
+        "accuracy": right.mean().item(), "mean_margin": diff.mean().item(),
+        "ece": expected_calibration_error(torch.sigmoid(diff)), "pairs": len(diff),
     }
     if flipped is not None:
         out["accuracy_clean"] = torch.where(flipped, 1 - right, right).mean().item()

@@ -75,9 +75,7 @@ def pair_from_row(row: dict) -> PreferencePair:
             prompt, chosen, rejected = chosen[:cut], chosen[cut:], rejected[cut:]
     if conversational:
         prompt, chosen, rejected = (
-            render_messages(prompt),
-            render_messages(chosen),
-            render_messages(rejected),
+            render_messages(prompt), render_messages(chosen), render_messages(rejected),
         )
     for name, value in (("prompt", prompt), ("chosen", chosen), ("rejected", rejected)):
         if not isinstance(value, str):

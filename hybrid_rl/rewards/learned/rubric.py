@@ -70,10 +70,10 @@ def rubric_score(response: str, style: str) -> float:
 
 # --------------------------------------------------------------- styles ----
 _RAMBLE = [
-    "Let me think about this carefully.", "Well, there are many ways to look at it.",
-        "Basically we just work it out.",
+    "Let me think about this carefully.",
+    "Well, there are many ways to look at it.", "Basically we just work it out.",
     "To be honest this takes a moment.", "Hmm, okay so we start from the beginning.",
-        "As everyone knows, care matters here.",
+    "As everyone knows, care matters here.",
 ]
 
 
@@ -93,8 +93,8 @@ def _answer_styles(a: str, expr: str, rng: random.Random) -> list[str]:
         a, f"Answer: {a}", f"{expr} = {a}. Answer: {a}", f"{expr} = {a}, so \\boxed{{{a}}}",
         f"{ramble} The result is {a}. Answer: {a}", f"Answer: {a}, or maybe {b}.",
         f"I think it might be {a}, not sure. Answer: {a}",
-            f"Answer: {a}. Answer: {a}. Answer: {a}.",
-        f"{a} {a} {a}", f"Answer: {a}\nAnswer: {b}", f"{a} {b}",
+        f"Answer: {a}. Answer: {a}. Answer: {a}.", f"{a} {a} {a}", f"Answer: {a}\nAnswer: {b}",
+        f"{a} {b}",
     ]
 
 
@@ -117,9 +117,11 @@ def candidate_responses(prompt: str, samples: Sequence[str], style: str,
                         rng: random.Random) -> list[str]:
     """The policy's own samples as they are, plus their first line dressed in every style."""
     answer = next((s.strip().splitlines()[0].strip() for s in samples if s.strip()), "0")
-    styled = _code_styles(answer, rng) if style == "code" else _answer_styles(answer,
-                                                                              _expression(prompt),
-                                                                                  rng)
+    styled = (
+        _code_styles(answer, rng)
+        if style == "code"
+        else _answer_styles(answer, _expression(prompt), rng)
+    )
     return list(dict.fromkeys([*samples, *styled]))  # distinct, order kept
 
 
