@@ -152,8 +152,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=8, help="steps per block")
     parser.add_argument("--warmup", type=int, default=2, help="first steps of each block not timed")
-    parser.add_argument("--budget-s", type=float, default=120.0, help="wall clock of the accuracy "
-                                                                      "race (0: skip)")
+    parser.add_argument(
+        "--budget-s", type=float, default=120.0, help="wall clock of the accuracy race (0: skip)"
+    )
     parser.add_argument("--child", choices=["ours", "trl"])
     parser.add_argument("--trainer", help=argparse.SUPPRESS)
     args = parser.parse_args()

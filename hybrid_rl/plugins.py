@@ -55,5 +55,11 @@ def build(registry: Registry, spec: Any, where: str, **settings):
         raise ConfigError(f"{where}: {exc}") from exc
 
 
-__all__ = ["PluginError", "ROLLOUT_BACKENDS", "ROW_FORMATS", "TASK_GENERATORS", "VERIFIERS",
-           "build"]
+__all__ = [
+    "PluginError",
+    "ROLLOUT_BACKENDS",
+    "ROW_FORMATS",
+    "TASK_GENERATORS",
+    "VERIFIERS",
+    "build",
+]

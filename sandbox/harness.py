@@ -30,8 +30,8 @@ SIGKILL = 9
 MAX_FRAME = 64 << 20
 IPC_RMID = 0
 # Exact types allowed to cross from the program to the judge (subclasses never do).
-PLAIN_TYPES = frozenset({int, float, complex, str, bytes, bool, type(None), tuple, list, dict, set,
-                         frozenset})
+PLAIN_TYPES = frozenset({int, float, complex, str, bytes, bool, type(None), tuple, list, dict,
+                         set, frozenset})
 PROGRAM_FDS = (3, 4)  # the program's ends of the call pipes: requests in, replies out
 
 
@@ -389,8 +389,9 @@ def main():
             judge_main(job)
         _, status = os.waitpid(pid, 0)
         if status != 0:  # the judge died without a verdict (killed by the program?): say so
-            write_frame(1, {"status": "error", "error": "the judge process was killed",
-                            "secret": None})
+            write_frame(
+                1, {"status": "error", "error": "the judge process was killed", "secret": None}
+            )
         clean_up(config["isolated"], libc, config["scratch_dirs"])
         write_frame(1, {"ready": True})
 

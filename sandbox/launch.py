@@ -165,8 +165,13 @@ def bwrap_launch(
 
 def unsafe_launch(python: str, workdir: str, channel: tuple[int, int]) -> Launch:
     """No namespaces, no uid switch: rlimits and a process group only. Trusted code only."""
-    return Launch([python, "-I", "-S", str(HARNESS), *map(str, channel)], None, [workdir], workdir,
-                  isolated=False)
+    return Launch(
+        [python, "-I", "-S", str(HARNESS), *map(str, channel)],
+        None,
+        [workdir],
+        workdir,
+        isolated=False,
+    )
 
 
 def process_limits(settings: SandboxSettings, user: Optional[int]) -> dict:

@@ -80,8 +80,9 @@ class Worker:
         if self.settings.backend == "bwrap":
             if os.geteuid() == 0 and self._uid is None:
                 self._uid = UidLease(self.settings.uid_base)
-            return bwrap_launch(self.settings, self._uid.uid if self._uid else None, harness_fd,
-                                channel)
+            return bwrap_launch(
+                self.settings, self._uid.uid if self._uid else None, harness_fd, channel
+            )
         _warn_unsafe()
         self._unsafe_dir = self._unsafe_dir or tempfile.mkdtemp(prefix="hybrid-rl-unsafe-")
         python = choose_python(self.settings, switching_uid=False)
@@ -154,9 +155,12 @@ class Worker:
             })
             self._send(
                 {
-                    "tests": tests, "units": units, "context": job.context,
+                    "tests": tests,
+                    "units": units,
+                    "context": job.context,
                     "expose": None if job.expose is None else [str(n) for n in job.expose],
-                    "secret": secret, "timeout_s": float(self.settings.timeout_s),
+                    "secret": secret,
+                    "timeout_s": float(self.settings.timeout_s),
                     "max_output_bytes": self.settings.max_output_bytes,
                 }
             )
@@ -181,9 +185,12 @@ class Worker:
                 duration_s=time.monotonic() - started,
             )
         return ExecResult(
-            verdict["status"], int(verdict.get("passed_units", 0)), int(verdict.get("total_units",
-                                                                                    0)),
-            verdict.get("error"), verdict.get("output", ""), int(verdict.get("output_bytes", 0)),
+            verdict["status"],
+            int(verdict.get("passed_units", 0)),
+            int(verdict.get("total_units", 0)),
+            verdict.get("error"),
+            verdict.get("output", ""),
+            int(verdict.get("output_bytes", 0)),
             time.monotonic() - started,
         )
 
@@ -236,7 +243,8 @@ def _warn_unsafe() -> None:
         warnings.warn(
             "sandbox.backend=unsafe_local: model-written code "
             "runs WITHOUT isolation (no namespaces, your uid, "
-            "your files and network). Use it only for code you trust.", RuntimeWarning,
+            "your files and network). Use it only for code you trust.",
+            RuntimeWarning,
             stacklevel=3,
         )
 

@@ -47,10 +47,12 @@ def architecture(cfg) -> Architecture:
 
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--gpus", type=int, default=8, help="GPUs the ZeRO rows shard over "
-                                                            "(default 8)")
-    parser.add_argument("--prompt-tokens", type=int, default=256, help="longest prompt, in tokens "
-                                                                       "(default 256)")
+    parser.add_argument(
+        "--gpus", type=int, default=8, help="GPUs the ZeRO rows shard over (default 8)"
+    )
+    parser.add_argument(
+        "--prompt-tokens", type=int, default=256, help="longest prompt, in tokens (default 256)"
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for train.py")
     args = parser.parse_args(argv)
 

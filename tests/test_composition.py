@@ -29,8 +29,12 @@ def test_group_zscore_by_hand():
 
 def test_gate_makes_the_signal_count_only_where_the_gate_passed():
     # preference counts only for correct answers; in the group it is z-scored among them
-    rules = {"t": {"correct": SignalRule(1.0), "pref": SignalRule(0.5, normalize="group",
-                                                                  gate="correct")}}
+    rules = {
+        "t": {
+            "correct": SignalRule(1.0),
+            "pref": SignalRule(0.5, normalize="group", gate="correct"),
+        }
+    }
     values = {"correct": [1.0, 1.0, 0.0, N], "pref": [3.0, 1.0, 9.0, 9.0]}
     total, parts = combine(rules, values, ["t"] * 4, 4)
     z = 1 / math.sqrt(2)  # 3 and 1 -> mean 2, std sqrt(2)
@@ -41,8 +45,9 @@ def test_gate_makes_the_signal_count_only_where_the_gate_passed():
 
 def test_gate_threshold_is_configurable():
     rules = {"t": {"frac": SignalRule(0.0), "pref": SignalRule(1.0, gate="frac", gate_min=0.5)}}
-    total, _ = combine(rules, {"frac": [0.25, 0.5, 0.75, N], "pref": [1.0, 2.0, 3.0, 4.0]},
-                       ["t"] * 4, 2)
+    total, _ = combine(
+        rules, {"frac": [0.25, 0.5, 0.75, N], "pref": [1.0, 2.0, 3.0, 4.0]}, ["t"] * 4, 2
+    )
     assert total.tolist() == [0.0, 2.0, 3.0, 0.0]
 
 

@@ -22,8 +22,10 @@ def test_arithmetic_generator_is_correct_and_deterministic():
     assert a == arithmetic(200, seed=3, min_digits=2, max_digits=3, operations="+-*")
     for problem, answer, demo in a:
         assert eval(problem.rstrip("=")) == int(answer) == int(demo)  # noqa: S307 (our own digits)
-        assert all(9 < int(x) < 1000 for x in problem.rstrip("=").replace("*", "+").replace("-",
-                                                                                            "+").split("+"))
+        assert all(
+            9 < int(x) < 1000
+            for x in problem.rstrip("=").replace("*", "+").replace("-", "+").split("+")
+        )
 
 
 def test_generated_heldout_is_disjoint_from_train():

@@ -20,11 +20,20 @@ TOK = build_char_tokenizer()
 
 def llama(kv_heads=4, tie=True, **extra):
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(TOK), hidden_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=kv_heads, intermediate_size=96,
-                         max_position_embeddings=128,
-                         tie_word_embeddings=tie, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-                         **extra)
+    config = LlamaConfig(
+        vocab_size=len(TOK),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=kv_heads,
+        intermediate_size=96,
+        max_position_embeddings=128,
+        tie_word_embeddings=tie,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        **extra,
+    )
     model = LlamaForCausalLM(config)
     with torch.no_grad():  # random init is near-uniform; sharpen it so sampling and EOS matter
         for p in model.parameters():
@@ -61,8 +70,9 @@ def test_forward_logits_match_transformers(kv_heads, tie):
     ids, att = torch.cat([pid, cid], 1), torch.cat([pm, cm], 1)
     pos = (att.cumsum(1) - 1).clamp(min=0)
     with torch.no_grad():
-        ours, _ = fast_llama.forward(model, ids, pos, fast_llama.causal_bias(att, ids.shape[1],
-                                                                             torch.float32))
+        ours, _ = fast_llama.forward(
+            model, ids, pos, fast_llama.causal_bias(att, ids.shape[1], torch.float32)
+        )
         theirs = model(input_ids=ids, attention_mask=att, position_ids=pos).logits
     assert torch.allclose(ours[att.bool()], theirs[att.bool()], atol=1e-5)
     assert torch.isfinite(ours).all()  # padding rows too: no NaN to leak anywhere
@@ -105,14 +115,17 @@ def test_completion_logprobs_take_the_shared_path_with_the_same_result():
 def test_packing_is_chosen_for_short_completions_only():
     model = llama()  # hidden 64: the built-in model's scale
     # 8 prompts of 12 tokens x 4 completions of 4 tokens: the extra attention is ~1% of the pass
-    assert fast_llama.packing_pays(model, num_prompts=8, width=4, prompt_len=12, steps=3,
-                                   num_rows=32)
+    assert fast_llama.packing_pays(
+        model, num_prompts=8, width=4, prompt_len=12, steps=3, num_rows=32
+    )
     # 512-token completions: every token would attend over 4 x 512 keys instead of 524
-    assert not fast_llama.packing_pays(model, num_prompts=8, width=4, prompt_len=12, steps=511,
-                                       num_rows=32)
+    assert not fast_llama.packing_pays(
+        model, num_prompts=8, width=4, prompt_len=12, steps=511, num_rows=32
+    )
     # Half-empty slots (groups cut by a micro-batch) cost their projections too
-    assert not fast_llama.packing_pays(model, num_prompts=8, width=16, prompt_len=12, steps=3,
-                                       num_rows=16)
+    assert not fast_llama.packing_pays(
+        model, num_prompts=8, width=16, prompt_len=12, steps=3, num_rows=16
+    )
 
 
 def test_partitioned_parameters_take_transformers_path():
@@ -164,8 +177,9 @@ def test_greedy_sampler_matches_transformers_generate():
 def test_sampled_logprobs_equal_the_trainers_and_finished_rows_stay_padded():
     model = llama()
     torch.manual_seed(3)
-    rollout = build_backend("hf", model, TOK, max_new_tokens=24, temperature=0.8, top_k=20,
-                            top_p=0.9)
+    rollout = build_backend(
+        "hf", model, TOK, max_new_tokens=24, temperature=0.8, top_k=20, top_p=0.9
+    )
     out = rollout.generate(["12+3=", "7-100=", "x"], 8)
     assert out.truncated.any() and (~out.truncated).any()  # some rows finished early, some did not
     logp, _ = completion_logprobs(model, out.prompt_ids, out.prompt_mask, out.completion_ids,

@@ -85,16 +85,18 @@ def _ratio_one_case():
 )
 def test_loss_aggregations(loss_type, scale, expected):
     logp, mask, adv = _ratio_one_case()
-    loss, stats = grpo.policy_loss(logp, logp.detach(), None, adv, mask, loss_type=loss_type,
-                                   scale=scale)
+    loss, stats = grpo.policy_loss(
+        logp, logp.detach(), None, adv, mask, loss_type=loss_type, scale=scale
+    )
     assert loss.item() == pytest.approx(expected)
     assert stats["active_tokens"].item() == 5
 
 
 def test_ratio_one_gives_zero_loss_but_nonzero_gradient():
     logp = torch.zeros(4, 1, requires_grad=True)
-    adv = grpo.group_advantages(torch.tensor([1.0, 0.0, 0.0, 1.0]), 4, std_estimator="population",
-                                eps=0.0)
+    adv = grpo.group_advantages(
+        torch.tensor([1.0, 0.0, 0.0, 1.0]), 4, std_estimator="population", eps=0.0
+    )
     loss, _ = grpo.policy_loss(logp, logp.detach(), None, adv, torch.ones(4, 1), loss_type="grpo",
                                scale=grpo.LossScale(4, 4, 1))
     loss.backward()
@@ -105,9 +107,15 @@ def test_ratio_one_gives_zero_loss_but_nonzero_gradient():
 
 def test_clipped_tokens_get_no_gradient():
     logp = torch.log(torch.tensor([[1.5]])).requires_grad_(True)
-    loss, stats = grpo.policy_loss(logp, torch.zeros(1, 1), None, torch.tensor([1.0]), torch.ones(1,
-                                                                                                  1),
-                                   loss_type="grpo", scale=grpo.LossScale(1, 1, 1))
+    loss, stats = grpo.policy_loss(
+        logp,
+        torch.zeros(1, 1),
+        None,
+        torch.tensor([1.0]),
+        torch.ones(1, 1),
+        loss_type="grpo",
+        scale=grpo.LossScale(1, 1, 1),
+    )
     loss.backward()
     assert logp.grad.item() == 0.0 and stats["clip_high_tokens"].item() == 1
 
@@ -150,6 +158,7 @@ def test_entropy_of_uniform_and_peaked():
 
 
 def test_truncated_importance_weights_cap():
-    w = grpo.truncated_importance_weights(torch.tensor([0.0, 1.0]), torch.tensor([0.0, 0.0]),
-                                          cap=2.0)
+    w = grpo.truncated_importance_weights(
+        torch.tensor([0.0, 1.0]), torch.tensor([0.0, 0.0]), cap=2.0
+    )
     assert torch.allclose(w, torch.tensor([1.0, 2.0]))

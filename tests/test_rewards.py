@@ -29,8 +29,9 @@ def _samples(task="t", refs=("a", "b", None)):
 
 
 def test_each_signal_kept_and_weighted_sum():
-    scorer = RewardScorer({"t": [Signal("correct", exact, 1.0), Signal("length", length_bonus,
-                                                                       0.5)]})
+    scorer = RewardScorer(
+        {"t": [Signal("correct", exact, 1.0), Signal("length", length_bonus, 0.5)]}
+    )
     samples = _samples()
     scores = scorer.score(samples, ["a", "c", "zz"])
     assert scores.values == {"correct": [1.0, 0.0, None], "length": [0.1, 0.1, 0.2]}

@@ -135,8 +135,9 @@ def test_precomputed_reference_logprobs_give_the_same_update(tiny):
         engine = TorchEngine(policy, opt, make_scheduler(opt, "constant", 0, 10), 1.0)
         given = replace(batch, reference_logprobs=reference_logprobs(reference, batch,
                                                                      settings)) if ahead else batch
-        results.append((grpo_update(engine, None if ahead else reference, given, adv, settings),
-                        policy))
+        results.append(
+            (grpo_update(engine, None if ahead else reference, given, adv, settings), policy)
+        )
     (plain, plain_policy), (ahead, ahead_policy) = results
     assert ahead["kl"] > 0 and ahead["kl"] == pytest.approx(plain["kl"], rel=1e-6)
     for a, b in zip(plain_policy.parameters(), ahead_policy.parameters()):

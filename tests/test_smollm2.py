@@ -43,8 +43,9 @@ def test_smollm2_gradient_step_changes_the_weights():
     tok = load_tokenizer(folder, gguf)
     model = load_policy(folder, gguf_file=gguf)
     torch.manual_seed(0)
-    batch = build_backend("hf", model, tok, max_new_tokens=4).generate([format_prompt(tok, "2+3=",
-                                                                                      True)], n=2)
+    batch = build_backend("hf", model, tok, max_new_tokens=4).generate(
+        [format_prompt(tok, "2+3=", True)], n=2
+    )
     opt = make_optimizer(model, 1e-5, 0.0)
     before = model.lm_head.weight.detach().clone()
     engine = TorchEngine(model, opt, make_scheduler(opt, "constant", 0, 1), 1.0)

@@ -21,10 +21,18 @@ def test_two_steps_write_metrics_samples_checkpoint_and_plot(two_step_run):
     rows = read_jsonl(run_dir / "metrics.jsonl")
     train_rows = [r for r in rows if "loss" in r]
     assert [r["step"] for r in train_rows] == [1, 2]
-    for key in ("reward/correctness/mean", "reward/total/std", "accuracy", "clip_fraction/low",
-                "entropy",
-                "completion/mean_length", "throughput/tokens_per_s", "time/step_s", "grad_norm",
-                "lr"):
+    for key in (
+        "reward/correctness/mean",
+        "reward/total/std",
+        "accuracy",
+        "clip_fraction/low",
+        "entropy",
+        "completion/mean_length",
+        "throughput/tokens_per_s",
+        "time/step_s",
+        "grad_norm",
+        "lr",
+    ):
         assert key in train_rows[0], key
     evals = [r for r in rows if "eval/accuracy" in r]
     assert [r["step"] for r in evals] == [0, 1, 2]  # before training, every step, at the end
@@ -43,8 +51,9 @@ def test_resume_continues_at_the_next_step(two_step_run, tmp_path):
     run_dir, cache, _ = two_step_run
     resumed = tmp_path / "resumed"
     ckpt = run_dir / "checkpoints" / "step_000001"
-    proc = run_entry("train.py", resumed, "trainer.max_steps=3", f"checkpoint.resume={ckpt}",
-                     cache=cache)
+    proc = run_entry(
+        "train.py", resumed, "trainer.max_steps=3", f"checkpoint.resume={ckpt}", cache=cache
+    )
     steps = [r["step"] for r in read_jsonl(resumed / "metrics.jsonl") if "loss" in r]
     assert steps == [2, 3]
     assert f"resumed from {ckpt} at step 1" in proc.stderr + proc.stdout

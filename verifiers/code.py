@@ -95,8 +95,10 @@ class CodeVerifier:
     def run_jobs(self, jobs: Sequence[Job]) -> list[ExecResult]:
         """Results for `jobs`, each distinct job run once (batch duplicates and earlier
         verdicts reused)."""
-        keys = [(j.program, j.tests, j.context, None if j.expose is None else tuple(j.expose))
-                for j in jobs]
+        keys = [
+            (j.program, j.tests, j.context, None if j.expose is None else tuple(j.expose))
+            for j in jobs
+        ]
         todo = {k: j for k, j in zip(keys, jobs) if k not in self._cache}
         for key, result in zip(todo, self.pool.run_batch(list(todo.values()))):
             if result.status in ("pass", "fail"):  # timeouts and errors may be the machine's

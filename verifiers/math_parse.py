@@ -20,8 +20,14 @@ from sympy.parsing.sympy_parser import (
 
 MAX_ANSWER_CHARS = 400  # longer "answers" are not answers; refusing them keeps checks fast
 _TRANSFORMS = standard_transformations + (implicit_multiplication_application, convert_xor)
-_NAMES = {"pi": sympy.pi, "e": sympy.E, "oo": sympy.oo, "sqrt": sympy.sqrt, "ln": sympy.log,
-          "log": sympy.log}
+_NAMES = {
+    "pi": sympy.pi,
+    "e": sympy.E,
+    "oo": sympy.oo,
+    "sqrt": sympy.sqrt,
+    "ln": sympy.log,
+    "log": sympy.log,
+}
 _UNIT_WORDS = (
     "degrees", "degree", "deg", "cm", "mm", "km", "m", "meters", "meter", "inches", "inch", "feet",
     "foot", "ft", "units", "unit", "sq", "square", "cubic", "hours", "hour", "minutes", "minute",
@@ -51,8 +57,12 @@ def normalise(answer: str) -> str:
     s = strip_text_commands(s)
     s = re.sub(r"\\(?:left|right|big|Big|bigg|Bigg)(?![a-zA-Z])", "", s)
     s = re.sub(r"(?<!\\)\\(?:!|,|;|:| |quad|qquad)", "", s).replace("~", "")  # not the \\ row break
-    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\$", "").replace("$",
-                                                                                               "")
+    s = (
+        s.replace("\\dfrac", "\\frac")
+        .replace("\\tfrac", "\\frac")
+        .replace("\\$", "")
+        .replace("$", "")
+    )
     s = re.sub(r"\^\{?\\circ\}?|°", "", s)
     s = s.replace("\\displaystyle", "")
     s = re.sub(r"^[a-zA-Z]\s*\\in\s*", "", s)  # 'x \in [1, 2]' is the interval

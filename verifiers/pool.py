@@ -58,8 +58,9 @@ def _worker_loop(functions: Sequence[Callable], conn: Connection, parent_pid: in
 class _Worker:
     def __init__(self, ctx, functions):
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_loop, args=(functions, child, os.getpid()),
-                                   daemon=True)
+        self.process = ctx.Process(
+            target=_worker_loop, args=(functions, child, os.getpid()), daemon=True
+        )
         self.process.start()
         child.close()
         self.item: Optional[int] = None  # index of the item it is working on
@@ -117,8 +118,9 @@ class WorkerPool:
                 if w.conn in ready:
                     job.results[index] = self._receive(w)
                 elif time.monotonic() - w.started >= self.timeout_s:
-                    job.results[index] = Outcome(error=f"timed out after {self.timeout_s:g} s; "
-                                                       "worker killed")
+                    job.results[index] = Outcome(
+                        error=f"timed out after {self.timeout_s:g} s; worker killed"
+                    )
                     self._replace(w)
         return job.results  # type: ignore[return-value]
 

@@ -28,8 +28,9 @@ def completion_logprobs(
         # Without gradients (reference, old policy) inference mode skips autograd's bookkeeping
         # per operation; the log-probs below are computed outside it, so they are plain tensors.
         with torch.inference_mode(not torch.is_grad_enabled()):
-            logits = fast_llama.completion_logits(model, prompt_ids, prompt_mask, completion_ids,
-                                                  completion_mask)
+            logits = fast_llama.completion_logits(
+                model, prompt_ids, prompt_mask, completion_ids, completion_mask
+            )
     else:
         input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
         attention = torch.cat([prompt_mask, completion_mask], dim=1)

@@ -110,8 +110,9 @@ def grpo_update(
             rollout_logp = batch.rollout_logprobs[mb].to(logp.device)
             mask = loss_mask[mb].to(logp.device)
             if epoch == 0:  # the weights that sampled this rollout: compare with the sampler
-                _sampler_agreement(logp, rollout_logp, batch.completion_mask[mb].to(logp.device),
-                                   totals)
+                _sampler_agreement(
+                    logp, rollout_logp, batch.completion_mask[mb].to(logp.device), totals
+                )
             behaviour = logp.detach() if old_logp is None else old_logp[mb]
             weights = (
                 None
@@ -119,10 +120,17 @@ def grpo_update(
                 else grpo.truncated_importance_weights(behaviour, rollout_logp, s.tis_cap)
             )
             loss, stats = grpo.policy_loss(
-                logp, behaviour,
-                None if ref_logp is None else ref_logp[mb], advantages[mb].to(logp.device), mask,
-                loss_type=s.loss_type, scale=scale, eps_low=s.epsilon, eps_high=s.epsilon_high,
-                beta=s.beta, token_weights=weights,
+                logp,
+                behaviour,
+                None if ref_logp is None else ref_logp[mb],
+                advantages[mb].to(logp.device),
+                mask,
+                loss_type=s.loss_type,
+                scale=scale,
+                eps_low=s.epsilon,
+                eps_high=s.epsilon_high,
+                beta=s.beta,
+                token_weights=weights,
             )
             if not distributed.all_ranks_true(bool(torch.isfinite(loss))):
                 engine.zero_grad()

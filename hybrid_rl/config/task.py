@@ -33,8 +33,9 @@ class DataConfig:
     on_bad_row: str = "error"  # error: stop naming file and row | skip: drop and count it
 
     def problems(self) -> Iterator[str]:
-        yield from choice("source", self.source, {"generator", "jsonl", "json", "parquet", "csv",
-                                                  "hf"})
+        yield from choice(
+            "source", self.source, {"generator", "jsonl", "json", "parquet", "csv", "hf"}
+        )
         yield from choice("on_bad_row", self.on_bad_row, {"error", "skip"})
         if self.source != "generator" and not self.path:
             yield f"path: source={self.source} needs task.data.path"
@@ -103,8 +104,9 @@ class TaskConfig:
                 yield (f"rewards.{name}.verifier: must be a name or "
                        f"a mapping with `_target_`, got {verifier!r}")
             for key in ("weight", "gate_min"):
-                if key in spec and (not isinstance(spec[key], (int, float)) or isinstance(spec[key],
-                                                                                          bool)):
+                if key in spec and (
+                    not isinstance(spec[key], (int, float)) or isinstance(spec[key], bool)
+                ):
                     yield f"rewards.{name}.{key}: must be a number, got {spec[key]!r}"
             if spec.get("normalize", "none") not in NORMALIZATIONS:
                 yield (f"rewards.{name}.normalize: must be one of "

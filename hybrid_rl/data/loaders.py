@@ -59,8 +59,9 @@ def rows_to_samples(rows, where: str, cfg, task: str, skipped: list[str]) -> lis
             skipped.append(message)
             continue
         meta = {**meta, "source": where, "row": i}
-        samples.append(Sample(cfg.prompt_template.format(prompt=problem), reference, task, demo,
-                              meta))
+        samples.append(
+            Sample(cfg.prompt_template.format(prompt=problem), reference, task, demo, meta)
+        )
     return samples
 
 
@@ -94,8 +95,9 @@ def _file_samples(cfg, task: str, skipped: list[str]) -> tuple[list[Sample], lis
         held_where = (
             cfg.eval_path if cfg.source != "hf" else f"dataset {cfg.path} split {cfg.eval_split}"
         )
-        held = rows_to_samples(_load_rows(cfg, cfg.eval_path, cfg.eval_split), held_where, cfg,
-                               task, skipped)
+        held = rows_to_samples(
+            _load_rows(cfg, cfg.eval_path, cfg.eval_split), held_where, cfg, task, skipped
+        )
     else:  # no held-out file: split a seeded share off the training rows
         order = list(range(len(train)))
         random.Random(cfg.seed).shuffle(order)

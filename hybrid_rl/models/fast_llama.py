@@ -93,12 +93,16 @@ class LeanWeights:
     def __init__(self, model: torch.nn.Module, positions: int):
         self.layers = [
             (
-                layer.input_layernorm, torch.cat(
+                layer.input_layernorm,
+                torch.cat(
                     [
-                        layer.self_attn.q_proj.weight, layer.self_attn.k_proj.weight,
+                        layer.self_attn.q_proj.weight,
+                        layer.self_attn.k_proj.weight,
                         layer.self_attn.v_proj.weight,
                     ]
-                ), layer.self_attn.o_proj.weight, layer.post_attention_layernorm,
+                ),
+                layer.self_attn.o_proj.weight,
+                layer.post_attention_layernorm,
                 torch.cat([layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight]),
                 layer.mlp.down_proj.weight,
             )
@@ -125,8 +129,10 @@ def attention_mask_4d(attention_mask: torch.Tensor, q_len: int) -> torch.Tensor:
     sees real keys up to its own position. Every query also sees itself: a padding query
     would otherwise see nothing, and its NaN would leak into real rows through 0 * NaN."""
     keys_len, dev = attention_mask.shape[1], attention_mask.device
-    keys, queries = torch.arange(keys_len, device=dev), torch.arange(keys_len - q_len, keys_len,
-                                                                     device=dev)
+    keys, queries = (
+        torch.arange(keys_len, device=dev),
+        torch.arange(keys_len - q_len, keys_len, device=dev),
+    )
     causal, itself = keys <= queries[:, None], keys == queries[:, None]  # [Q, K]
     return (causal & attention_mask.bool()[:, None, None, :]) | itself
 
@@ -134,8 +140,9 @@ def attention_mask_4d(attention_mask: torch.Tensor, q_len: int) -> torch.Tensor:
 def additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """A boolean mask as the 0 / -inf bias attention adds, built once for all layers (a
     boolean mask would be converted in every layer)."""
-    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed,
-                                                                                       -float("inf"))
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(
+        ~allowed, -float("inf")
+    )
 
 
 def causal_bias(attention_mask: torch.Tensor, q_len: int, dtype: torch.dtype) -> torch.Tensor:
@@ -260,16 +267,24 @@ def completion_logits(
         return _packed_logits(model, groups, prompt_ids, prompt_mask, completion_ids,
                               completion_mask, weights)
     p_ids, p_mask = prompt_ids[groups.first], prompt_mask[groups.first]
-    last, past = forward(model, p_ids, prompt_positions(p_mask), causal_bias(p_mask, p_ids.shape[1],
-                                                                             weights.dtype),
-                         first_logit=-1, weights=weights)  # [B, 1, V]
+    last, past = forward(
+        model,
+        p_ids,
+        prompt_positions(p_mask),
+        causal_bias(p_mask, p_ids.shape[1], weights.dtype),
+        first_logit=-1,
+        weights=weights,
+    )  # [B, 1, V]
     if not steps:
         return last[groups.inverse]
     full_mask = torch.cat([prompt_mask, completion_mask[:, :-1]], dim=1)
     # The last prompt position predicts completion token 0; completion token t predicts t + 1.
     later, _ = forward(
-        model, completion_ids[:, :-1], positions[:, :-1],
-        causal_bias(full_mask, steps, weights.dtype), select_past(past, groups.inverse),
+        model,
+        completion_ids[:, :-1],
+        positions[:, :-1],
+        causal_bias(full_mask, steps, weights.dtype),
+        select_past(past, groups.inverse),
         weights=weights,
     )
     return torch.cat([last[groups.inverse], later], dim=1)

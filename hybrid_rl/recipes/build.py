@@ -91,8 +91,9 @@ def seed_everything(seed: int, num_threads: Optional[int]) -> None:
 def task_samples(cfg: RecipeConfig) -> tuple[list[Sample], list[Sample]]:
     train, held, skipped = load_task_samples(cfg.task.data, cfg.task.name)
     if skipped:
-        log.warning("skipped %d bad rows (task.data.on_bad_row=skip); first: %s", len(skipped),
-                    skipped[0])
+        log.warning(
+            "skipped %d bad rows (task.data.on_bad_row=skip); first: %s", len(skipped), skipped[0]
+        )
     log.info("task %s: %d training and %d held-out problems", cfg.task.name, len(train), len(held))
     return train, held
 
@@ -202,8 +203,9 @@ def build_scorer(cfg, run_dir: Optional[Path]) -> RewardScorer:
     settings = {"sandbox": cfg.sandbox, "reward_model_path": cfg.reward_model.path,
                 "score_batch_size": cfg.reward_model.score_batch_size}
     for name, sig in cfg.task.signals().items():
-        verifier = plugins.build(VERIFIERS, sig.verifier, f"task.rewards.{name}.verifier",
-                                 **settings)
+        verifier = plugins.build(
+            VERIFIERS, sig.verifier, f"task.rewards.{name}.verifier", **settings
+        )
         signals.append(Signal(name, verifier, sig.weight))
     failures = Path(run_dir) / cfg.reward.failures_file if run_dir is not None else None
     return RewardScorer({cfg.task.name: signals}, failures, cfg.reward.max_error_rate,

@@ -86,7 +86,9 @@ def main(dcfg: DictConfig) -> float:
         if reference is not None:
             policy = load_policy(reference, dtype=cfg.model.dtype)
             _, reference_values, _ = greedy_scores(
-                build.build_rollout(cfg, policy, load_tokenizer(reference)), held, scorer,
+                build.build_rollout(cfg, policy, load_tokenizer(reference)),
+                held,
+                scorer,
                 ev.batch_size,
             )
         reports = []

@@ -121,8 +121,9 @@ def setup(cfg: Config, run_dir: Path) -> Run:
 
 def evaluate(run: Run) -> float:
     e = run.cfg.eval
-    res = heldout_accuracy(run.rollout, run.held, run.scorer, run.cfg.task.accuracy_signal,
-                           e.batch_size)
+    res = heldout_accuracy(
+        run.rollout, run.held, run.scorer, run.cfg.task.accuracy_signal, e.batch_size
+    )
     metrics = {"eval/accuracy": res.accuracy, "eval/mean_length": res.mean_length,
                **{f"eval/reward/{name}": v for name, v in res.signal_means.items()}}
     if e.samples_per_prompt:
@@ -136,8 +137,9 @@ def evaluate(run: Run) -> float:
     log.info("step %d held-out accuracy %.3f (%d problems), e.g. %r -> %r", run.step, res.accuracy,
              res.num_scored, ex["prompt"][-40:], ex["completion"][:60])
     if run.watch is not None:
-        watch_for_hacking(run, res.signal_means[run.cfg.reward.hacking_watch.proxy_signal],
-                          res.accuracy)
+        watch_for_hacking(
+            run, res.signal_means[run.cfg.reward.hacking_watch.proxy_signal], res.accuracy
+        )
     return res.accuracy
 
 
@@ -190,8 +192,9 @@ def train_step(run: Run) -> dict[str, float]:
     batch, reward = scored.batch, scored.reward
     adv = reward
     if len(batch):
-        adv = grpo.group_advantages(reward, t.num_generations, t.advantage_scale, t.std_estimator,
-                                    t.advantage_eps)
+        adv = grpo.group_advantages(
+            reward, t.num_generations, t.advantage_scale, t.std_estimator, t.advantage_eps
+        )
         m.update(guarded_update(run, batch, adv))
         sync_rollout_weights(run)
     else:  # dynamic sampling left no group with signal: nothing to learn from this step

@@ -55,8 +55,9 @@ def prepare_reward_model(cfg: RecipeConfig, location: str, tokenizer, train: lis
         )
         folder = str(Path(cfg.cache_dir).expanduser() / "reward_model" / key)
         if (Path(folder) / META_FILE).is_file():
-            log.info("[reward model] reusing the cached default reward model %s (same settings)",
-                     folder)
+            log.info(
+                "[reward model] reusing the cached default reward model %s (same settings)", folder
+            )
         else:
             log.info("[reward model] training the default reward model -> %s", folder)
             train_reward_model(cfg, location, tokenizer, train, Path(folder))
@@ -119,16 +120,23 @@ def train_reward_model(cfg: RecipeConfig, location: Optional[str], tokenizer, tr
     rm_cfg = cfg.reward_model
     pairs, held = preference_pairs(cfg, location, tokenizer, train)
     log.info("[reward model] %d training and %d validation pairs", len(pairs), len(held))
-    rm = RewardModel.from_backbone(backbone_location(rm_cfg.backbone, location), rm_cfg.max_length,
-                                   cfg.seed)
+    rm = RewardModel.from_backbone(
+        backbone_location(rm_cfg.backbone, location), rm_cfg.max_length, cfg.seed
+    )
     before = evaluate_pairs(rm, held, rm_cfg.score_batch_size)
     settings = FitSettings(rm_cfg.batch_size, rm_cfg.learning_rate, rm_cfg.max_steps,
                            rm_cfg.max_time_s, rm_cfg.margin, rm_cfg.center_coef, seed=cfg.seed)
     fit = fit_reward_model(rm, pairs, settings, log.info)
     after = evaluate_pairs(rm, held, rm_cfg.score_batch_size)
-    meta = {"backbone": rm_cfg.backbone, "train_pairs": len(pairs), "validation_pairs": len(held),
-            "fit": fit,
-            "validation": after, "validation_at_start": before, "data": asdict(rm_cfg.data)}
+    meta = {
+        "backbone": rm_cfg.backbone,
+        "train_pairs": len(pairs),
+        "validation_pairs": len(held),
+        "fit": fit,
+        "validation": after,
+        "validation_at_start": before,
+        "data": asdict(rm_cfg.data),
+    }
     log.info(
         "[reward model] validation: accuracy %.3f (clean labels %.3f), mean margin %.3f, ECE "
         "%.3f after %d steps, %.0fs", after["accuracy"], after.get("accuracy_clean", math.nan),

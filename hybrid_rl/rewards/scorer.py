@@ -46,8 +46,9 @@ class SignalScores:
 
 def _call_batch(verifier: Verifier):
     """A batch call of a verifier, as run inside a pool worker."""
-    return lambda completions, references, samples: verifier(completions, references,
-                                                             samples=samples)
+    return lambda completions, references, samples: verifier(
+        completions, references, samples=samples
+    )
 
 
 class RewardScorer:
@@ -118,15 +119,17 @@ class RewardScorer:
             picked, texts = [samples[i] for i in rows], [completions[i] for i in rows]
             if k in chunks:
                 mine, outcomes = outcomes[: len(chunks[k])], outcomes[len(chunks[k]):]
-                scores, failures = self._finish_in_worker_pool(signal, chunks[k], mine, picked,
-                                                               texts)
+                scores, failures = self._finish_in_worker_pool(
+                    signal, chunks[k], mine, picked, texts
+                )
             else:
                 scores, failures = self._run(signal, picked, texts)
             for i, v in zip(rows, scores):
                 values[signal.name][i] = v
                 if isinstance(v, Flagged) and v.record:  # a valid score with a reason to doubt it
-                    self._record_failure(signal.name, samples[i], completions[i], v.reason,
-                                         v.reason)
+                    self._record_failure(
+                        signal.name, samples[i], completions[i], v.reason, v.reason
+                    )
             reasons = failures + [v.reason for v in scores if isinstance(v, Flagged)]
             recorded[signal.name] += len(failures) + sum(
                 isinstance(v, Flagged) and v.record for v in scores
@@ -152,8 +155,9 @@ class RewardScorer:
         """(scores, one error message per failed sample)."""
         refs = [s.reference for s in samples]
         try:
-            return self._checked(signal, signal.verifier(completions, refs, samples=samples),
-                                 len(samples)), []
+            return self._checked(
+                signal, signal.verifier(completions, refs, samples=samples), len(samples)
+            ), []
         except Exception:  # isolate the offending samples: retry one by one
             pass
         scores, failures = [], []
@@ -184,8 +188,9 @@ class RewardScorer:
             else:  # a failed chunk: find the offending samples one call each
                 errors.update({i: "" for i in chunk})
         singles = [range(i, i + 1) for i in sorted(errors)]
-        for single, outcome in zip(singles, self.pool.run(self._pool_items(signal, singles, samples,
-                                                                           completions))):
+        for single, outcome in zip(
+            singles, self.pool.run(self._pool_items(signal, singles, samples, completions))
+        ):
             values = self._valid(signal, outcome, 1)
             if isinstance(values, list):
                 scores[single[0]] = values[0]
@@ -194,16 +199,25 @@ class RewardScorer:
                 errors[single[0]] = values
         failures = []
         for i in sorted(errors):
-            self._fail(signal, samples[i], completions[i], errors[i].splitlines()[0], errors[i],
-                       failures)
+            self._fail(
+                signal, samples[i], completions[i], errors[i].splitlines()[0], errors[i], failures
+            )
         return scores, failures
 
     def _pool_items(self, signal: Signal, chunks: list[range], samples,
                     completions) -> list[tuple[int, tuple]]:
         index = self._pool_index[id(signal)]
-        return [(index, ([completions[i] for i in c], [samples[i].reference for i in c],
-                         [samples[i] for i in c]))
-                for c in chunks]
+        return [
+            (
+                index,
+                (
+                    [completions[i] for i in c],
+                    [samples[i].reference for i in c],
+                    [samples[i] for i in c],
+                ),
+            )
+            for c in chunks
+        ]
 
     def _valid(self, signal: Signal, outcome, expected: int):
         """The checked scores of one pool call, or the error message (str) if it failed."""
@@ -237,8 +251,12 @@ class RewardScorer:
         if self.failures_path is None:
             return
         entry = {
-            "signal": name, "task": sample.task, "prompt": sample.prompt,
-            "reference": sample.reference, "completion": completion, "error": error,
+            "signal": name,
+            "task": sample.task,
+            "prompt": sample.prompt,
+            "reference": sample.reference,
+            "completion": completion,
+            "error": error,
             "detail": detail,
         }
         with open(self.failures_path, "a") as fh:

@@ -80,8 +80,9 @@ class HFRollout:
         completion_ids = torch.where(mask.bool(), completion_ids, torch.full_like(completion_ids,
                                                                                   tok.pad_token_id))
         texts = tok.batch_decode(completion_ids, skip_special_tokens=True)
-        return RolloutBatch(prompt_ids, prompt_mask, completion_ids, mask, logprobs, truncated,
-                            texts)
+        return RolloutBatch(
+            prompt_ids, prompt_mask, completion_ids, mask, logprobs, truncated, texts
+        )
 
     def _hf_generate(self, enc, n: int, greedy: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """transformers' generate() for architectures the lean path does not cover."""
@@ -92,9 +93,13 @@ class HFRollout:
         }
         out = self.policy.generate(
             input_ids=prompt_ids,
-            attention_mask=enc["attention_mask"].repeat_interleave(n, dim=0), do_sample=not greedy,
-            max_new_tokens=self.max_new_tokens, pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id, return_dict_in_generate=True, output_scores=True,
+            attention_mask=enc["attention_mask"].repeat_interleave(n, dim=0),
+            do_sample=not greedy,
+            max_new_tokens=self.max_new_tokens,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+            return_dict_in_generate=True,
+            output_scores=True,
             **sampling,
         )
         completion_ids = out.sequences[:, prompt_ids.shape[1] :]

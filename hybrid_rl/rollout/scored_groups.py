@@ -32,10 +32,17 @@ class ScoredRollout:
 
 
 def sample_groups(
-    stream: PromptStream, rollout: RolloutBackend, scorer: RewardScorer, composer: RewardComposer,
-    *, prompts_per_step: int, group_size: int, pad_token_id: int, dynamic_sampling: str = "off",
-    max_fill_rounds: int = 0, reference_logprobs: Optional[Callable[[RolloutBatch],
-                                                                    torch.Tensor]] = None,
+    stream: PromptStream,
+    rollout: RolloutBackend,
+    scorer: RewardScorer,
+    composer: RewardComposer,
+    *,
+    prompts_per_step: int,
+    group_size: int,
+    pad_token_id: int,
+    dynamic_sampling: str = "off",
+    max_fill_rounds: int = 0,
+    reference_logprobs: Optional[Callable[[RolloutBatch], torch.Tensor]] = None,
 ) -> ScoredRollout:
     """With dynamic_sampling='drop', groups whose rewards are all equal (zero advantage) are
     removed; with 'fill', fresh prompts are sampled, up to max_fill_rounds more times, until
@@ -59,8 +66,9 @@ def sample_groups(
 
         scores = scorer.score(group_samples, batch.texts,
                               meanwhile=compute_reference if reference_logprobs else None)
-        reward, shares = composer.combine(scores.values, [s.task for s in group_samples],
-                                          group_size)
+        reward, shares = composer.combine(
+            scores.values, [s.task for s in group_samples], group_size
+        )
         equal = grpo.equal_reward_groups(reward, group_size)  # [B]
         seen, seen_equal = seen + len(prompts), seen_equal + int(equal.sum())
         keep = ~equal if dynamic_sampling != "off" else torch.ones_like(equal)
@@ -121,8 +129,13 @@ def rollout_metrics(scored: ScoredRollout, accuracy_signal: str, proxy_signal: s
 def sample_rows(scored: ScoredRollout, adv: torch.Tensor, n: int) -> list[dict]:
     """The first n completions with everything needed to judge them by eye."""
     return [
-        {"prompt": s.prompt, "completion": scored.batch.texts[i], "reference": s.reference,
-         "reward": scored.reward[i].item(), "advantage": adv[i].item(),
-         **{f"signal/{k}": v[i] for k, v in scored.values.items()}}
+        {
+            "prompt": s.prompt,
+            "completion": scored.batch.texts[i],
+            "reference": s.reference,
+            "reward": scored.reward[i].item(),
+            "advantage": adv[i].item(),
+            **{f"signal/{k}": v[i] for k, v in scored.values.items()},
+        }
         for i, s in enumerate(scored.samples[:n])
     ]

@@ -49,10 +49,14 @@ def _sample(model, prompt_ids, prompt_mask, n, max_new_tokens, eos_token_id, pad
             temperature, top_k, top_p) -> tuple[torch.Tensor, torch.Tensor]:
     # built once for the loop
     weights = fast_llama.LeanWeights(model, prompt_ids.shape[1] + max_new_tokens)
-    last, past = fast_llama.forward(model, prompt_ids, fast_llama.prompt_positions(prompt_mask),
-                                    fast_llama.causal_bias(prompt_mask, prompt_ids.shape[1],
-                                                           weights.dtype),
-                                    first_logit=-1, weights=weights)
+    last, past = fast_llama.forward(
+        model,
+        prompt_ids,
+        fast_llama.prompt_positions(prompt_mask),
+        fast_llama.causal_bias(prompt_mask, prompt_ids.shape[1], weights.dtype),
+        first_logit=-1,
+        weights=weights,
+    )
     dev = prompt_ids.device  # the model's: every tensor of the loop lives there
     expand = torch.arange(len(prompt_ids), device=dev).repeat_interleave(n)
     total = len(expand)
@@ -70,10 +74,14 @@ def _sample(model, prompt_ids, prompt_mask, n, max_new_tokens, eos_token_id, pad
     finished = torch.zeros(total, dtype=torch.bool, device=dev)
     steps = 0
     for t in range(max_new_tokens):
-        scores = logits.float() if greedy else process_logits(logits.float(), temperature, top_k,
-                                                              top_p)
-        drawn = scores.argmax(dim=-1) if greedy else torch.multinomial(scores.softmax(dim=-1),
-                                                                       1).squeeze(1)
+        scores = (
+            logits.float() if greedy else process_logits(logits.float(), temperature, top_k, top_p)
+        )
+        drawn = (
+            scores.argmax(dim=-1)
+            if greedy
+            else torch.multinomial(scores.softmax(dim=-1), 1).squeeze(1)
+        )
         logp = scores.log_softmax(dim=-1).gather(1, drawn.unsqueeze(1)).squeeze(1)
         tokens[rows, t] = drawn.masked_fill(finished, pad_token_id)  # finished rows stay padded
         logprobs[rows, t] = logp.masked_fill(finished, 0.0)

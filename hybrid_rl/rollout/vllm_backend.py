@@ -86,7 +86,8 @@ class VLLMRollout:
             {"temperature": 0.0}
             if greedy
             else {
-                "temperature": self.temperature, "top_p": self.top_p,
+                "temperature": self.temperature,
+                "top_p": self.top_p,
                 "top_k": self.top_k if self.top_k > 0 else -1,
             }
         )
@@ -104,9 +105,9 @@ class VLLMRollout:
         enc = tok(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
         ids = [row[mask.bool()].tolist() for row, mask in zip(enc["input_ids"],
                                                               enc["attention_mask"])]
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=i) for i in ids], self._params(n,
-                                                                                                  greedy),
-                                    use_tqdm=False)
+        outputs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=i) for i in ids], self._params(n, greedy), use_tqdm=False
+        )
         T = self.max_new_tokens
         completion_ids = torch.full((len(prompts) * n, T), tok.pad_token_id, dtype=torch.long)
         logprobs = torch.zeros(len(prompts) * n, T)
@@ -168,7 +169,8 @@ class VLLMRollout:
         policy.eval()
         logits = policy(input_ids=ids).logits[0, :-1].float()
         policy.train(was_training)
-        trainer = torch.log_softmax(logits, -1).gather(-1, ids[0,
-                                                               1:].unsqueeze(-1)).squeeze(-1).cpu()
+        trainer = (
+            torch.log_softmax(logits, -1).gather(-1, ids[0, 1:].unsqueeze(-1)).squeeze(-1).cpu()
+        )
         return float((engine - trainer).abs().max())
 

@@ -31,8 +31,9 @@ class DeepSpeedSettings:
     bf16: bool = False  # bf16 mixed precision (GPU); fp32 master weights in the optimizer
 
 
-def deepspeed_config(s: DeepSpeedSettings, micro_batch_size: int, max_grad_norm: float) -> dict[str,
-                                                                                                Any]:
+def deepspeed_config(
+    s: DeepSpeedSettings, micro_batch_size: int, max_grad_norm: float
+) -> dict[str, Any]:
     zero: dict[str, Any] = {"stage": s.stage}
     if s.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu"}

@@ -15,8 +15,9 @@ register_configs()
 
 def _config(tmp_path, *overrides):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = build.to_config(compose("config", [*TINY_OVERRIDES, f"cache_dir={tmp_path}",
-                                                 *overrides]))
+        cfg = build.to_config(
+            compose("config", [*TINY_OVERRIDES, f"cache_dir={tmp_path}", *overrides])
+        )
     return cfg
 
 
@@ -45,8 +46,9 @@ def test_overlong_prompts_can_be_skipped(tmp_path):
                   "model.tiny.max_position_embeddings=64", "task.data.on_bad_row=skip")
     train, held = build.task_samples(cfg)
     location = build.base_location(cfg)
-    kept_train, kept_held = build.fit_context(cfg, location, build.load_tokenizer(location), train,
-                                              held)
+    kept_train, kept_held = build.fit_context(
+        cfg, location, build.load_tokenizer(location), train, held
+    )
     assert len(kept_train) + len(kept_held) == 5
 
 

@@ -28,8 +28,9 @@ def step_metrics(run_dir):
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     env = {**os.environ, "HYBRID_RL_CACHE": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
-    subprocess.run(command(tmp_path / "whole"), cwd=ROOT, env=env, check=True, capture_output=True,
-                   timeout=600)
+    subprocess.run(
+        command(tmp_path / "whole"), cwd=ROOT, env=env, check=True, capture_output=True, timeout=600
+    )
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen(command(killed), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,

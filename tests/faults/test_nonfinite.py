@@ -35,8 +35,9 @@ def test_nonfinite_loss_skips_the_update_and_leaves_weights(poisoned):
     model, opt, sched, batch = poisoned
     before = [p.detach().clone() for p in model.parameters()]
     with pytest.raises(NonFiniteLoss, match="update skipped"):
-        grpo_update(TorchEngine(model, opt, sched, 1.0), None, batch, torch.tensor([1.0, -1.0]),
-                    _settings())
+        grpo_update(
+            TorchEngine(model, opt, sched, 1.0), None, batch, torch.tensor([1.0, -1.0]), _settings()
+        )
     for a, b in zip(before, model.parameters()):
         assert torch.equal(a, b)  # inf == inf, so the poisoned weight compares equal too
     assert sched.last_epoch == 0  # no optimizer step was taken

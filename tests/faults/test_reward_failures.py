@@ -56,8 +56,14 @@ def test_failure_rate_above_the_threshold_stops_naming_the_verifier(tmp_path):
 def flagging(completions, references, **_):
     from verifiers import Flagged
 
-    return [Flagged(0.0, "math check timed out: slow") if c == "slow" else
-            Flagged(0.0, "math check failed: odd") if c == "odd" else 1.0 for c in completions]
+    return [
+        Flagged(0.0, "math check timed out: slow")
+        if c == "slow"
+        else Flagged(0.0, "math check failed: odd")
+        if c == "odd"
+        else 1.0
+        for c in completions
+    ]
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -55,8 +55,13 @@ def children_of_a_killed_parent(setup: str, pids_expression: str) -> list[int]:
 
 def run_entry(script, run_dir, *overrides, cache, check=True, env=None):
     env = {**os.environ, "HYBRID_RL_CACHE": str(cache), "PYTHONUNBUFFERED": "1", **(env or {})}
-    cmd = [sys.executable, str(ROOT / script), *TINY_OVERRIDES, f"hydra.run.dir={run_dir}",
-           *overrides]
+    cmd = [
+        sys.executable,
+        str(ROOT / script),
+        *TINY_OVERRIDES,
+        f"hydra.run.dir={run_dir}",
+        *overrides,
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"{script} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")

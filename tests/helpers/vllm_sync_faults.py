@@ -66,8 +66,10 @@ def main(folder: str) -> None:
     rollout.sync_weights(policy)
     after = gap(rollout, policy, rollout.generate(prompts, 4))
     assert after < 1e-3 and rollout.probe_gap(policy) < 1e-3, after
-    print(f"SYNCED: gap before {before:.2e}, stale probe {stale:.2e}, after sync {after:.2e}",
-          flush=True)
+    print(
+        f"SYNCED: gap before {before:.2e}, stale probe {stale:.2e}, after sync {after:.2e}",
+        flush=True,
+    )
 
     expect_sync_error(rollout, Truncated(policy), "partial vLLM weight sync")
     broken = build_backend("vllm", policy, tokenizer, max_new_tokens=6)

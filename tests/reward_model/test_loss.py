@@ -29,8 +29,9 @@ def test_margin_asks_for_a_wider_gap():
 
 def test_centring_adds_the_mean_squared_sum():
     plain = bradley_terry_loss(torch.tensor([2.0, 0.0]), torch.tensor([0.0, 0.0]))
-    centred = bradley_terry_loss(torch.tensor([2.0, 0.0]), torch.tensor([0.0, 0.0]),
-                                 center_coef=0.1)
+    centred = bradley_terry_loss(
+        torch.tensor([2.0, 0.0]), torch.tensor([0.0, 0.0]), center_coef=0.1
+    )
     assert (centred - plain).item() == pytest.approx(0.1 * (4 + 0) / 2, abs=1e-6)
 
 

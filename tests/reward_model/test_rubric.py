@@ -20,8 +20,10 @@ def test_rubric_prefers_one_marked_answer_with_brief_working():
 
 
 def test_rubric_names_the_rules_it_applied():
-    assert rubric_points("Answer: 9, or maybe 8.", "answer") == {"final_answer": 1.0,
-                                                                 "hedging": -1.0}
+    assert rubric_points("Answer: 9, or maybe 8.", "answer") == {
+        "final_answer": 1.0,
+        "hedging": -1.0,
+    }
     assert rubric_points("Answer: 9\nAnswer: 8", "answer") == {"final_answer": -1.5}
     assert rubric_points("9 9 9", "answer") == {"final_answer": -1.0, "repetition": -1.0}
     assert rubric_points("", "answer") == {"empty": -3.0}
@@ -62,8 +64,9 @@ def test_pairs_follow_the_rubric_except_the_flipped_share():
 
 
 def test_no_noise_means_no_flips_and_ties_make_no_pairs():
-    pairs = rubric_pairs(["1+1="], [["2"]], style="answer", pairs_per_prompt=50, label_noise=0.0,
-                         seed=0)
+    pairs = rubric_pairs(
+        ["1+1="], [["2"]], style="answer", pairs_per_prompt=50, label_noise=0.0, seed=0
+    )
     assert pairs and not any(p.flipped for p in pairs)
     assert all(rubric_score(p.chosen, "answer") != rubric_score(p.rejected,
                                                                 "answer") for p in pairs)

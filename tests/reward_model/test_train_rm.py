@@ -37,9 +37,14 @@ def test_train_rm_learns_the_rubric_and_saves_a_loadable_folder(trained_rm):
     held, _ = load_pairs(
         SimpleNamespace(
             source="jsonl",
-            path=str(folder / "validation_pairs.jsonl"), eval_path=None, name=None, split="train",
-            eval_split=None, on_bad_row="error",
-        ), [],
+            path=str(folder / "validation_pairs.jsonl"),
+            eval_path=None,
+            name=None,
+            split="train",
+            eval_split=None,
+            on_bad_row="error",
+        ),
+        [],
     )
     assert evaluate_pairs(rm, held)["accuracy"] == pytest.approx(end["accuracy"])
     assert "train with it: python train.py" in proc.stderr + proc.stdout

@@ -26,8 +26,9 @@ def {entry}(*args, **kwargs):
 
 def _job(problem, program):
     entry = problem["entry_point"]
-    return Job(program, problem["test"] + f"\ncheck({entry})\n", context=problem["prompt"],
-               expose=[entry])
+    return Job(
+        program, problem["test"] + f"\ncheck({entry})\n", context=problem["prompt"], expose=[entry]
+    )
 
 
 def test_all_164_canonical_solutions_pass(pool):

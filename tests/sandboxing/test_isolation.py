@@ -37,7 +37,8 @@ def test_memory_bomb_hits_the_address_space_limit(run):
 
 
 def test_fork_bomb_is_bounded_by_the_process_limit(run):
-    result = run(hostile("""
+    result = run(
+        hostile("""
 import os, time
 n = 0
 while n < 1000:
@@ -45,17 +46,20 @@ while n < 1000:
         time.sleep(60)
         os._exit(0)
     n += 1
-"""))
+""")
+    )
     assert "BLOCKED BlockingIOError" in result.output  # EAGAIN from fork: the limit held
     assert result.duration_s < 3.0
 
 
 def test_thread_bomb_is_bounded_by_the_process_limit(run):
-    result = run(hostile("""
+    result = run(
+        hostile("""
 import threading, time
 for _ in range(1000):
     threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
-"""))
+""")
+    )
     assert "BLOCKED RuntimeError can't start new thread" in result.output
 
 
@@ -82,9 +86,17 @@ def test_host_files_are_not_visible(run, tmp_path):
     canary = tmp_path / "canary.txt"
     canary.write_text("CANARY-CONTENT")
     checkpoint = os.path.join(ROOT, "outputs")
-    paths = [str(canary), os.path.expanduser("~/.bashrc"), os.path.join(ROOT, "README.md"),
-             checkpoint,
-             "/etc/passwd", "/etc/shadow", "/root", "/home", os.path.join(ROOT, ".git", "config")]
+    paths = [
+        str(canary),
+        os.path.expanduser("~/.bashrc"),
+        os.path.join(ROOT, "README.md"),
+        checkpoint,
+        "/etc/passwd",
+        "/etc/shadow",
+        "/root",
+        "/home",
+        os.path.join(ROOT, ".git", "config"),
+    ]
     result = run(
         hostile(f"""
 import os
@@ -103,7 +115,8 @@ print('CONTROL', open(release).read()[:5] if os.path.exists(release) else 'none'
 
 
 def test_host_environment_is_not_visible(run):
-    result = run(hostile("""
+    result = run(
+        hostile("""
 import os
 print(dict(os.environ))
 for pid in ('1', 'self', str(os.getppid())):
@@ -111,7 +124,8 @@ for pid in ('1', 'self', str(os.getppid())):
         print(pid, open(f'/proc/{pid}/environ', 'rb').read())
     except OSError as exc:
         print(pid, 'DENIED', type(exc).__name__)
-"""))
+""")
+    )
     assert os.environ["HYBRID_RL_TEST_SECRET"] == HOST_SECRET  # the host has it...
     assert HOST_SECRET not in result.output  # ...the program does not
     assert "1 DENIED PermissionError" in result.output  # pid 1 is the harness, not bwrap
@@ -168,7 +182,8 @@ def test_writes_outside_the_temporary_directory_fail(run, tmp_path):
     target = tmp_path / "written-by-program"
     paths = ["/usr/evil", "/evil", "/sandbox/harness.py", "/proc/evil", str(target),
              os.path.join(ROOT, "evil")]
-    result = run(hostile(f"""
+    result = run(
+        hostile(f"""
 for p in {paths!r}:
     try:
         open(p, 'w').write('x')
@@ -177,7 +192,8 @@ for p in {paths!r}:
         print('DENIED', p, type(exc).__name__)
 open('scratch.txt', 'w').write('ok')
 print('CONTROL', open('scratch.txt').read())
-"""))
+""")
+    )
     assert "WROTE" not in result.output and result.output.count("DENIED") == len(paths)
     assert "CONTROL ok" in result.output
     assert not target.exists() and not os.path.exists(os.path.join(ROOT, "evil"))
@@ -186,16 +202,18 @@ print('CONTROL', open('scratch.txt').read())
 def test_host_files_cannot_be_deleted(run, tmp_path):
     canary = tmp_path / "keep.txt"
     canary.write_text("keep")
-    run(hostile(f"""
+    run(
+        hostile(f"""
 import os, shutil
-for p in ({str(canary)!r}, {os.path.join(ROOT, 'README.md')!r}):
+for p in ({str(canary)!r}, {os.path.join(ROOT, "README.md")!r}):
     try:
         os.remove(p)
     except OSError as exc:
         print('DENIED', type(exc).__name__)
 shutil.rmtree({ROOT!r}, ignore_errors=True)
 shutil.rmtree('/usr', ignore_errors=True)
-"""))
+""")
+    )
     assert canary.read_text() == "keep"
     assert os.path.exists(os.path.join(ROOT, "README.md"))
 
@@ -231,7 +249,8 @@ def test_tcp_to_the_host_is_unreachable(run):
     # control: the host can connect
     socket.create_connection(("127.0.0.1", port), timeout=2).close()
     time.sleep(0.1)
-    result = run(hostile(f"""
+    result = run(
+        hostile(f"""
 import socket
 for host in ('127.0.0.1', '1.1.1.1'):
     try:
@@ -239,7 +258,8 @@ for host in ('127.0.0.1', '1.1.1.1'):
         print('CONNECTED', host)
     except OSError as exc:
         print('DENIED', host, type(exc).__name__)
-"""))
+""")
+    )
     server.close()
     assert len(accepted) == 1  # only the control connection arrived
     assert "CONNECTED" not in result.output and result.output.count("DENIED") == 2
@@ -319,11 +339,13 @@ shutil.copy('/usr/bin/true', '{target}')
 
 
 def test_ptrace_of_the_judge_is_refused(run):
-    result = run(hostile("""
+    result = run(
+        hostile("""
 import ctypes, os
 libc = ctypes.CDLL(None, use_errno=True)
 print('PTRACE', libc.ptrace(16, os.getppid(), 0, 0), ctypes.get_errno())
-"""))
+""")
+    )
     assert "PTRACE -1 1" in result.output  # EPERM
 
 

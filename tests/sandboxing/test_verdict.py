@@ -8,8 +8,12 @@ from .conftest import ADD_OK, ADD_TESTS
 
 def test_correct_program_passes(run):
     result = run(ADD_OK)
-    assert (result.status, result.passed_units, result.total_units, result.fraction) == ("pass", 2,
-                                                                                         2, 1.0)
+    assert (result.status, result.passed_units, result.total_units, result.fraction) == (
+        "pass",
+        2,
+        2,
+        1.0,
+    )
 
 
 def test_wrong_program_fails_with_partial_credit(run):

@@ -14,8 +14,9 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 
 def torchrun(args, env=None, timeout=900):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "DS_ACCELERATOR": "cpu", **(env or {})}
-    return subprocess.run([*TORCHRUN, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [*TORCHRUN, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.parametrize("stage,loss_type", [(0, "dapo"), (2, "dapo"), (3, "dapo"), (3, "grpo")])
@@ -23,8 +24,9 @@ def test_two_processes_update_exactly_like_one(stage, loss_type):
     """Each rank updates on half the batch; the weights, gradient norm and (portable) optimizer
     state must equal one process's on the whole batch, two steps in a row, and a ZeRO engine
     loaded from a plain optimizer state must continue identically."""
-    proc = torchrun([str(ROOT / "tests" / "helpers" / "zero_equivalence.py"), str(stage),
-                     loss_type])
+    proc = torchrun(
+        [str(ROOT / "tests" / "helpers" / "zero_equivalence.py"), str(stage), loss_type]
+    )
     assert proc.returncode == 0 and "EQUIVALENT" in proc.stdout, (
         proc.stdout[-3000:] + proc.stderr[-5000:]
     )
@@ -79,6 +81,7 @@ def test_zero2_with_the_optimizer_offloaded_trains_and_resumes_plainly(tmp_path)
     assert [r["step"] for r in rows] == [1, 2]
     ckpt = run_dir / "checkpoints" / "step_000002"
     resumed = tmp_path / "resumed"
-    proc = run_entry("train.py", resumed, "trainer.max_steps=3", f"checkpoint.resume={ckpt}",
-                     cache=cache)
+    proc = run_entry(
+        "train.py", resumed, "trainer.max_steps=3", f"checkpoint.resume={ckpt}", cache=cache
+    )
     assert "resumed from" in proc.stderr + proc.stdout

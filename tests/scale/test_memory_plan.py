@@ -16,8 +16,13 @@ def test_parameter_count_by_hand_and_against_transformers():
     assert SMALL.num_parameters() == 80 + (64 + 32 + 32 + 64 + 384 + 16) + 8 == 680
     llama = LlamaForCausalLM(
         LlamaConfig(
-            hidden_size=8, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-            intermediate_size=16, vocab_size=10, tie_word_embeddings=True,
+            hidden_size=8,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            intermediate_size=16,
+            vocab_size=10,
+            tie_word_embeddings=True,
         )
     )
     assert sum(p.numel() for p in llama.parameters()) == 680
@@ -58,8 +63,11 @@ def test_checkpointing_keeps_only_layer_inputs():
     work = Workload(100, 100, 4, 8, "float32", gradient_checkpointing=False, vllm=False)
     deep = Architecture(256, 24, 8, 8, 1024, 1000)
     full = plan(deep, work, Sharding("1"))["activations"]
-    saved = plan(deep, Workload(100, 100, 4, 8, "float32", gradient_checkpointing=True, vllm=False),
-                 Sharding("1"))
+    saved = plan(
+        deep,
+        Workload(100, 100, 4, 8, "float32", gradient_checkpointing=True, vllm=False),
+        Sharding("1"),
+    )
     assert saved["activations"] < full / 5
 
 
@@ -67,9 +75,13 @@ def test_checkpointing_keeps_only_layer_inputs():
                                     "qwen2.5-math-1.5b",
                                     "llama-3.2-1b-instruct", "qwen2.5-7b-instruct"])
 def test_script_prints_a_plan_for_every_preset(preset):
-    proc = subprocess.run([sys.executable, "scripts/memory_plan.py", f"preset={preset}", "--gpus",
-                           "8"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "scripts/memory_plan.py", f"preset={preset}", "--gpus", "8"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "GPU" in line]
     assert [r.split("|")[1].strip() for r in rows] == ["1 GPU", "8 GPUs ZeRO-2", "8 GPUs ZeRO-3",

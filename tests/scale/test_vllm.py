@@ -10,8 +10,9 @@ from helpers.runs import ROOT, TINY_OVERRIDES
 VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not VLLM_PYTHON.is_file(), reason="no .venv-vllm: run `bash "
-                                                         "scripts/setup.sh --vllm`"),
+    pytest.mark.skipif(
+        not VLLM_PYTHON.is_file(), reason="no .venv-vllm: run `bash scripts/setup.sh --vllm`"
+    ),
 ]
 # vLLM's CPU attention kernels need a head size of 32 or more: 64 wide with 2 heads.
 OVERRIDES = [o for o in TINY_OVERRIDES if not o.startswith("model.tiny.hidden_size")] + [
@@ -69,8 +70,17 @@ def test_the_main_environment_explains_how_to_get_vllm(tmp_path):
     env = {**os.environ, "HYBRID_RL_CACHE": str(tmp_path / "cache")}
     proc = subprocess.run(
         [
-            sys.executable, "train.py", *TINY_OVERRIDES, f"hydra.run.dir={tmp_path / 'run'}",
-            "rollout=vllm", "trainer.max_steps=1",
-        ], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+            sys.executable,
+            "train.py",
+            *TINY_OVERRIDES,
+            f"hydra.run.dir={tmp_path / 'run'}",
+            "rollout=vllm",
+            "trainer.max_steps=1",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode != 0 and "bash scripts/setup.sh --vllm" in proc.stdout + proc.stderr

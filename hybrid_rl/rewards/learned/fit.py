@@ -49,8 +49,9 @@ def pair_scores(rm: RewardModel, pairs: Sequence[PreferencePair],
                 batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
     """([P] chosen scores, [P] rejected scores), no gradients."""
     prompts = [p.prompt for p in pairs]
-    scores = rm.score(prompts + prompts, [p.chosen for p in pairs] + [p.rejected for p in pairs],
-                      batch_size)
+    scores = rm.score(
+        prompts + prompts, [p.chosen for p in pairs] + [p.rejected for p in pairs], batch_size
+    )
     return torch.tensor(scores[: len(pairs)]), torch.tensor(scores[len(pairs) :])
 
 
@@ -60,8 +61,10 @@ def evaluate_pairs(rm: RewardModel, pairs: Sequence[PreferencePair], batch_size:
 
 
 def fit_reward_model(
-    rm: RewardModel, pairs: Sequence[PreferencePair], s: FitSettings, log: Callable[[str],
-                                                                                    None] = print,
+    rm: RewardModel,
+    pairs: Sequence[PreferencePair],
+    s: FitSettings,
+    log: Callable[[str], None] = print,
 ) -> dict:
     """Bradley-Terry training; returns steps, seconds and the mean loss of the last steps."""
     rng = random.Random(s.seed)
@@ -83,8 +86,9 @@ def fit_reward_model(
             scores = rm.forward(prompts + prompts,
                                 [p.chosen for p in batch] + [p.rejected for p in batch])
             margin = torch.tensor([p.margin + s.margin for p in batch])
-            loss = bradley_terry_loss(scores[: len(batch)], scores[len(batch) :], margin,
-                                      s.center_coef)
+            loss = bradley_terry_loss(
+                scores[: len(batch)], scores[len(batch) :], margin, s.center_coef
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(rm.model.parameters(), s.max_grad_norm)

@@ -86,16 +86,18 @@ class RewardModel:
     def save(self, folder: Path, metadata: dict) -> None:
         self.model.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
-        (folder / META_FILE).write_text(json.dumps({"max_length": self.max_length, **metadata},
-                                                   indent=2))
+        (folder / META_FILE).write_text(
+            json.dumps({"max_length": self.max_length, **metadata}, indent=2)
+        )
 
     def forward(self, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
         """[N] scores, with gradients when the model is in training."""
         enc = self.tokenizer(list(prompts), list(responses), padding=True,
                              truncation="longest_first",
                              max_length=self.max_length, return_tensors="pt")
-        return self.model(**{k: v for k, v in enc.items() if k in self._inputs}).logits[:,
-                                                                                        0].float()
+        return (
+            self.model(**{k: v for k, v in enc.items() if k in self._inputs}).logits[:, 0].float()
+        )
 
     @torch.no_grad()
     def score(self, prompts: Sequence[str], responses: Sequence[str],

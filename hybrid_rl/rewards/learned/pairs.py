@@ -135,8 +135,9 @@ def _read_rows(source: str, path: str, name: Optional[str], split: str):
     return pq.read_table(file).to_pylist()
 
 
-def load_pairs(cfg, skipped: list[str]) -> tuple[list[PreferencePair],
-                                                 Optional[list[PreferencePair]]]:
+def load_pairs(
+    cfg, skipped: list[str]
+) -> tuple[list[PreferencePair], Optional[list[PreferencePair]]]:
     """(train pairs, validation pairs or None when none is given) of a PreferenceDataConfig."""
     where = cfg.path if cfg.source != "hf" else f"dataset {cfg.path} split {cfg.split}"
     train = rows_to_pairs(_read_rows(cfg.source, cfg.path, cfg.name, cfg.split), where,

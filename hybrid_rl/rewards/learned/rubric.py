@@ -16,8 +16,15 @@ from hybrid_rl.rewards.learned.pairs import PreferencePair
 
 MAX_WORDS = 30  # more words than this is rambling for these short tasks
 HEDGES = ("maybe", "perhaps", "possibly", "i think", "not sure", "might be", "could be")
-FILLERS = ("let me think", "well,", "basically", "to be honest", "hmm", "okay so", "as everyone "
-                                                                                   "knows")
+FILLERS = (
+    "let me think",
+    "well,",
+    "basically",
+    "to be honest",
+    "hmm",
+    "okay so",
+    "as everyone knows",
+)
 MARKED = re.compile(r"(?:answer:|####)\s*(-?[\w.]+)|\\boxed\{([^}]*)\}", re.IGNORECASE)
 BARE_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 EQUATION = re.compile(r"\d\s*[-+*/]\s*\d+\s*=\s*-?\d")
@@ -90,10 +97,16 @@ def _answer_styles(a: str, expr: str, rng: random.Random) -> list[str]:
     b = _nudge(a, rng)
     ramble = " ".join(rng.sample(_RAMBLE, 4))
     return [
-        a, f"Answer: {a}", f"{expr} = {a}. Answer: {a}", f"{expr} = {a}, so \\boxed{{{a}}}",
-        f"{ramble} The result is {a}. Answer: {a}", f"Answer: {a}, or maybe {b}.",
+        a,
+        f"Answer: {a}",
+        f"{expr} = {a}. Answer: {a}",
+        f"{expr} = {a}, so \\boxed{{{a}}}",
+        f"{ramble} The result is {a}. Answer: {a}",
+        f"Answer: {a}, or maybe {b}.",
         f"I think it might be {a}, not sure. Answer: {a}",
-        f"Answer: {a}. Answer: {a}. Answer: {a}.", f"{a} {a} {a}", f"Answer: {a}\nAnswer: {b}",
+        f"Answer: {a}. Answer: {a}. Answer: {a}.",
+        f"{a} {a} {a}",
+        f"Answer: {a}\nAnswer: {b}",
         f"{a} {b}",
     ]
 
@@ -102,8 +115,13 @@ def _code_styles(c: str, rng: random.Random) -> list[str]:
     d = _nudge(c, rng)
     ramble = " ".join(rng.sample(_RAMBLE, 3))
     return [
-        c, f"{c}  # from the examples", f"{c}  # {ramble}", f"{c}  # or maybe {d}, not sure",
-        f"{c}\n    return {c}\n    return {c}", f"{c}\n    return {d}", f"{c}  # I think",
+        c,
+        f"{c}  # from the examples",
+        f"{c}  # {ramble}",
+        f"{c}  # or maybe {d}, not sure",
+        f"{c}\n    return {c}\n    return {c}",
+        f"{c}\n    return {d}",
+        f"{c}  # I think",
     ]
 
 
