@@ -27,9 +27,10 @@ from hybrid_rl.models.loading import (
     resolve_model_location,
 )
 from hybrid_rl.models.warm_start import warm_start
-from hybrid_rl.plugins import ROLLOUT_BACKENDS, VERIFIERS, PluginError
+from hybrid_rl.plugins import VERIFIERS, PluginError
 from hybrid_rl.rewards.composition import RewardComposer, SignalRule
 from hybrid_rl.rewards.scorer import RewardScorer, Signal
+from hybrid_rl.rollout import build_backend
 from hybrid_rl.runtime import distributed
 from hybrid_rl.runtime.engine import DeepSpeedSettings, reference_under_zero3
 
@@ -235,7 +236,6 @@ def build_rollout(cfg: RecipeConfig, policy, tokenizer, gather=None):
     elif gather is not None and cfg.deepspeed.stage == 3:
         settings["gather"] = gather
     try:
-        backend = ROLLOUT_BACKENDS.get(r.backend)
-    except PluginError as exc:  # found before the backend starts: name the field
+        return build_backend(r.backend, policy, tokenizer, **settings)
+    except PluginError as exc:  # raised by the look-up, before any backend starts
         raise ConfigError(f"rollout.backend: {exc}") from exc
-    return backend(policy, tokenizer, **settings)
