@@ -53,15 +53,22 @@ def children_of_a_killed_parent(setup: str, pids_expression: str) -> list[int]:
     return pids
 
 
+def tiny_overrides(script: str) -> list[str]:
+    """TINY_OVERRIDES that exist in `script`'s schema (train_rm.py and evaluate.py have no
+    trainer or logging sections)."""
+    from dataclasses import fields
+
+    from hybrid_rl.config.schema import Config, EvaluateRecipeConfig, RewardModelRecipeConfig
+
+    schema = {"train_rm.py": RewardModelRecipeConfig, "evaluate.py": EvaluateRecipeConfig}
+    sections = {f.name for f in fields(schema.get(script, Config))}
+    return [o for o in TINY_OVERRIDES if o.split("=")[0].split(".")[0] in sections]
+
+
 def run_entry(script, run_dir, *overrides, cache, check=True, env=None):
     env = {**os.environ, "HYBRID_RL_CACHE": str(cache), "PYTHONUNBUFFERED": "1", **(env or {})}
-    cmd = [
-        sys.executable,
-        str(ROOT / script),
-        *TINY_OVERRIDES,
-        f"hydra.run.dir={run_dir}",
-        *overrides,
-    ]
+    cmd = [sys.executable, str(ROOT / script), *tiny_overrides(script),
+           f"hydra.run.dir={run_dir}", *overrides]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"{script} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
