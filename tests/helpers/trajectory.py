@@ -2,7 +2,8 @@
 tests/test_trajectory.py holds the code to (the layout change of issue 15 was checked this way).
 
 Record anew only when a change is meant to alter training:
-    PYTHONPATH=tests .venv/bin/python tests/helpers/trajectory.py tests/data/trajectory_math_tiny.json
+    PYTHONPATH=tests .venv/bin/python tests/helpers/trajectory.py \
+        tests/data/trajectory_math_tiny.json
 """
 import json
 import sys
