@@ -50,9 +50,13 @@ def build(registry: Registry, spec: Any, where: str, **settings):
             raise ConfigError(f"{where}: {target!r} returned {obj!r}, not a {registry.kind}")
         return obj
     try:
-        return construct(registry.get(spec), **settings)
+        entry = registry.get(spec)
     except PluginError as exc:
         raise ConfigError(f"{where}: {exc}") from exc
+    try:
+        return construct(entry, **settings)
+    except TypeError as exc:  # a plug-in class that needs arguments no recipe provides
+        raise ConfigError(f"{where}: cannot construct {registry.kind} {spec!r}: {exc}") from exc
 
 
 __all__ = [

@@ -9,6 +9,8 @@ from importlib.metadata import EntryPoint
 import pytest
 from helpers.runs import ROOT, read_jsonl, run_entry
 
+from hybrid_rl import plugins
+from hybrid_rl.config.checks import ConfigError
 from hybrid_rl.config.task import DataConfig
 from hybrid_rl.data.loaders import load_task_samples, rows_to_samples
 from hybrid_rl.data.samples import DataError
@@ -112,3 +114,18 @@ def test_task_generators_and_row_formats_plug_in_by_name():
             rows_to_samples([{"q": "a", "a": "b"}], "f", DataConfig(answer_format="nope"), "x", [])
     finally:
         TASK_GENERATORS._registered.pop("test_only_doubles")
+
+
+def test_a_verifier_class_that_needs_unknown_settings_is_named():
+    class NeedsAThreshold:
+        def __init__(self, threshold):
+            self.threshold = threshold
+
+    VERIFIERS.register("test_only_threshold")(NeedsAThreshold)
+    try:
+        with pytest.raises(ConfigError, match="task.rewards.x.verifier: cannot construct verifier "
+                           "'test_only_threshold': .*threshold"):
+            plugins.build(VERIFIERS, "test_only_threshold", "task.rewards.x.verifier",
+                          sandbox=None)
+    finally:
+        VERIFIERS._registered.pop("test_only_threshold")
