@@ -1,6 +1,7 @@
 """Host side of the sandbox: one long-lived harness per worker slot, and a pool over them."""
 from __future__ import annotations
 
+import logging
 import marshal
 import os
 import queue
@@ -10,7 +11,6 @@ import signal
 import subprocess
 import tempfile
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Optional, Sequence
@@ -31,7 +31,11 @@ from sandbox.units import prepare_tests
 STATUSES = ("pass", "fail", "timeout", "error")
 START_GRACE_S = 10.0  # a fresh sandbox's own start-up, on top of the job's time limit
 REPLY_GRACE_S = 1.0  # a running sandbox enforces the limit itself; this is the backstop margin
-_unsafe_warned = False
+UNSAFE_WARNING = (
+    "sandbox.backend=unsafe_local: model-written code runs WITHOUT isolation (no namespaces, "
+    "your uid, your files and network). Use it only for code you trust."
+)
+log = logging.getLogger("hybrid_rl.sandbox")
 
 
 @dataclass
@@ -83,7 +87,6 @@ class Worker:
             return bwrap_launch(
                 self.settings, self._uid.uid if self._uid else None, harness_fd, channel
             )
-        _warn_unsafe()
         self._unsafe_dir = self._unsafe_dir or tempfile.mkdtemp(prefix="hybrid-rl-unsafe-")
         python = choose_python(self.settings, switching_uid=False)
         return unsafe_launch(python, os.path.join(self._unsafe_dir, "job"), channel)
@@ -236,19 +239,6 @@ class _Broken(Exception):
     pass
 
 
-def _warn_unsafe() -> None:
-    global _unsafe_warned
-    if not _unsafe_warned:
-        _unsafe_warned = True
-        warnings.warn(
-            "sandbox.backend=unsafe_local: model-written code "
-            "runs WITHOUT isolation (no namespaces, your uid, "
-            "your files and network). Use it only for code you trust.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-
-
 class SandboxPool:
     """At most `settings.workers` jobs at once, each in its own sandbox and uid. `run_batch`
     returns when every job has a result; a slow job holds one worker, never the batch."""
@@ -263,6 +253,8 @@ class SandboxPool:
         for worker in self._workers:
             self._idle.put(worker)
         self._executor = ThreadPoolExecutor(settings.workers, thread_name_prefix="sandbox")
+        if settings.backend == "unsafe_local":  # every pool, into the run log (not only stderr)
+            log.warning(UNSAFE_WARNING)
         self.check()
 
     def check(self) -> None:

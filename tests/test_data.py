@@ -5,7 +5,7 @@ import pytest
 
 from hybrid_rl.config.task import DataConfig
 from hybrid_rl.data.loaders import load_task_samples
-from hybrid_rl.data.samples import DataError, PromptStream
+from hybrid_rl.data.samples import DataError, PromptStream, Sample
 from hybrid_rl.tasks.arithmetic import arithmetic
 from hybrid_rl.tasks.gsm8k import gsm8k_reference
 from hybrid_rl.tasks.math_solutions import boxed_reference
@@ -134,3 +134,22 @@ def test_prompt_stream_refuses_changed_data():
     state = PromptStream(list(range(5)), 0).state_dict()
     with pytest.raises(DataError, match="data changed"):
         PromptStream(list(range(6)), 0).load_state_dict(state)
+
+
+@pytest.mark.parametrize("change", ["reference", "prompt", "task", "order", "seed"])
+def test_prompt_stream_refuses_same_sized_data_that_differs(change):
+    def samples(**edit):
+        rows = [Sample(f"{i}+{i}=", str(2 * i), "math") for i in range(4)]
+        if "order" in edit:
+            rows.reverse()
+        if edit:
+            key = next(iter(edit))
+            if key in ("reference", "prompt", "task"):
+                setattr(rows[2], key, edit[key])
+        return rows
+
+    state = PromptStream(samples(), 0).state_dict()
+    PromptStream(samples(), 0).load_state_dict(state)  # the same data resumes
+    changed = PromptStream(samples(**{change: "x"}), 1 if change == "seed" else 0)
+    with pytest.raises(DataError, match="other training data or another task mixture"):
+        changed.load_state_dict(state)

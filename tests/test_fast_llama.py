@@ -106,7 +106,7 @@ def test_shared_prompt_logits_and_gradients_match_the_full_forward(layout, make_
 def test_completion_logprobs_take_the_shared_path_with_the_same_result():
     model = llama()
     pid, pm, cid, cm = batch()
-    logp, _ = completion_logprobs(model, pid, pm, cid, cm, temperature=0.7)
+    logp, _, _ = completion_logprobs(model, pid, pm, cid, cm, temperature=0.7)
     ref = torch.log_softmax(hf_completion_logits(model, pid, pm, cid, cm).float() / 0.7, -1)
     ref = ref.gather(-1, cid.unsqueeze(-1)).squeeze(-1)
     assert torch.allclose(logp[cm.bool()], ref[cm.bool()], atol=1e-5)
@@ -174,23 +174,43 @@ def test_greedy_sampler_matches_transformers_generate():
     assert torch.allclose(ours.rollout_logprobs[mask], theirs_logp[:, :T][mask], atol=1e-5)
 
 
-def test_sampled_logprobs_equal_the_trainers_and_finished_rows_stay_padded():
-    model = llama()
+SAMPLING = [(1.0, 0, 1.0), (0.8, 0, 1.0), (1.0, 5, 1.0), (1.0, 0, 0.7), (0.8, 20, 0.9)]
+
+
+@pytest.mark.parametrize("path", ["lean", "transformers"])
+@pytest.mark.parametrize("temperature, top_k, top_p", SAMPLING)
+def test_sampled_logprobs_equal_the_trainers_for_every_sampling_setting(path, temperature, top_k,
+                                                                        top_p):
+    """The trainer applies the sampler's temperature, top-k and top-p, so on the same tokens
+    its log-probs equal the rollout's (the ratio and importance weights compare one
+    distribution). `full` is the untruncated one the KL term uses."""
+    model = llama() if path == "lean" else llama(attention_bias=True)  # bias: generate()
+    assert fast_llama.supports(model) == (path == "lean")
     torch.manual_seed(3)
-    rollout = build_backend(
-        "hf", model, TOK, max_new_tokens=24, temperature=0.8, top_k=20, top_p=0.9
-    )
+    rollout = build_backend("hf", model, TOK, max_new_tokens=24, temperature=temperature,
+                            top_k=top_k, top_p=top_p)
     out = rollout.generate(["12+3=", "7-100=", "x"], 8)
     assert out.truncated.any() and (~out.truncated).any()  # some rows finished early, some did not
-    logp, _ = completion_logprobs(model, out.prompt_ids, out.prompt_mask, out.completion_ids,
-                                  out.completion_mask, 0.8)
+    got = completion_logprobs(model, out.prompt_ids, out.prompt_mask, out.completion_ids,
+                              out.completion_mask, temperature, top_k=top_k, top_p=top_p)
     m = out.completion_mask.bool()
-    # the trainer applies temperature only; where top-k/p cut nothing that matters, values agree
-    assert (
-        torch.isfinite(out.rollout_logprobs[m]).all()
-        and (out.rollout_logprobs[m] >= logp[m] - 1e-4).all()
-    )
+    assert torch.allclose(got.logp[m], out.rollout_logprobs[m], atol=1e-4)
+    truncates = top_k or top_p < 1.0
+    assert (got.full[m] < got.logp[m] - 1e-3).any() == bool(truncates)  # mass was cut
     assert (out.completion_ids[~m] == TOK.pad_token_id).all()
+
+
+def test_a_token_outside_the_truncation_gets_a_finite_floor_and_no_gradient():
+    model = llama()
+    pid, pm = torch.tensor([[5, 6, 7]]), torch.ones(1, 3, dtype=torch.long)
+    with torch.no_grad():
+        logits = model(input_ids=pid).logits[0, -1]
+    unlikely = int(logits.argmin())  # far outside top-k=1
+    got = completion_logprobs(model, pid, pm, torch.tensor([[unlikely]]), torch.ones(1, 1),
+                              top_k=1)
+    assert got.logp.item() == -1.0e4 and torch.isfinite(got.full).all()
+    got.logp.sum().backward()
+    assert all(p.grad is None or not p.grad.any() for p in model.parameters())
 
 
 def test_unsupported_models_take_transformers_path():

@@ -1,4 +1,6 @@
 """Dynamic sampling and the policy update (mu > 1, KL reference) on the built-in model."""
+import math
+
 import pytest
 import torch
 
@@ -64,6 +66,21 @@ def test_fill_samples_fresh_prompts_until_the_batch_is_full():
     out = _setup("fill", fill_rounds=3)
     assert [s.prompt for s in out.samples] == ["p0", "p0", "p2", "p2"]
     assert out.all_equal_fraction == 0.5  # 2 of the 4 groups looked at had no signal
+
+
+@pytest.mark.parametrize("mode, rounds", [("drop", 0), ("fill", 3)])
+def test_step_metrics_describe_everything_sampled_not_only_the_kept_groups(mode, rounds):
+    """Dropping all-wrong groups must not make the policy look better: accuracy and rewards
+    are over every completion sampled (drop: p0 p1 -> 1 of 4 right; fill: p0..p3 -> 2 of 8),
+    and the kept share is logged on its own."""
+    from hybrid_rl.rollout.scored_groups import rollout_metrics
+
+    out = _setup(mode, fill_rounds=rounds)
+    m = rollout_metrics(out, "ok", "preference", group_size=2)
+    expected_accuracy, kept = {"drop": (0.25, 0.5), "fill": (0.25, 0.5)}[mode]
+    assert m["accuracy"] == m["reward/ok/mean"] == m["reward/total/mean"] == expected_accuracy
+    assert m["groups/kept_fraction"] == kept
+    assert sum(out.values["ok"]) / len(out.values["ok"]) == 0.5  # what the update sees
 
 
 def test_reference_logprobs_ride_on_the_batch_through_selection():
@@ -142,3 +159,64 @@ def test_precomputed_reference_logprobs_give_the_same_update(tiny):
     assert ahead["kl"] > 0 and ahead["kl"] == pytest.approx(plain["kl"], rel=1e-6)
     for a, b in zip(plain_policy.parameters(), ahead_policy.parameters()):
         assert torch.allclose(a, b, atol=1e-7)
+
+
+def test_a_nonfinite_later_pass_keeps_the_finished_passes_and_says_so(tiny, monkeypatch):
+    """mu=3: pass 2's loss is NaN. Pass 1 stands (a whole, finite step, exactly the mu=1
+    update), passes 2 and 3 are skipped and counted; nothing half-applied."""
+    import copy
+
+    model, tok = tiny
+    torch.manual_seed(4)
+    batch = build_backend("hf", model, tok, max_new_tokens=4).generate(["1+2=", "30-4="], n=4)
+    adv = grpo.group_advantages(torch.tensor([1.0, 0, 0, 1, 0, 1, 1, 1]), 4)
+
+    def engine_for(policy):
+        opt = make_optimizer(policy, 1e-2, 0.0)
+        return TorchEngine(policy, opt, make_scheduler(opt, "constant", 0, 10), 1.0)
+
+    once = engine_for(copy.deepcopy(model))
+    grpo_update(once, None, batch, adv, UpdateSettings("grpo", 0.2, 0.28, 0.0, 1, 8, 4, 1.0, False))
+    real_loss, calls = grpo.policy_loss, []
+
+    def nan_from_the_second_pass(*args, **kwargs):
+        loss, stats = real_loss(*args, **kwargs)
+        calls.append(1)
+        return (loss * float("nan") if len(calls) > 1 else loss), stats
+
+    monkeypatch.setattr(grpo, "policy_loss", nan_from_the_second_pass)
+    thrice = engine_for(copy.deepcopy(model))
+    stats = grpo_update(thrice, None, batch, adv,
+                        UpdateSettings("grpo", 0.2, 0.28, 0.0, 3, 8, 4, 1.0, False))
+    assert stats["skipped_passes"] == 2.0 and math.isfinite(stats["loss"])
+    assert thrice.scheduler.last_epoch == 1  # one optimizer step taken
+    for a, b in zip(once.module.parameters(), thrice.module.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_mask_truncated_completions_drops_exactly_the_truncated_rows(tiny):
+    """With trainer.mask_truncated_completions the truncated rows teach nothing: the update
+    equals one where their advantages are 0 (loss_type=grpo: a row's loss is its own mean),
+    and differs from the unmasked update."""
+    import copy
+    from dataclasses import replace
+
+    model, tok = tiny
+    torch.manual_seed(5)
+    batch = build_backend("hf", model, tok, max_new_tokens=4).generate(["1+2=", "30-4="], n=2)
+    batch = replace(batch, truncated=torch.tensor([True, False, True, False]))
+    adv = torch.tensor([1.0, -1.0, 0.5, -0.5])
+
+    def updated(mask_truncated, advantages):
+        policy = copy.deepcopy(model)
+        opt = make_optimizer(policy, 1e-2, 0.0)
+        engine = TorchEngine(policy, opt, make_scheduler(opt, "constant", 0, 10), 1.0)
+        grpo_update(engine, None, batch, advantages,
+                    UpdateSettings("grpo", 0.2, 0.28, 0.0, 1, 8, 4, 1.0, mask_truncated))
+        return list(policy.parameters())
+
+    masked = updated(True, adv)
+    zeroed = updated(False, adv * torch.tensor([0.0, 1.0, 0.0, 1.0]))
+    plain = updated(False, adv)
+    assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(masked, zeroed))
+    assert any(not torch.allclose(a, b, atol=1e-5) for a, b in zip(masked, plain))

@@ -132,8 +132,11 @@ def policy_loss(
     *, loss_type: str, scale: LossScale, eps_low: float = 0.2, eps_high: float = 0.2,
     beta: float = 0.0,
     token_weights: torch.Tensor | None = None,  # [S, T] e.g. truncated importance weights
+    kl_logp: torch.Tensor | None = None,  # [S, T] the policy's log-probs for the KL (else logp)
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """GRPO loss of one micro-batch and its statistics (sums, so callers can add micro-batches)."""
+    """GRPO loss of one micro-batch and its statistics (sums, so callers can add micro-batches).
+    `kl_logp` serves when `logp` is under a truncated (top-k/top-p) distribution: the KL is
+    taken between whole distributions."""
     if loss_type not in LOSS_AGGREGATIONS:
         raise ValueError(f"loss_type must be one of {sorted(LOSS_AGGREGATIONS)}, got {loss_type!r}")
     mask = mask.to(logp.dtype)
@@ -148,7 +151,7 @@ def policy_loss(
     if beta != 0.0:
         if ref_logp is None:
             raise ValueError("beta != 0 needs reference log-probs")
-        kl = kl_k3(logp, ref_logp)
+        kl = kl_k3(logp if kl_logp is None else kl_logp, ref_logp)
         loss_tok = loss_tok + beta * kl
         stats["kl_sum"] = (kl * mask).sum().detach()
     loss = LOSS_AGGREGATIONS[loss_type](loss_tok, mask, scale)

@@ -5,6 +5,7 @@ gradients become a step (one process or DeepSpeed ZeRO) lives in hybrid_rl/runti
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Optional
 
@@ -17,6 +18,7 @@ from hybrid_rl.runtime import distributed
 from hybrid_rl.runtime.engine import NonFiniteLoss
 
 __all__ = ["NonFiniteLoss", "UpdateSettings", "grpo_update", "reference_logprobs"]
+log = logging.getLogger("hybrid_rl")
 
 
 @dataclass(frozen=True)
@@ -33,26 +35,37 @@ class UpdateSettings:
     # Truncated importance sampling: weigh each token's loss by min(pi_trainer / pi_rollout, cap)
     # when the sampler (vLLM) and the trainer compute slightly different probabilities.
     tis_cap: Optional[float] = None
+    # The sampler's truncation, applied to the policy's log-probs too (the ratio compares the
+    # distribution sampled from; the KL term stays between whole distributions).
+    top_k: int = 0
+    top_p: float = 1.0
 
 
 def _micro_batches(n: int, size: int) -> list[slice]:
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
+def _logprobs(model, batch: RolloutBatch, rows: slice, s: UpdateSettings, with_entropy=False):
+    return completion_logprobs(
+        model, batch.prompt_ids[rows], batch.prompt_mask[rows], batch.completion_ids[rows],
+        batch.completion_mask[rows], s.temperature, with_entropy, s.top_k, s.top_p,
+    )
+
+
 @torch.no_grad()
-def _logprobs_no_grad(model, batch: RolloutBatch, temperature: float, size: int) -> torch.Tensor:
-    parts = [
-        completion_logprobs(model, batch.prompt_ids[s], batch.prompt_mask[s],
-                            batch.completion_ids[s], batch.completion_mask[s], temperature)[0]
-        for s in _micro_batches(len(batch), size)
-    ]
-    return torch.cat(parts)
+def _sampled_logprobs(model, batch: RolloutBatch, s: UpdateSettings) -> torch.Tensor:
+    """[N, T] log-probs under the sampling distribution (truncated as the sampler's)."""
+    return torch.cat([_logprobs(model, batch, mb, s).logp
+                      for mb in _micro_batches(len(batch), s.micro_batch_size)])
 
 
+@torch.no_grad()
 def reference_logprobs(reference: torch.nn.Module, batch: RolloutBatch,
                        s: UpdateSettings) -> torch.Tensor:
-    """[N, T] the frozen reference model's log-probs of the sampled tokens (for the KL term)."""
-    return _logprobs_no_grad(reference, batch, s.temperature, s.micro_batch_size)
+    """[N, T] the frozen reference model's log-probs of the sampled tokens, under its whole
+    temperature-scaled distribution (for the KL term)."""
+    return torch.cat([_logprobs(reference, batch, mb, s).full
+                      for mb in _micro_batches(len(batch), s.micro_batch_size)])
 
 
 def _loss_scale(batch: RolloutBatch, loss_mask: torch.Tensor, s: UpdateSettings,
@@ -82,7 +95,11 @@ def grpo_update(
     advantages: torch.Tensor,  # [N]
     s: UpdateSettings,
 ) -> dict[str, float]:
-    """Run s.mu optimizer steps on one rollout; return averaged statistics."""
+    """Run s.mu optimizer passes on one rollout; return statistics averaged over the passes.
+
+    A non-finite loss or gradient in the first pass skips the whole update (NonFiniteLoss,
+    nothing applied). In a later pass the earlier passes stand (each was a whole, finite
+    step); that pass and the rest are skipped, and `skipped_passes` says how many."""
     loss_mask = batch.completion_mask.float()
     if s.mask_truncated_completions:
         loss_mask = loss_mask * (~batch.truncated).float().unsqueeze(1)
@@ -94,68 +111,79 @@ def grpo_update(
         ref_logp = reference_logprobs(reference, batch, s) if ref_logp is None else ref_logp
     # With mu > 1 the ratio compares against the policy as it was at sampling time; with
     # mu == 1 that is the current policy, so its detached log-probs serve (ratio == 1).
-    old_logp = _logprobs_no_grad(engine.model, batch, s.temperature,
-                                 s.micro_batch_size) if s.mu > 1 else None
+    old_logp = _sampled_logprobs(engine.model, batch, s) if s.mu > 1 else None
 
     totals: dict[str, float] = {}
+    done = 0
     engine.model.train()
     for epoch in range(s.mu):
-        engine.zero_grad()
-        loss_sum = 0.0
-        for i, mb in enumerate(mbs):
-            logp, entropy = completion_logprobs(
-                engine.model, batch.prompt_ids[mb], batch.prompt_mask[mb], batch.completion_ids[mb],
-                batch.completion_mask[mb], s.temperature, with_entropy=True,
-            )
-            rollout_logp = batch.rollout_logprobs[mb].to(logp.device)
-            mask = loss_mask[mb].to(logp.device)
-            if epoch == 0:  # the weights that sampled this rollout: compare with the sampler
-                _sampler_agreement(
-                    logp, rollout_logp, batch.completion_mask[mb].to(logp.device), totals
-                )
-            behaviour = logp.detach() if old_logp is None else old_logp[mb]
-            weights = (
-                None
-                if s.tis_cap is None
-                else grpo.truncated_importance_weights(behaviour, rollout_logp, s.tis_cap)
-            )
-            loss, stats = grpo.policy_loss(
-                logp,
-                behaviour,
-                None if ref_logp is None else ref_logp[mb],
-                advantages[mb].to(logp.device),
-                mask,
-                loss_type=s.loss_type,
-                scale=scale,
-                eps_low=s.epsilon,
-                eps_high=s.epsilon_high,
-                beta=s.beta,
-                token_weights=weights,
-            )
-            if not distributed.all_ranks_true(bool(torch.isfinite(loss))):
-                engine.zero_grad()
-                raise NonFiniteLoss(f"non-finite loss {loss.item()} "
-                                    "in a micro-batch; update skipped")
-            engine.backward(loss, last=i == len(mbs) - 1)
-            loss_sum += loss.item()
-            stats["entropy_sum"] = (entropy * batch.completion_mask[mb].to(entropy.device)).sum()
-            for k, v in stats.items():
-                totals[k] = totals.get(k, 0.0) + float(v)
-        grad_norm = engine.step()
-        totals["loss"] = totals.get("loss", 0.0) + loss_sum
-        totals["grad_norm"] = totals.get("grad_norm", 0.0) + grad_norm
+        try:
+            one = _one_pass(engine, batch, advantages, loss_mask, ref_logp, old_logp, mbs,
+                            scale, s, compare_with_sampler=epoch == 0)
+        except NonFiniteLoss as exc:
+            if epoch == 0:
+                raise
+            log.warning("optimizer pass %d of %d: %s; it and the %d after it were skipped",
+                        epoch + 1, s.mu, exc, s.mu - epoch - 1)
+            break
+        for k, v in one.items():
+            totals[k] = totals.get(k, 0.0) + v
+        done += 1
+    return _summary(totals, batch, done, s.mu)
 
+
+def _one_pass(engine, batch, advantages, loss_mask, ref_logp, old_logp, mbs, scale,
+              s: UpdateSettings, compare_with_sampler: bool) -> dict[str, float]:
+    """One optimizer step over every micro-batch; its summed statistics."""
+    totals: dict[str, float] = {}
+    engine.zero_grad()
+    loss_sum = 0.0
+    for i, mb in enumerate(mbs):
+        logp, entropy, full = _logprobs(engine.model, batch, mb, s, with_entropy=True)
+        rollout_logp = batch.rollout_logprobs[mb].to(logp.device)
+        if compare_with_sampler:  # the weights that sampled this rollout
+            _sampler_agreement(logp, rollout_logp, batch.completion_mask[mb].to(logp.device),
+                               totals)
+        behaviour = logp.detach() if old_logp is None else old_logp[mb]
+        weights = (
+            None
+            if s.tis_cap is None
+            else grpo.truncated_importance_weights(behaviour, rollout_logp, s.tis_cap)
+        )
+        loss, stats = grpo.policy_loss(
+            logp, behaviour, None if ref_logp is None else ref_logp[mb],
+            advantages[mb].to(logp.device), loss_mask[mb].to(logp.device),
+            loss_type=s.loss_type, scale=scale, eps_low=s.epsilon, eps_high=s.epsilon_high,
+            beta=s.beta, token_weights=weights, kl_logp=full,
+        )
+        if not distributed.all_ranks_true(bool(torch.isfinite(loss))):
+            engine.discard_step(loss)
+            raise NonFiniteLoss(f"non-finite loss {loss.item()} in a micro-batch; update skipped")
+        engine.backward(loss, last=i == len(mbs) - 1)
+        loss_sum += loss.item()
+        stats["entropy_sum"] = (entropy * batch.completion_mask[mb].to(entropy.device)).sum()
+        for k, v in stats.items():
+            totals[k] = totals.get(k, 0.0) + float(v)
+    totals["grad_norm"] = engine.step()
+    totals["loss"] = loss_sum
+    return totals
+
+
+def _summary(totals: dict[str, float], batch: RolloutBatch, passes: int,
+             mu: int) -> dict[str, float]:
+    """Statistics averaged over the passes applied."""
     active = max(totals.pop("active_tokens"), 1.0)
     sampled_tokens = batch.completion_mask.sum().item()
     out = {
-        "loss": totals["loss"] / s.mu,
-        "grad_norm": totals["grad_norm"] / s.mu,
+        "loss": totals["loss"] / passes,
+        "grad_norm": totals["grad_norm"] / passes,
         "clip_fraction/low": totals["clip_low_tokens"] / active,
         "clip_fraction/high": totals["clip_high_tokens"] / active,
         "clip_fraction/total": (totals["clip_low_tokens"] + totals["clip_high_tokens"]) / active,
-        "entropy": totals["entropy_sum"] / (sampled_tokens * s.mu or 1),
+        "entropy": totals["entropy_sum"] / (sampled_tokens * passes or 1),
         "rollout/logprob_gap_max": totals["logprob_gap_max"],
         "rollout/logprob_gap_mean": totals["logprob_gap_sum"] / (sampled_tokens or 1),
+        "skipped_passes": float(mu - passes),
     }
     if "kl_sum" in totals:
         out["kl"] = totals["kl_sum"] / active

@@ -31,8 +31,10 @@ class RewardConfig:
 
     num_workers: int = 2  # verifier worker processes (0: run verifiers in the trainer, unbounded)
     timeout_s: float = 2.0  # a verifier call running longer is killed and scores None
-    # stop when more than this share of a signal's scores fail in a step
+    # stop when more than this share of a signal's scores failed or were flagged by the machine
+    # (sandbox errors, math timeouts) over its latest `error_window` scoring calls
     max_error_rate: float = 0.5
+    error_window: int = 4  # scoring calls (training steps, evaluations) the rate is taken over
     failures_file: str = "reward_failures.jsonl"  # offending samples are appended here (run folder)
     # proxy vs verifier
     hacking_watch: HackingWatchConfig = field(default_factory=HackingWatchConfig)
@@ -40,6 +42,7 @@ class RewardConfig:
     def problems(self) -> Iterator[str]:
         yield from positive("num_workers", self.num_workers, allow_zero=True)
         yield from positive("timeout_s", self.timeout_s)
+        yield from positive("error_window", self.error_window)
         if not 0.0 <= self.max_error_rate <= 1.0:
             yield f"max_error_rate: must be in [0, 1], got {self.max_error_rate}"
         yield from (f"hacking_watch.{p}" for p in self.hacking_watch.problems())

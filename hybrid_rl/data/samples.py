@@ -1,6 +1,7 @@
 """The unit of task data (`Sample`) and the resumable stream of training prompts."""
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -50,14 +51,32 @@ class PromptStream:
             self.index += 1
         return out
 
+    def content_hash(self) -> str:
+        """SHA-256 over every sample's task, prompt and reference, in order, and the seed: the
+        same position means the same prompts only when all of them match."""
+        h = hashlib.sha256(f"seed={self.seed}".encode())
+        for s in self.samples:
+            fields = (s.task, s.prompt, s.reference) if isinstance(s, Sample) else (s,)
+            h.update(repr(fields).encode())
+        return h.hexdigest()
+
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "index": self.index, "num_samples": len(self.samples)}
+        return {"epoch": self.epoch, "index": self.index, "num_samples": len(self.samples),
+                "content_sha256": self.content_hash()}
 
     def load_state_dict(self, state: dict) -> None:
         if state["num_samples"] != len(self.samples):
             raise DataError(
                 f"checkpoint was taken on {state['num_samples']} training samples, "
                 f"this run has {len(self.samples)}: the task data changed"
+            )
+        saved = state.get("content_sha256")  # absent in checkpoints of earlier releases
+        if saved is not None and saved != self.content_hash():
+            raise DataError(
+                "checkpoint was taken on other training data or another task mixture (same "
+                f"count, {len(self.samples)} samples, but different prompts, references, tasks "
+                "or seed): resuming would not continue the same run. Resume with the data and "
+                "seed it was trained on, or start fresh"
             )
         self.epoch, self.index = state["epoch"], state["index"]
         self._order = self._permutation(self.epoch)

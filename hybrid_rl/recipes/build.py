@@ -210,7 +210,8 @@ def build_scorer(cfg, run_dir: Optional[Path]) -> RewardScorer:
         signals.append(Signal(name, verifier, sig.weight))
     failures = Path(run_dir) / cfg.reward.failures_file if run_dir is not None else None
     return RewardScorer({cfg.task.name: signals}, failures, cfg.reward.max_error_rate,
-                        num_workers=cfg.reward.num_workers, timeout_s=cfg.reward.timeout_s)
+                        num_workers=cfg.reward.num_workers, timeout_s=cfg.reward.timeout_s,
+                        error_window=cfg.reward.error_window)
 
 
 def build_composer(cfg: Config) -> RewardComposer:

@@ -29,8 +29,9 @@ from hybrid_rl.runtime import distributed
 from hybrid_rl.runtime.checkpoint import (
     load_trainer_state,
     resolve_resume,
+    restore_rng_for_rank,
+    rng_state,
     save_checkpoint,
-    set_rng_state,
 )
 from hybrid_rl.runtime.engine import make_engine
 from hybrid_rl.runtime.metrics import MetricsWriter, plot_training
@@ -92,7 +93,8 @@ def setup(cfg: Config, run_dir: Path) -> Run:
                       enabled=distributed.is_main()),
         UpdateSettings(t.loss_type, t.epsilon, t.epsilon_high, t.beta, t.mu, t.micro_batch_size,
                        cfg.rollout.max_new_tokens, cfg.rollout.temperature,
-                       t.mask_truncated_completions, t.tis_cap),
+                       t.mask_truncated_completions, t.tis_cap, cfg.rollout.top_k,
+                       cfg.rollout.top_p),
     )
     w = cfg.reward.hacking_watch
     if w.proxy_signal in cfg.task.rewards and w.proxy_signal != cfg.task.accuracy_signal:
@@ -104,7 +106,7 @@ def setup(cfg: Config, run_dir: Path) -> Run:
         run.engine.load_optimizer_state(state["optimizer"])
         run.scheduler.load_state_dict(state["scheduler"])
         run.stream.load_state_dict(state["data"])
-        set_rng_state(state["rng"])
+        restore_rng_for_rank(state, distributed.rank())
         run.step, run.elapsed, run.start_accuracy = (
             state["step"], state["elapsed_s"], state["start_accuracy"],
         )
@@ -161,10 +163,12 @@ def save(run: Run) -> None:
     # Full weights and optimizer state in one portable layout (collective under DeepSpeed):
     # a checkpoint from N processes resumes in one, and back.
     weights, optimizer_state = run.engine.full_state_dict(), run.engine.optimizer_state()
+    rngs = distributed.gather_objects(rng_state())  # each process's own generators
     if distributed.is_main():
         path = save_checkpoint(run.run_dir, run.step, policy=run.policy, tokenizer=run.tokenizer,
                                optimizer=optimizer_state, scheduler=run.scheduler, state=extra,
-                               keep_last=run.cfg.checkpoint.keep_last, policy_state=weights)
+                               keep_last=run.cfg.checkpoint.keep_last, policy_state=weights,
+                               rng_per_rank=rngs)
         log.info("saved checkpoint %s", path)
     distributed.barrier()
 
@@ -227,12 +231,6 @@ def guarded_update(run: Run, batch, adv) -> dict[str, float]:
     try:
         stats = grpo_update(run.engine, run.reference, batch, adv, run.settings)
     except NonFiniteLoss as exc:
-        if not run.engine.can_skip_nonfinite:
-            raise NonFiniteTraining(
-                f"{exc}: DeepSpeed has already reduced "
-                "this step's gradients, so it cannot "
-                f"be skipped; lower trainer.learning_rate or check the rewards"
-            ) from exc
         run.nonfinite_in_a_row += 1
         log.warning("step %d: %s (%d in a row)", run.step + 1, exc, run.nonfinite_in_a_row)
         if run.nonfinite_in_a_row > run.cfg.trainer.max_nonfinite_steps:

@@ -6,6 +6,11 @@ A verifier that fails is never allowed to score a batch as 0 silently: in-proces
 that raises is retried sample by sample; in the worker pool a chunk that fails is scored again
 one sample per call. The failing samples get None (no opinion) and are written to a failures
 file, and the error count is reported per signal every step.
+
+A flagged score that is the verifier's or the machine's doing (`Flagged(..., record=True)`: a
+broken sandbox, a math check that timed out) counts as a failure too: a signal whose share of
+failed or flagged scores over its last `error_window` calls passes `max_error_rate` stops the
+run, so a verifier that silently scores 0 everywhere cannot train on zeros.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import traceback
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -63,10 +69,14 @@ class RewardScorer:
     def __init__(
         self, signals_by_task: dict[str, list[Signal]], failures_path: Optional[Path] = None,
         max_error_rate: float = 1.0, num_workers: int = 0, timeout_s: float = 2.0,
+        error_window: int = 1,
     ):
         self.signals_by_task = signals_by_task
         self.failures_path = failures_path
         self.max_error_rate = max_error_rate
+        # (signal, task) -> (failed or flagged, scored) of its latest `error_window` calls
+        self._recent: dict[tuple[str, str], deque] = {}
+        self.error_window = error_window
         self.signal_names = sorted({s.name for s in self.signals()})
         # signal -> its function's index in the pool
         self._pool_index = {id(s): i for i, s in enumerate(self.signals())}
@@ -137,14 +147,27 @@ class RewardScorer:
             timed_out = sum("timed out" in r for r in reasons)
             timeouts[signal.name] += timed_out
             errors[signal.name] += len(reasons) - timed_out
-            if len(failures) > self.max_error_rate * len(rows):
-                raise RewardFailure(
-                    f"verifier {signal.name!r} failed on {len(failures)} "
-                    f"of {len(rows)} {task!r} completions "
-                    f"(> reward.max_error_rate={self.max_error_rate}); last error: {failures[-1]}; "
-                    f"every failing sample is in {self.failures_path}"
-                )
+            self._check_rate(signal.name, task, len(rows), failures, scores)
         return SignalScores(values, errors, timeouts, recorded)
+
+    def _check_rate(self, name: str, task: str, scored: int, failures: list[str],
+                    scores: list) -> None:
+        """Raise when failed plus flagged-by-the-machine scores pass max_error_rate over the
+        signal's latest `error_window` calls for this task."""
+        flagged = [v.reason for v in scores if isinstance(v, Flagged) and v.record]
+        recent = self._recent.setdefault((name, task), deque(maxlen=self.error_window))
+        recent.append((len(failures) + len(flagged), scored))
+        bad, total = sum(b for b, _ in recent), sum(n for _, n in recent)
+        if bad <= self.max_error_rate * total:
+            return
+        last = (failures + flagged)[-1] if failures or flagged else "(earlier calls)"
+        calls = f" over the last {len(recent)} calls" if len(recent) > 1 else ""
+        raise RewardFailure(
+            f"verifier {name!r} failed on {bad} of {total} {task!r} completions{calls} "
+            f"(> reward.max_error_rate={self.max_error_rate}; flagged scores such as timeouts "
+            f"and sandbox errors count); last error: {last}; "
+            f"every failing sample is in {self.failures_path}"
+        )
 
     def _in_worker_pool(self, signal: Signal) -> bool:
         """Scored in the worker pool; a verifier that isolates itself (the code sandbox) is

@@ -18,6 +18,32 @@ DYNAMIC_SAMPLING = ("off", "drop", "fill")
 
 
 @dataclass
+class SampledRollout:
+    """Everything sampled this step, before dynamic sampling dropped groups: what the policy
+    did (accuracy, rewards, lengths are logged from here, not from the kept groups)."""
+
+    values: dict[str, list]  # signal -> scores of every sampled completion
+    reward: torch.Tensor  # [M] summed reward of every sampled completion
+    parts: dict[str, torch.Tensor]  # signal -> [M] its weighted share
+    lengths: torch.Tensor  # [M] completion tokens
+    truncated: torch.Tensor  # [M] bool
+    kept: int = 0  # completions kept for the update
+
+    def add(self, values: dict, reward: torch.Tensor, parts: dict, batch: RolloutBatch) -> None:
+        for name, vals in values.items():
+            self.values.setdefault(name, []).extend(vals)
+        self.reward = torch.cat([self.reward, reward])
+        for name, share in parts.items():
+            self.parts[name] = torch.cat([self.parts.get(name, torch.zeros(0)), share])
+        self.lengths = torch.cat([self.lengths, batch.completion_mask.sum(1).float()])
+        self.truncated = torch.cat([self.truncated, batch.truncated])
+
+
+def _empty_sampled() -> SampledRollout:
+    return SampledRollout({}, torch.zeros(0), {}, torch.zeros(0), torch.zeros(0, dtype=torch.bool))
+
+
+@dataclass
 class ScoredRollout:
     samples: list[Sample]  # [N] the sample behind each completion (groups contiguous)
     batch: RolloutBatch  # [N] completions
@@ -29,6 +55,7 @@ class ScoredRollout:
     all_equal_fraction: float  # share of sampled groups whose rewards were all equal
     # signal -> failures written to the failures file
     recorded: dict[str, int] = field(default_factory=dict)
+    sampled: SampledRollout = field(default_factory=_empty_sampled)  # before groups were dropped
 
 
 def sample_groups(
@@ -56,6 +83,7 @@ def sample_groups(
         [], [], {}, [], {}, {}, {}, {},
     )
     seen = seen_equal = 0
+    sampled = _empty_sampled()
     for _ in range(1 + (max_fill_rounds if dynamic_sampling == "fill" else 0)):
         prompts = stream.next(prompts_per_step)
         group_samples = [s for s in prompts for _ in range(group_size)]
@@ -69,6 +97,7 @@ def sample_groups(
         reward, shares = composer.combine(
             scores.values, [s.task for s in group_samples], group_size
         )
+        sampled.add(scores.values, reward, shares, batch)
         equal = grpo.equal_reward_groups(reward, group_size)  # [B]
         seen, seen_equal = seen + len(prompts), seen_equal + int(equal.sum())
         keep = ~equal if dynamic_sampling != "off" else torch.ones_like(equal)
@@ -88,42 +117,51 @@ def sample_groups(
             break
     # 'fill' may overshoot; whole groups are kept since target is a multiple of G
     n = min(target, len(samples))
+    sampled.kept = n
     return ScoredRollout(
         samples[:n], concat_batches(batches, pad_token_id).select(torch.arange(n)),
         {k: v[:n] for k, v in values.items()}, torch.cat(rewards)[:n], {k: torch.cat(v)[:n] for k,
                                                                         v in parts.items()},
-        errors, timeouts, seen_equal / seen, recorded,
+        errors, timeouts, seen_equal / seen, recorded, sampled,
     )
 
 
 def rollout_metrics(scored: ScoredRollout, accuracy_signal: str, proxy_signal: str,
                     group_size: int) -> dict[str, float]:
     """Every signal under its own name, its weighted share of the reward, and the agreement
-    of the learned reward with the verifier (see README "Reward-hacking watch")."""
-    reward, batch, errors = scored.reward, scored.batch, scored.errors
-    m = {"reward/total/mean": reward.mean().item() if len(reward) else math.nan,
-         "reward/total/std": reward.std().item() if len(reward) > 1 else math.nan,
-         "groups/all_equal_fraction": scored.all_equal_fraction}
-    for name, vals in scored.values.items():
+    of the learned reward with the verifier (see README "Reward-hacking watch"). All of them
+    describe everything sampled this step, before dynamic sampling dropped groups
+    (`groups/kept_fraction` says how much of it the update saw)."""
+    seen, errors = scored.sampled, scored.errors
+    reward = seen.reward
+    m = {"reward/total/mean": _mean(reward), "reward/total/std": _std(reward),
+         "groups/all_equal_fraction": scored.all_equal_fraction,
+         "groups/kept_fraction": seen.kept / len(reward) if len(reward) else math.nan}
+    for name, vals in seen.values.items():
         applicable = torch.tensor([v for v in vals if v is not None])
-        m[f"reward/{name}/mean"] = applicable.mean().item() if len(applicable) else math.nan
-        m[f"reward/{name}/std"] = applicable.std().item() if len(applicable) > 1 else math.nan
+        m[f"reward/{name}/mean"] = _mean(applicable)
+        m[f"reward/{name}/std"] = _std(applicable)
         m[f"reward/{name}/errors"] = float(errors.get(name, 0))
         m[f"reward/{name}/timeouts"] = float(scored.timeouts.get(name, 0))
-        if name in scored.parts and len(reward):
-            m[f"reward/{name}/weighted_mean"] = scored.parts[name].mean().item()
+        if name in seen.parts and len(reward):
+            m[f"reward/{name}/weighted_mean"] = seen.parts[name].mean().item()
     proxy, verified = proxy_signal, accuracy_signal
-    if proxy in scored.values and verified in scored.values and proxy != verified:
-        agree = agreement(scored.values[proxy], scored.values[verified], group_size)
+    if proxy in seen.values and verified in seen.values and proxy != verified:
+        agree = agreement(seen.values[proxy], seen.values[verified], group_size)
         m.update({f"hacking/{k}": v for k, v in agree.items()})
     m["accuracy"] = m[f"reward/{accuracy_signal}/mean"]
-    lengths = batch.completion_mask.sum(1).float()
-    m["completion/mean_length"] = lengths.mean().item() if len(lengths) else math.nan
-    m["completion/max_length"] = lengths.max().item() if len(lengths) else math.nan
-    m["completion/truncated_fraction"] = (
-        batch.truncated.float().mean().item() if len(lengths) else math.nan
-    )
+    m["completion/mean_length"] = _mean(seen.lengths)
+    m["completion/max_length"] = seen.lengths.max().item() if len(seen.lengths) else math.nan
+    m["completion/truncated_fraction"] = _mean(seen.truncated.float())
     return m
+
+
+def _mean(x: torch.Tensor) -> float:
+    return x.mean().item() if len(x) else math.nan
+
+
+def _std(x: torch.Tensor) -> float:
+    return x.std().item() if len(x) > 1 else math.nan
 
 
 def sample_rows(scored: ScoredRollout, adv: torch.Tensor, n: int) -> list[dict]:

@@ -16,7 +16,7 @@ from hybrid_rl.models import fast_llama
 
 def process_logits(scores: torch.Tensor, temperature: float, top_k: int,
                    top_p: float) -> torch.Tensor:
-    """[N, V] logits -> the distribution sampled from (as transformers' warpers, same order)."""
+    """[..., V] logits -> the distribution sampled from (as transformers' warpers, same order)."""
     if temperature != 1.0:
         scores = scores / temperature
     if top_k:
@@ -26,7 +26,7 @@ def process_logits(scores: torch.Tensor, temperature: float, top_k: int,
         sorted_scores, order = torch.sort(scores, descending=False)
         drop = sorted_scores.softmax(dim=-1).cumsum(dim=-1) <= (1 - top_p)
         drop[..., -1:] = False  # always keep the most likely token
-        scores = scores.masked_fill(drop.scatter(1, order, drop), -float("inf"))
+        scores = scores.masked_fill(drop.scatter(-1, order, drop), -float("inf"))
     return scores
 
 

@@ -1,7 +1,10 @@
 """Checkpoints: policy (Hugging Face folder), optimizer, scheduler, RNG states, data position.
 
-Saving writes into a temporary folder and renames it into place, so a crash mid-save leaves
-the previous checkpoint whole. A manifest of SHA-256 checksums is verified on load.
+Saving writes into a temporary folder, flushes every file and the folder to disk (fsync), and
+only then renames it into place and flushes the parent: a crash or a power loss mid-save leaves
+the previous checkpoint whole, never a complete-looking empty one. A manifest of SHA-256
+checksums is verified on load. Every process's random generators (Python, NumPy, torch CPU and
+CUDA) are saved, and each process gets its own back on resume.
 
 Layout: <run>/checkpoints/step_000100/{policy/, trainer_state.pt, manifest.json}
 """
@@ -9,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import random
 import shutil
 from pathlib import Path
@@ -25,15 +30,55 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt or does not fit this run."""
 
 
+log = logging.getLogger("hybrid_rl")
+
+
 def rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state()}
+    """This process's generators; CUDA's (every device it sees) where it has a GPU."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(),
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        if len(state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        else:
+            log.warning("the checkpoint's CUDA generators are for %d devices, this process "
+                        "sees %d: CUDA sampling is not restored exactly", len(state["cuda"]),
+                        torch.cuda.device_count())
+
+
+def restore_rng_for_rank(saved: dict[str, Any], rank: int) -> None:
+    """Each process its own generators back. A checkpoint from another process count (or one
+    that holds only rank 0's) gives the run a valid state, but not an exact continuation."""
+    per_rank = saved.get("rng_per_rank") or [saved["rng"]]
+    if rank >= len(per_rank) or (rank > 0 and "rng_per_rank" not in saved):
+        log.warning("the checkpoint holds random generators for %d process(es); process %d "
+                    "takes process %d's: the resumed run is valid but not an exact continuation",
+                    len(per_rank), rank, rank % len(per_rank))
+    set_rng_state(per_rank[rank % len(per_rank)])
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file, or a folder's entries, to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in sorted(folder.rglob("*"), reverse=True):  # files before their folders
+        _fsync(path)
+    _fsync(folder)
 
 
 def _sha256(path: Path) -> str:
@@ -66,9 +111,11 @@ def verify_manifest(folder: Path) -> None:
 def save_checkpoint(
     run_dir: Path, step: int, *, policy, tokenizer, optimizer, scheduler, state: dict[str, Any],
         keep_last: int, policy_state: Optional[dict[str, torch.Tensor]] = None,
+        rng_per_rank: Optional[list[dict[str, Any]]] = None,
 ) -> Path:
     """`optimizer` is an optimizer or its state_dict; `policy_state` replaces the module's own
-    weights (a ZeRO-3 module holds only its shard: the engine gathers the full ones)."""
+    weights (a ZeRO-3 module holds only its shard: the engine gathers the full ones);
+    `rng_per_rank` holds every process's generators (default: this process's)."""
     root = Path(run_dir) / "checkpoints"
     final = root / f"step_{step:06d}"
     tmp = root / f".step_{step:06d}.tmp"
@@ -78,12 +125,15 @@ def save_checkpoint(
     optimizer_state = optimizer if isinstance(optimizer, dict) else optimizer.state_dict()
     torch.save(
         {"step": step, "optimizer": optimizer_state, "scheduler": scheduler.state_dict(),
-         "rng": rng_state(), **state}, tmp / STATE_FILE,
+         "rng": rng_state(), "rng_per_rank": rng_per_rank or [rng_state()], **state},
+        tmp / STATE_FILE,
     )
     _write_manifest(tmp)
+    _fsync_tree(tmp)  # on disk before it can look complete
     if final.exists():  # re-saving the same step (e.g. final save right after a periodic one)
         shutil.rmtree(final)
     tmp.rename(final)
+    _fsync(root)  # the rename itself
     for old in sorted(root.glob("step_*"))[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
     return final

@@ -116,6 +116,15 @@ def broadcast_object(obj: Any) -> Any:
     return box[0]
 
 
+def gather_objects(obj: Any) -> list[Any]:
+    """Every rank's value, in rank order, on every rank ([obj] in one process)."""
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return [obj]
+    box: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(box, obj)
+    return box
+
+
 def mean_over_ranks(metrics: dict[str, float]) -> dict[str, float]:
     """Each metric averaged over the processes (NaN where any process had none)."""
     if not (dist.is_initialized() and dist.get_world_size() > 1) or not metrics:

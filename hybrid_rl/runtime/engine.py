@@ -44,7 +44,9 @@ def deepspeed_config(
     return {
         "train_micro_batch_size_per_gpu": micro_batch_size,
         "gradient_accumulation_steps": 1,  # the update sets the accumulation boundary itself
-        "gradient_clipping": max_grad_norm, "zero_optimization": zero, "bf16": {"enabled": s.bf16},
+        "gradient_clipping": max_grad_norm, "zero_optimization": zero,
+        # ZeRO-2 skips a step with NaN/inf gradients in fp32; in bf16 only when asked to
+        "bf16": {"enabled": s.bf16, "check_grad_overflow": True} if s.bf16 else {"enabled": False},
         "zero_allow_untested_optimizer": True, "steps_per_print": 2**62,
         "wall_clock_breakdown": False,
     }
@@ -52,8 +54,6 @@ def deepspeed_config(
 
 class TorchEngine:
     """One process: torch AdamW on the module itself."""
-
-    can_skip_nonfinite = True  # a bad micro-batch leaves nothing behind but .grad, which is cleared
 
     def __init__(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler,
                  max_grad_norm: float):
@@ -65,6 +65,10 @@ class TorchEngine:
 
     def backward(self, loss: torch.Tensor, last: bool) -> None:
         loss.backward()
+
+    def discard_step(self, loss: torch.Tensor) -> None:
+        """Drop this step's gradients (a micro-batch's loss was not finite)."""
+        self.zero_grad()
 
     def step(self) -> float:
         norm = torch.nn.utils.clip_grad_norm_(
@@ -95,8 +99,6 @@ class ZeroEngine:
     """Several processes (or one) under DeepSpeed ZeRO. The client optimizer is our torch AdamW
     (DeepSpeedCPUAdam with offload); DeepSpeed keeps its fp32 state sharded across ranks."""
 
-    can_skip_nonfinite = False  # gradients already reduced into shards cannot be taken back
-
     def __init__(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler,
                  settings: DeepSpeedSettings, micro_batch_size: int, max_grad_norm: float):
         import deepspeed
@@ -121,16 +123,36 @@ class ZeroEngine:
         self.model.set_gradient_accumulation_boundary(last)
         self.model.backward(loss, scale_wrt_gas=False)
 
-    def step(self) -> float:
-        self.model.set_gradient_accumulation_boundary(True)
-        # Stage 0 keeps whole, already averaged gradients and reports no norm: measure it here.
-        plain_norm = self._plain_grad_norm() if self.settings.stage == 0 else None
+    def discard_step(self, loss: torch.Tensor) -> None:
+        """Drop this step's gradients on every rank, as one process would (a micro-batch's
+        loss was not finite on some rank). Under ZeRO 1-3 earlier micro-batches' gradients
+        may already sit reduced in DeepSpeed's partitions: a NaN backward at the boundary lets
+        DeepSpeed's own overflow check discard the whole step, on every rank alike."""
+        if self.settings.stage == 0:  # whole gradients, not reduced before the boundary
+            self.zero_grad()
+            return
+        self.backward(loss * math.nan, last=True)
         self.model.step()
+        self.model.zero_grad()
+
+    def step(self) -> float:
+        """One optimizer step; NonFiniteLoss (nothing applied, the schedule not advanced)
+        when the gradients are not finite, as in one process."""
+        self.model.set_gradient_accumulation_boundary(True)
+        if self.settings.stage == 0:  # whole, already averaged gradients: no norm reported
+            norm = self._plain_grad_norm()
+            if not math.isfinite(norm):
+                self.zero_grad()
+                raise NonFiniteLoss(f"non-finite gradient norm {norm}; update skipped")
+            self.model.step()
+        else:
+            skipped = self.model.skipped_steps
+            self.model.step()  # ZeRO checks for NaN/inf gradients itself and skips such a step
+            if self.model.skipped_steps > skipped:
+                raise NonFiniteLoss(f"non-finite gradients under ZeRO-{self.settings.stage}; "
+                                    "update skipped")
+            norm = float(self.model.get_global_grad_norm())
         self.scheduler.step()
-        norm = self.model.get_global_grad_norm() if plain_norm is None else plain_norm
-        norm = math.nan if norm is None else float(norm)
-        if not math.isfinite(norm):
-            raise NonFiniteLoss(f"non-finite gradient norm {norm} under DeepSpeed")
         return norm
 
     def _plain_grad_norm(self) -> float:

@@ -89,3 +89,54 @@ def test_corruption_is_detected(tmp_path, parts):
     (path / "manifest.json").unlink()
     with pytest.raises(CheckpointError, match="not a complete checkpoint"):
         load_trainer_state(path)
+
+
+def test_every_file_and_folder_reaches_the_disk_before_the_rename(tmp_path, parts, monkeypatch):
+    """A power loss right after the rename must not find a complete-looking checkpoint whose
+    files were still in the page cache: every file and folder is fsynced before the rename,
+    and the parent folder (the rename itself) after it."""
+    import os
+    from pathlib import Path
+
+    events = []
+    real_fsync, real_rename = os.fsync, Path.rename
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def rename(self, target):
+        events.append(("rename", str(target)))
+        return real_rename(self, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(Path, "rename", rename)
+    final = _save(tmp_path, 4, parts)
+    renamed = events.index(("rename", str(final)))
+    tmp = str(final.parent / ".step_000004.tmp")
+    synced_before = {path for kind, path in events[:renamed] if kind == "fsync"}
+    written = {str(p).replace(str(final), tmp) for p in final.rglob("*")} | {tmp}
+    assert written <= synced_before, written - synced_before
+    assert ("fsync", str(final.parent)) in events[renamed:]
+
+
+def test_each_process_gets_its_own_generators_back(tmp_path, parts):
+    from hybrid_rl.runtime.checkpoint import restore_rng_for_rank, rng_state
+
+    model, tok, opt, sched = parts
+    per_rank = []
+    for seed in (1, 2):  # two processes' generators
+        random.seed(seed)
+        torch.manual_seed(seed)
+        per_rank.append(rng_state())
+    path = save_checkpoint(tmp_path, 1, policy=model, tokenizer=tok, optimizer=opt,
+                           scheduler=sched, state={}, keep_last=2, rng_per_rank=per_rank)
+    state = load_trainer_state(path)
+    draws = []
+    for rank in (0, 1):
+        restore_rng_for_rank(state, rank)
+        draws.append((random.random(), torch.rand(1).item()))
+    for rank, seed in enumerate((1, 2)):
+        random.seed(seed)
+        torch.manual_seed(seed)
+        assert draws[rank] == (random.random(), torch.rand(1).item())

@@ -75,3 +75,33 @@ def test_flagged_scores_keep_their_value_and_are_counted(tmp_path, workers):
     assert scores.values["m"] == [0.0, 0.0, 1.0]
     assert scores.timeouts["m"] == 1 and scores.errors["m"] == 1
     assert len((tmp_path / "f.jsonl").read_text().splitlines()) == 2
+
+
+def test_a_sandbox_that_breaks_mid_run_stops_it_within_the_window(tmp_path, monkeypatch):
+    """A broken sandbox scores Flagged(0.0): valid-looking zeros. They must stop the run once
+    they pass max_error_rate over the window, not train on zeros with only warnings."""
+    from sandbox import ExecResult, SandboxSettings
+    from verifiers.code import CodeVerifier
+
+    verifier = CodeVerifier(SandboxSettings(workers=1, timeout_s=5.0))
+    working, calls = verifier.pool.run_batch, []
+
+    def breaks_after_two_calls(jobs):
+        calls.append(len(jobs))
+        if len(calls) <= 2:
+            return working(jobs)
+        return [ExecResult("error", error="the sandbox is gone (BrokenPipeError)") for _ in jobs]
+
+    monkeypatch.setattr(verifier.pool, "run_batch", breaks_after_two_calls)
+    scorer = RewardScorer({"code": [Signal("code", verifier, 1.0)]}, tmp_path / "f.jsonl",
+                          max_error_rate=0.5, error_window=4)
+    samples = [Sample("p", "assert f() == 1", "code", meta={"entry_point": "f"})] * 2
+    step_scores = []
+    with pytest.raises(RewardFailure, match=r"'code' failed on 6 of 8 'code' completions over "
+                                            r"the last 4 calls .*the sandbox is gone"):
+        for step in range(6):
+            programs = [f"def f():\n    return 1  # step {step} sample {i}" for i in range(2)]
+            step_scores.append(scorer.score(samples, programs).values["code"])
+    scorer.close()
+    # two good steps, two all-zero steps within the allowed rate, stopped on the fifth
+    assert step_scores == [[1.0, 1.0], [1.0, 1.0], [0.0, 0.0], [0.0, 0.0]]

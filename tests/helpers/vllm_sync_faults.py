@@ -15,7 +15,7 @@ from hybrid_rl.rollout.vllm_backend import WeightSyncError
 
 
 def gap(rollout, policy, batch) -> float:
-    logp, _ = completion_logprobs(policy, batch.prompt_ids, batch.prompt_mask, batch.completion_ids,
+    logp, _, _ = completion_logprobs(policy, batch.prompt_ids, batch.prompt_mask, batch.completion_ids,
                                   batch.completion_mask)
     return float(((logp - batch.rollout_logprobs).abs() * batch.completion_mask).max())
 

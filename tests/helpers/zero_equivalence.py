@@ -1,6 +1,9 @@
 """Run under `torchrun --nproc_per_node=2` (tests/scale/test_deepspeed.py): one GRPO update
 split over 2 processes under DeepSpeed ZeRO must move the weights exactly as one process
-updating on the whole batch does, and the portable optimizer state must round-trip.
+updating on the whole batch does, and the portable optimizer state must round-trip. A step
+whose loss is NaN on one rank only, after an earlier micro-batch was already reduced, is
+skipped on every rank as in one process: the weights, the optimizer state and the schedule
+stay, and the next step still matches.
 
 Usage: torchrun --nproc_per_node=2 zero_equivalence.py STAGE LOSS_TYPE
 """
@@ -14,7 +17,12 @@ from hybrid_rl.algo.update import UpdateSettings, grpo_update
 from hybrid_rl.models.tiny import build_tiny_llama
 from hybrid_rl.rollout import RolloutBatch
 from hybrid_rl.runtime import distributed
-from hybrid_rl.runtime.engine import DeepSpeedSettings, TorchEngine, ZeroEngine
+from hybrid_rl.runtime.engine import (
+    DeepSpeedSettings,
+    NonFiniteLoss,
+    TorchEngine,
+    ZeroEngine,
+)
 
 STAGE, LOSS_TYPE = int(sys.argv[1]), sys.argv[2]
 N, P, T, G = 8, 5, 6, 2  # 8 completions in groups of 2: rank r takes rows 4r..4r+3
@@ -90,8 +98,31 @@ def main() -> None:
     gap = max_weight_gap(plain2, zero2)
     print(f"rank {rank} after loading the state: weight gap {gap:.2e}", flush=True)
     assert gap < 1e-6, gap
+    skip_a_nonfinite_step_like_one_process(plain2, zero2, batch, adv, mine, settings)
     if rank == 0:
         print("EQUIVALENT", flush=True)
+
+
+def skip_a_nonfinite_step_like_one_process(plain, zero, batch, adv, mine, settings) -> None:
+    poisoned = adv.clone()
+    poisoned[3] = float("nan")  # rank 0's second micro-batch: its first was already reduced
+    before = zero.full_state_dict()
+    for engine, rows in ((plain, slice(None)), (zero, mine)):
+        steps = engine.scheduler.last_epoch
+        try:
+            grpo_update(engine, None, batch.select(torch.arange(len(batch))[rows]),
+                        poisoned[rows], settings)
+            raise AssertionError("a NaN loss must raise NonFiniteLoss")
+        except NonFiniteLoss:
+            pass
+        assert engine.scheduler.last_epoch == steps  # the schedule did not advance
+    after = zero.full_state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    grpo_update(plain, None, batch, adv, settings)  # the next, finite step still agrees
+    grpo_update(zero, None, batch.select(mine), adv[mine], settings)
+    gap = max_weight_gap(plain, zero)
+    print(f"rank {distributed.rank()} after a skipped NaN step: weight gap {gap:.2e}", flush=True)
+    assert gap < 1e-6, gap
 
 
 if __name__ == "__main__":

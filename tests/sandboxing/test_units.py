@@ -62,16 +62,17 @@ def test_missing_bubblewrap_refuses_to_run_and_names_the_way_out(monkeypatch):
         SandboxPool(SandboxSettings(workers=1))
 
 
-def test_unsafe_backend_runs_only_when_chosen_and_warns():
-    with pytest.warns(RuntimeWarning, match="WITHOUT isolation"):
-        import sandbox.pool
+def test_unsafe_backend_runs_only_when_chosen_and_warns_in_the_log_every_time(caplog):
+    from sandbox import Job
 
-        sandbox.pool._unsafe_warned = False
+    for _ in range(2):  # a second pool in the same process warns again
+        caplog.clear()
         with SandboxPool(SandboxSettings(workers=1, backend="unsafe_local")) as pool:
-            from sandbox import Job
-
             result = pool.run(Job("def f():\n    return 2\n", "assert f() == 2\nassert f() == 3\n"))
-    assert (result.status, result.passed_units) == ("fail", 1)
+        assert (result.status, result.passed_units) == ("fail", 1)
+        assert [r.name for r in caplog.records if "WITHOUT isolation" in r.message] == [
+            "hybrid_rl.sandbox"
+        ]
 
 
 def test_sandboxes_die_with_a_killed_trainer():

@@ -64,6 +64,28 @@ def test_torchrun_zero3_run_resumes_in_one_plain_process(tmp_path):
     assert [r["step"] for r in read_jsonl(resumed / "metrics.jsonl") if "loss" in r] == [3]
 
 
+def test_two_process_run_stopped_and_resumed_continues_exactly(tmp_path):
+    """Each process's own random generators are saved and given back: a 2-process run
+    resumed from its step-1 checkpoint writes step 2 exactly as the run that went on (with
+    rank 0's generators restored on both ranks, rank 1 would sample other completions)."""
+    cache = {"HYBRID_RL_CACHE": str(tmp_path / "cache")}
+    common = [str(ROOT / "train.py"), *TINY_OVERRIDES, "deepspeed=ddp", "trainer.max_steps=2",
+              "rollout.temperature=1.5", "logging.tensorboard=false"]
+    straight = tmp_path / "straight"
+    proc = torchrun([*common, f"hydra.run.dir={straight}", "checkpoint.every_steps=1"], env=cache)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    resumed = tmp_path / "resumed"
+    proc = torchrun([*common, f"hydra.run.dir={resumed}",
+                     f"checkpoint.resume={straight / 'checkpoints' / 'step_000001'}"], env=cache)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+
+    def step_two(run):
+        row = next(r for r in read_jsonl(run / "metrics.jsonl") if r["step"] == 2 and "loss" in r)
+        return {k: v for k, v in row.items() if k != "time" and not k.startswith(("time/", "thr"))}
+
+    assert step_two(resumed) == step_two(straight)
+
+
 def test_several_processes_without_deepspeed_fail_with_the_fix(tmp_path):
     proc = torchrun([str(ROOT / "train.py"), *TINY_OVERRIDES, f"hydra.run.dir={tmp_path / 'run'}"],
                     env={"HYBRID_RL_CACHE": str(tmp_path / "cache")}, timeout=300)
