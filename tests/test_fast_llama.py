@@ -106,7 +106,7 @@ def test_shared_prompt_logits_and_gradients_match_the_full_forward(layout, make_
 def test_completion_logprobs_take_the_shared_path_with_the_same_result():
     model = llama()
     pid, pm, cid, cm = batch()
-    logp, _, _ = completion_logprobs(model, pid, pm, cid, cm, temperature=0.7)
+    logp = completion_logprobs(model, pid, pm, cid, cm, temperature=0.7).logp
     ref = torch.log_softmax(hf_completion_logits(model, pid, pm, cid, cm).float() / 0.7, -1)
     ref = ref.gather(-1, cid.unsqueeze(-1)).squeeze(-1)
     assert torch.allclose(logp[cm.bool()], ref[cm.bool()], atol=1e-5)

@@ -73,8 +73,8 @@ def test_hf_rollout_groups_masks_and_logprobs_match_the_trainer(tiny):
     for i, text in enumerate(batch.texts):
         n = int(batch.completion_mask[i].sum()) - (0 if batch.truncated[i] else 1)
         assert text == tok.decode(batch.completion_ids[i, :n], skip_special_tokens=True)
-    logp, _, _ = completion_logprobs(model, batch.prompt_ids, batch.prompt_mask, batch.completion_ids,
-                                  batch.completion_mask, temperature=1.0)
+    logp = completion_logprobs(model, batch.prompt_ids, batch.prompt_mask, batch.completion_ids,
+                               batch.completion_mask, temperature=1.0).logp
     m = batch.completion_mask.bool()
     assert torch.allclose(logp[m], batch.rollout_logprobs[m], atol=1e-4)
 

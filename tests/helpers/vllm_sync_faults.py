@@ -15,8 +15,8 @@ from hybrid_rl.rollout.vllm_backend import WeightSyncError
 
 
 def gap(rollout, policy, batch) -> float:
-    logp, _, _ = completion_logprobs(policy, batch.prompt_ids, batch.prompt_mask, batch.completion_ids,
-                                  batch.completion_mask)
+    logp = completion_logprobs(policy, batch.prompt_ids, batch.prompt_mask, batch.completion_ids,
+                               batch.completion_mask).logp
     return float(((logp - batch.rollout_logprobs).abs() * batch.completion_mask).max())
 
 
