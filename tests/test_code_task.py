@@ -93,3 +93,21 @@ def test_train_py_task_humaneval_wires_the_packaged_problems(tmp_path):
     # scored (not NaN): 4 characters solve nothing
     assert [r["reward/correctness/mean"] for r in rows if "loss" in r] == [0.0]
     assert [r["eval/accuracy"] for r in rows if "eval/accuracy" in r] == [0.0, 0.0]
+
+
+def test_code_run_without_isolation_says_so_in_the_log_and_the_metrics_at_every_start(tmp_path):
+    from helpers.runs import read_jsonl, run_entry
+
+    run_dir = tmp_path / "run"
+    common = ["task=code", "rollout.max_new_tokens=4", "sandbox.workers=1",
+              "sandbox.backend=unsafe_local", "eval.every_steps=0", "eval.at_start=false",
+              "task.data.num_eval=2"]
+    run_entry("train.py", run_dir, *common, "trainer.max_steps=1", "checkpoint.every_steps=1",
+              cache=tmp_path / "cache")
+    run_entry("train.py", run_dir, *common, "trainer.max_steps=2", "checkpoint.resume=auto",
+              cache=tmp_path / "cache")
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    assert [r["step"] for r in rows if "sandbox/unsafe" in r] == [0, 1]  # fresh start, resume
+    assert all(r["sandbox/unsafe"] == 1.0 for r in rows if "sandbox/unsafe" in r)
+    log_text = "".join(p.read_text() for p in run_dir.glob("*.log"))
+    assert log_text.count("run model-written code WITHOUT isolation") == 2

@@ -75,6 +75,8 @@ class CodeVerifier:
         fields = SandboxSettings.__dataclass_fields__
         self.settings = SandboxSettings(**{k: getattr(section, k) for k in fields})
         self.pool = SandboxPool(self.settings)
+        # runs model-written code without isolation: the trainer logs it (sandbox/unsafe)
+        self.unisolated = self.settings.backend == "unsafe_local"
         self._cache: "OrderedDict[tuple, ExecResult]" = OrderedDict()
 
     def __call__(self, completions: Sequence[str], references: Sequence[Optional[str]],

@@ -30,6 +30,8 @@ class Verifier(Protocol):
     """A batch scorer: one score per completion, None where it has no opinion.
 
     Optional attributes the trainer honours:
+    - `unisolated = True`: it runs untrusted code without isolation (the code verifier with
+      sandbox.backend=unsafe_local); the trainer states it in the run log and the metrics;
     - `runs_isolated = True`: the verifier isolates and time-limits its own work (the code
       verifier's sandbox), so the trainer calls it on the whole batch in-process instead of
       one sample per worker process;

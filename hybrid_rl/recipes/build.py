@@ -214,6 +214,18 @@ def build_scorer(cfg, run_dir: Optional[Path]) -> RewardScorer:
                         error_window=cfg.reward.error_window)
 
 
+def report_isolation(scorer: RewardScorer, metrics=None, step: int = 0) -> None:
+    """Say in the run log, and in the metrics as sandbox/unsafe=1, at every start (resumes
+    too), that model-written code runs without isolation."""
+    unsafe = scorer.unisolated_signals()
+    if not unsafe:
+        return
+    log.warning("signal(s) %s run model-written code WITHOUT isolation "
+                "(sandbox.backend=unsafe_local): use it only for code you trust", unsafe)
+    if metrics is not None:
+        metrics.log(step, {"sandbox/unsafe": 1.0})
+
+
 def build_composer(cfg: Config) -> RewardComposer:
     """How the task's signals combine into one reward per sample (gates, normalisation,
     weights); training only."""

@@ -79,6 +79,7 @@ def main(dcfg: DictConfig) -> float:
         else (start if e.reference == "start" else model_folder(e.reference))
     )
     scorer = build.build_scorer(cfg, out_dir)
+    build.report_isolation(scorer)
     # the `preference` judge, when the task has it
     prepare_reward_model(cfg, start, tokenizer, train, scorer)
     try:

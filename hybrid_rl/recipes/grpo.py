@@ -114,6 +114,7 @@ def setup(cfg: Config, run_dir: Path) -> Run:
         if run.watch is not None:
             run.watch.load_state_dict(state.get("hacking_watch", {}))
         log.info("resumed from %s at step %d", ckpt, run.step)
+    build.report_isolation(run.scorer, run.metrics, run.step)
     # ZeRO-3 shards hold ds_numel
     n_params = sum(getattr(p, "ds_numel", p.numel()) for p in run.policy.parameters())
     log.info("policy %s (%.2fM parameters) from %s; run folder %s", cfg.model.name, n_params / 1e6,

@@ -89,6 +89,10 @@ class RewardScorer:
         """Every task's signals, in order."""
         return [s for sigs in self.signals_by_task.values() for s in sigs]
 
+    def unisolated_signals(self) -> list[str]:
+        """Signals whose verifier runs model-written code without isolation."""
+        return sorted({s.name for s in self.signals() if getattr(s.verifier, "unisolated", False)})
+
     def close(self) -> None:
         """Stop the worker pool and every verifier that holds workers of its own (sandboxes)."""
         if self.pool is not None:
