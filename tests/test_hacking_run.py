@@ -12,9 +12,10 @@ def test_watch_stops_a_run_that_games_its_proxy(tmp_path):
         "task.rewards.correctness.verifier={_target_:watch_helpers.no_seven}",
         "task.rewards.correctness.weight=0",
         "+task.rewards.proxy={verifier:{_target_:watch_helpers.contains_seven},weight:1.0}",
-        "reward.hacking_watch.proxy_signal=proxy", "reward.hacking_watch.window=2",
+        "reward.hacking_watch.proxy_signal=proxy",
         "reward.hacking_watch.stop=true", "trainer.max_steps=40", "trainer.learning_rate=0.01",
         "trainer.prompts_per_step=8", "trainer.num_generations=4", "checkpoint.every_steps=0",
+        "task.data.num_eval=64",
         cache=tmp_path / "cache", env={"PYTHONPATH": str(ROOT / "tests" / "helpers")},
     )
     out = proc.stdout + proc.stderr

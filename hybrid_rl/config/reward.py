@@ -16,6 +16,8 @@ class HackingWatchConfig:
     window: int = 3  # held-out evaluations compared (first vs last of the latest `window`)
     min_proxy_rise: float = 0.05  # warn when the held-out proxy score rose at least this much...
     min_accuracy_drop: float = 0.02  # ...while held-out verified accuracy fell at least this much
+    # ...each change at least this many standard errors of its paired (per-problem) change
+    z: float = 3.0
     stop: bool = False  # also end training (saving a checkpoint) when it triggers
 
     def problems(self) -> Iterator[str]:
@@ -23,6 +25,7 @@ class HackingWatchConfig:
             yield f"window: needs at least 2 evaluations to compare, got {self.window}"
         yield from positive("min_proxy_rise", self.min_proxy_rise, allow_zero=True)
         yield from positive("min_accuracy_drop", self.min_accuracy_drop, allow_zero=True)
+        yield from positive("z", self.z, allow_zero=True)
 
 
 @dataclass

@@ -3,7 +3,7 @@ unbiased pass@k from several sampled completions per problem."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from hybrid_rl.data.samples import Sample
@@ -18,6 +18,8 @@ class EvalResult:
     mean_length: float  # completion tokens, on average
     examples: list[dict]  # a few (prompt, completion, reference, score) rows
     signal_means: dict[str, float]  # every signal's mean over the samples it applies to
+    # every signal's score of each problem, in order (None: not applicable)
+    per_problem: dict[str, list] = field(default_factory=dict)
 
 
 def greedy_scores(
@@ -47,6 +49,7 @@ def heldout_accuracy(
         accuracy=sum(scored) / len(scored) if scored else float("nan"), num_scored=len(scored),
         mean_length=sum(lengths) / max(len(lengths), 1), examples=examples,
         signal_means={name: mean_applicable(v) for name, v in by_signal.items()},
+        per_problem=by_signal,
     )
 
 

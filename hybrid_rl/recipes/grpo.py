@@ -98,7 +98,7 @@ def setup(cfg: Config, run_dir: Path) -> Run:
     )
     w = cfg.reward.hacking_watch
     if w.proxy_signal in cfg.task.rewards and w.proxy_signal != cfg.task.accuracy_signal:
-        run.watch = HackingWatch(w.window, w.min_proxy_rise, w.min_accuracy_drop)
+        run.watch = HackingWatch(w.window, w.min_proxy_rise, w.min_accuracy_drop, w.z)
     # Re-seed here: whether the SFT warm-up ran or came from the cache must not change the run.
     # Each process samples with its own seed (in one process: cfg.seed itself).
     build.seed_everything(cfg.seed + distributed.rank(), cfg.num_threads)
@@ -140,14 +140,13 @@ def evaluate(run: Run) -> float:
     log.info("step %d held-out accuracy %.3f (%d problems), e.g. %r -> %r", run.step, res.accuracy,
              res.num_scored, ex["prompt"][-40:], ex["completion"][:60])
     if run.watch is not None:
-        watch_for_hacking(
-            run, res.signal_means[run.cfg.reward.hacking_watch.proxy_signal], res.accuracy
-        )
+        watch_for_hacking(run, res.per_problem[run.cfg.reward.hacking_watch.proxy_signal],
+                          res.per_problem[run.cfg.task.accuracy_signal])
     return res.accuracy
 
 
-def watch_for_hacking(run: Run, proxy_mean: float, accuracy: float) -> None:
-    warning = run.watch.observe(run.step, proxy_mean, accuracy)
+def watch_for_hacking(run: Run, proxy: list, verified: list) -> None:
+    warning = run.watch.observe(run.step, proxy, verified)
     if warning is None:
         return
     log.warning("step %d: %s", run.step, warning)

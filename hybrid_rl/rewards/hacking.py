@@ -57,36 +57,70 @@ def agreement(proxy: Sequence[Optional[float]], verified: Sequence[Optional[floa
     return out
 
 
+def paired_change(before: Sequence[Optional[float]],
+                  after: Sequence[Optional[float]]) -> tuple[float, float, int]:
+    """(mean change, z, problems) over the problems scored both times: the same held-out
+    problems are evaluated each time, so the change is tested per problem (a paired z-test;
+    for 0/1 scores it is McNemar's test on the problems that flipped). z is the mean change
+    in standard errors: how far it stands above the evaluation's own noise."""
+    diffs = [a - b for b, a in zip(before, after) if a is not None and b is not None]
+    n = len(diffs)
+    if n < 2:
+        return math.nan, math.nan, n
+    mean = sum(diffs) / n
+    var = sum((d - mean) ** 2 for d in diffs) / (n - 1)
+    if var == 0.0:
+        return mean, math.copysign(math.inf, mean) if mean else 0.0, n
+    return mean, mean / math.sqrt(var / n), n
+
+
 @dataclass
 class HackingWatch:
-    """Fed each held-out evaluation; says when, over the last `window` of them, the proxy score
-    rose by at least min_proxy_rise while verified accuracy fell by at least min_accuracy_drop."""
+    """Fed each held-out evaluation's per-problem proxy and verified scores; says when, from
+    the first to the last of the latest `window` evaluations, the proxy rose by at least
+    min_proxy_rise and verified accuracy fell by at least min_accuracy_drop, each by at least
+    `z` standard errors of its paired change (so evaluation noise alone does not fire it)."""
 
     window: int = 3
     min_proxy_rise: float = 0.05
     min_accuracy_drop: float = 0.02
-    history: list = field(default_factory=list)  # [step, proxy mean, accuracy] per evaluation
+    z: float = 3.0
+    history: list = field(default_factory=list)  # [step, proxy scores, verified scores]
 
-    def observe(self, step: int, proxy_mean: float, accuracy: float) -> Optional[str]:
+    def observe(self, step: int, proxy: Sequence[Optional[float]],
+                verified: Sequence[Optional[float]]) -> Optional[str]:
         """Record one evaluation; a warning message when the pattern shows, else None."""
-        if not (math.isfinite(proxy_mean) and math.isfinite(accuracy)):
+        entry = [step, [_plain(v) for v in proxy], [_plain(v) for v in verified]]
+        if self.history and self.history[-1][0] == step:  # the same step again (the final one)
+            self.history[-1] = entry
             return None
-        # the same step evaluated again (the final one)
-        if self.history and self.history[-1][0] == step:
-            self.history[-1] = [step, proxy_mean, accuracy]
-            return None
-        self.history.append([step, proxy_mean, accuracy])
+        self.history.append(entry)
+        self.history = self.history[-self.window:]
         if len(self.history) < self.window:
             return None
-        (s0, p0, a0), (s1, p1, a1) = self.history[-self.window], self.history[-1]
-        if p1 - p0 >= self.min_proxy_rise and a0 - a1 >= self.min_accuracy_drop:
-            return (f"possible reward hacking: from step {s0} to "
-                    f"{s1} the held-out reward-model score rose "
-                    f"{p0:.3f} -> {p1:.3f} while verified accuracy fell {a0:.3f} -> {a1:.3f}")
-        return None
+        (s0, p0, v0), (s1, p1, v1) = self.history[0], self.history[-1]
+        rise, z_rise, _ = paired_change(p0, p1)
+        change, z_change, n = paired_change(v0, v1)
+        if not (rise >= self.min_proxy_rise and z_rise >= self.z
+                and -change >= self.min_accuracy_drop and -z_change >= self.z):
+            return None
+        return (f"possible reward hacking: from step {s0} to {s1} the held-out reward-model "
+                f"score rose {_mean(p0):.3f} -> {_mean(p1):.3f} (z={z_rise:.1f}) while "
+                f"verified accuracy fell {_mean(v0):.3f} -> {_mean(v1):.3f} "
+                f"(z={-z_change:.1f}, {n} problems)")
 
     def state_dict(self) -> dict:
         return {"history": [list(h) for h in self.history]}
 
     def load_state_dict(self, state: dict) -> None:
-        self.history = [list(h) for h in state.get("history", [])]
+        # entries of earlier releases held means, not per-problem scores: start afresh
+        self.history = [list(h) for h in state.get("history", []) if isinstance(h[1], list)]
+
+
+def _plain(v: Optional[float]) -> Optional[float]:
+    return None if v is None or not math.isfinite(float(v)) else float(v)
+
+
+def _mean(values: Sequence[Optional[float]]) -> float:
+    scored = [v for v in values if v is not None]
+    return sum(scored) / len(scored) if scored else math.nan

@@ -126,6 +126,29 @@ def test_evaluate_judges_win_rate_with_the_reward_model(trained_rm, tmp_path):
     assert "preference" in model["signal_means"] and model["signal_means"]["preference"] is not None
 
 
+def test_reward_model_judges_two_different_models_consistently(trained_rm, tmp_path):
+    """A trained policy against the starting one, then the other way round: the judge sees
+    real differences (not all ties), and swapping the sides swaps wins and losses exactly."""
+    base, folder, _ = trained_rm
+    common = ["task=math_hybrid", f"reward_model.path={folder}", "eval.samples_per_prompt=0"]
+    # a longer warm-up than the starting policy's 4 steps: a model that answers differently
+    run_entry("train.py", tmp_path / "run", *common, "trainer.max_steps=1", "sft.steps=60",
+              "checkpoint.every_steps=0", cache=base / "cache")
+    trained = tmp_path / "run" / "checkpoints" / "step_000001"
+
+    def judged(out, *args):
+        run_entry("evaluate.py", tmp_path / out, *common, *args, cache=base / "cache")
+        (model,) = json.loads((tmp_path / out / "results.json").read_text())["models"]
+        return model["win_rate"]
+
+    forward = judged("forward", f"evaluate.checkpoint={trained}")  # reference: the start
+    backward = judged("backward", f"evaluate.reference={trained}")  # the start vs trained
+    assert forward["ties"] < 8, forward  # the two models answer differently
+    assert (forward["wins"], forward["ties"], forward["losses"]) == (
+        backward["losses"], backward["ties"], backward["wins"])
+    assert forward["win_rate"] == pytest.approx(1.0 - backward["win_rate"])
+
+
 def test_multirun_sweeps_the_preference_weight(trained_rm, tmp_path):
     base, folder, _ = trained_rm
     sweep = tmp_path / "sweep"
