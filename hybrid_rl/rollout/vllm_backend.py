@@ -54,7 +54,7 @@ class VLLMRollout:
         except ImportError as exc:
             raise ImportError(
                 "rollout=vllm needs vLLM: `pip install -e "
-                ".[vllm]` on a GPU machine, or on a CPU machine "
+                ".[gpu]` on a GPU machine, or on a CPU machine "
                 "`bash scripts/setup.sh --vllm` (its own "
                 "environment, .venv-vllm; README 'Scaling up')") from exc
         self.tokenizer, self.verify_sync, self.sync_tolerance = (
