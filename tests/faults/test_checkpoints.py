@@ -140,3 +140,21 @@ def test_each_process_gets_its_own_generators_back(tmp_path, parts):
         random.seed(seed)
         torch.manual_seed(seed)
         assert draws[rank] == (random.random(), torch.rand(1).item())
+
+
+def test_cuda_generators_are_saved_and_restored_where_there_is_a_gpu(monkeypatch):
+    """No GPU here: the CUDA calls are stood in for, to check the wiring both ways."""
+    from hybrid_rl.runtime.checkpoint import rng_state, set_rng_state
+
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: ["gpu0", "gpu1"])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    state = rng_state()
+    assert state["cuda"] == ["gpu0", "gpu1"]
+    set_rng_state(state)
+    assert restored == [["gpu0", "gpu1"]]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # fewer GPUs: warned, not forced
+    set_rng_state(state)
+    assert restored == [["gpu0", "gpu1"]]
