@@ -3,9 +3,9 @@ config option, install extra and file it (or a config comment, or an error messa
 exists. A renamed option or a deleted file fails here, not in a user's terminal."""
 import re
 import shlex
-import tomllib
 
 import pytest
+import tomllib
 from helpers.runs import ROOT
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
