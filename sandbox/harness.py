@@ -12,31 +12,39 @@ Three processes, each with its own job (see sandbox/README.md for the threat mod
 - the *program* process executes the model's code and answers calls.
 
 The zygote makes itself non-dumpable before anything else, and forks inherit that: a program
-running under the same uid can then neither ptrace the judge nor open its /proc files.
-
-Wire format, both directions: 4-byte big-endian length, then a marshal payload.
+running under the same uid can then neither ptrace the judge nor open its /proc files. The
+program process runs under a syscall filter (harness_seccomp.py) that keeps it away from pid 1,
+the judge and kernel surfaces it does not need; framing and the checked decoding of whatever
+the program sends are in harness_wire.py.
 """
 import builtins
 import gc
 import marshal
 import os
 import resource
-import select
+import signal
+import stat
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # harness_wire, harness_seccomp
+import harness_cleanup  # noqa: E402
+import harness_seccomp  # noqa: E402
+from harness_wire import (  # noqa: E402
+    Deadline,
+    plain_loads,
+    read_frame,
+    read_payload,
+    write_frame,
+)
+
 PR_SET_DUMPABLE = 4
 SIGKILL = 9
-MAX_FRAME = 64 << 20
-IPC_RMID = 0
-# Exact types allowed to cross from the program to the judge (subclasses never do).
-PLAIN_TYPES = frozenset({int, float, complex, str, bytes, bool, type(None), tuple, list, dict,
-                         set, frozenset})
-PROGRAM_FDS = (3, 4)  # the program's ends of the call pipes: requests in, replies out
-
-
-class Deadline(BaseException):
-    """The job's time is up (BaseException, so tests' `except Exception` cannot swallow it)."""
+KEYCTL_JOIN_SESSION_KEYRING = {"x86_64": 250, "aarch64": 219}  # the keyctl syscall number
+PROGRAM_WIRE_VERSION = 2  # marshal without back-references: what the judge accepts
+# Exceptions that steer the judge's control flow (StopIteration ends a map() in an all()):
+# the program's arrive as RemoteError instead.
+CONTROL_FLOW = (StopIteration, StopAsyncIteration)
 
 
 class ProgramGone(Exception):
@@ -45,49 +53,6 @@ class ProgramGone(Exception):
 
 class RemoteError(Exception):
     """The program raised an exception whose type is not a built-in one."""
-
-
-# --------------------------------------------------------------- framing ----
-def read_exact(fd, size, deadline=None):
-    chunks, left = [], size
-    while left:
-        if deadline is not None:
-            wait = deadline - time.monotonic()
-            if wait <= 0 or not select.select([fd], [], [], wait)[0]:
-                raise Deadline()
-        chunk = os.read(fd, min(left, 1 << 20))
-        if not chunk:
-            raise EOFError("pipe closed")
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
-
-
-def read_frame(fd, deadline=None):
-    size = int.from_bytes(read_exact(fd, 4, deadline), "big")
-    if size > MAX_FRAME:
-        raise ProgramGone(f"frame of {size} bytes exceeds the {MAX_FRAME}-byte limit")
-    return marshal.loads(read_exact(fd, size, deadline))
-
-
-def write_frame(fd, obj):
-    data = marshal.dumps(obj)
-    view = memoryview(len(data).to_bytes(4, "big") + data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def check_plain(value, depth=0):
-    """Raise unless `value` is built from exact built-in types (no code objects, no subclasses)."""
-    if type(value) not in PLAIN_TYPES or depth > 100:
-        raise ProgramGone(f"the program sent a {type(value).__name__}, not plain data")
-    if type(value) in (tuple, list, set, frozenset):
-        for item in value:
-            check_plain(item, depth + 1)
-    elif type(value) is dict:
-        for key, item in value.items():
-            check_plain(key, depth + 1)
-            check_plain(item, depth + 1)
 
 
 # --------------------------------------------------------------- program ----
@@ -119,16 +84,21 @@ def program_main(job, requests_fd, replies_fd, output_path):
         os.environ.clear()
         os.environ.update(job["env"])
         set_limits(job["limits"])
+        if harness_seccomp.supported():  # the judge is our parent; we lead our own group
+            harness_seccomp.install(own_group=os.getpid(), judge=os.getppid())
+        elif job["isolated"]:
+            raise OSError("no syscall filter for this machine's architecture")
         sys.argv = ["program"]
         namespace = {"__name__": "__sandbox__", "__builtins__": builtins}
         try:
             exec(compile(job["program"], "<program>", "exec"), namespace)
         except BaseException as exc:  # SystemExit too: the program refused to load
-            write_frame(4, {"load_error": f"{type(exc).__name__}: {exc}"[:2000]})
+            write_frame(4, {"load_error": f"{type(exc).__name__}: {exc}"[:2000]},
+                        PROGRAM_WIRE_VERSION)
             raise SystemExit(0)
         callables = sorted(k for k,
                            v in namespace.items() if callable(v) and not k.startswith("__"))
-        write_frame(4, {"names": callables})
+        write_frame(4, {"names": callables}, PROGRAM_WIRE_VERSION)
         serve_calls(namespace)
     finally:
         os._exit(0)
@@ -138,12 +108,13 @@ def serve_calls(namespace):
     while True:
         name, args, kwargs = read_frame(3)
         try:
-            reply = {"value": marshal.dumps(namespace[name](*args, **kwargs))}
+            reply = {"value": marshal.dumps(namespace[name](*args, **kwargs),
+                                            PROGRAM_WIRE_VERSION)}
         except BaseException as exc:
             reply = {"raised": type(exc).__name__, "message": str(exc)[:2000]}
         sys.stdout.flush()
         sys.stderr.flush()
-        write_frame(4, reply)
+        write_frame(4, reply, PROGRAM_WIRE_VERSION)
 
 
 # ----------------------------------------------------------------- judge ----
@@ -154,9 +125,10 @@ class Program:
         self.requests_fd, self.replies_fd, self.deadline = requests_fd, replies_fd, deadline
 
     def receive(self):
+        """The program's next message, checked as plain data before it is built."""
         try:
-            return read_frame(self.replies_fd, self.deadline)
-        except (EOFError, OSError, ValueError, TypeError) as exc:
+            return plain_loads(read_payload(self.replies_fd, self.deadline))
+        except (EOFError, OSError, ValueError, TypeError, MemoryError) as exc:
             raise ProgramGone(f"the program process ended or broke the protocol ({exc})") from None
 
     def call(self, name, args, kwargs):
@@ -173,16 +145,11 @@ class Program:
             if type(reply["value"]) is not bytes:
                 raise ProgramGone("malformed reply")
             try:
-                value = marshal.loads(reply["value"])
-            except (EOFError, ValueError, TypeError):
-                raise ProgramGone("malformed reply") from None
-            check_plain(value)
-            return value
+                return plain_loads(reply["value"])
+            except (EOFError, ValueError, TypeError, MemoryError) as exc:
+                raise ProgramGone(f"malformed reply ({exc})") from None
         if "raised" in reply:
-            kind = getattr(builtins, str(reply["raised"]), None)
-            if not (isinstance(kind, type) and issubclass(kind, Exception)):
-                kind = RemoteError
-            raise kind(str(reply.get("message", "")))
+            raise program_exception(str(reply["raised"]), str(reply.get("message", "")))
         raise ProgramGone(f"the program could not answer: {str(reply.get('error'))[:200]}")
 
     def proxy(self, name):
@@ -193,13 +160,33 @@ class Program:
         return call_in_sandbox
 
 
+def program_exception(name, message):
+    """The exception the tests see for one the program raised: a built-in type keeps its type
+    (tests that expect a ValueError still work), except those that steer control flow and
+    anything else, which arrive as RemoteError."""
+    kind = getattr(builtins, name, None)
+    if not (isinstance(kind, type) and issubclass(kind, Exception)) or issubclass(kind,
+                                                                                  CONTROL_FLOW):
+        return RemoteError(f"{name}: {message}")
+    try:
+        return kind(message)
+    except Exception:  # a type whose constructor wants more (UnicodeDecodeError)
+        return RemoteError(f"{name}: {message}")
+
+
 class Units:
-    """Pass/fail of each assert of the tests (rewritten into `__unit__(index, ok)` calls)."""
+    """Pass/fail of each assert of the tests (rewritten into `__unit__(index, value)` calls).
+    The truth of the value is taken here, with the judge's own `bool`, so a test namespace in
+    which a name like `bool` was replaced cannot decide it."""
 
     def __init__(self, total):
         self.total, self.passed, self.failed = total, set(), set()
 
-    def record(self, index, ok):
+    def record(self, index, value):
+        try:
+            ok = builtins.bool(value)
+        except Exception:
+            ok = False
         (self.passed if ok else self.failed).add(index)
 
     def passed_count(self):
@@ -219,6 +206,8 @@ def judge_main(job):
             program_main(job, requests_r, replies_w, output_path)
         os.close(requests_r)
         os.close(replies_w)
+        limit = job["limits"]["judge_memory_bytes"]  # whatever a reply makes it build
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         spec = read_frame(0)  # tests, context, exposed names, secret; only now, after the fork
         deadline = start + spec["timeout_s"]
         verdict = judge(Program(requests_w, replies_r, deadline), spec)
@@ -245,7 +234,7 @@ def judge(program, spec):
         namespace = {"__name__": "__tests__", "__builtins__": builtins}
         if spec["context"]:
             exec(compile(spec["context"], "<context>", "exec"), namespace)
-        for name in names if spec["expose"] is None else spec["expose"]:
+        for name in exposed(names, spec["expose"], namespace):
             namespace[name] = program.proxy(name)
         namespace["__unit__"] = units.record
         exec(compile(spec["tests"], "<tests>", "exec"), namespace)
@@ -261,9 +250,17 @@ def judge(program, spec):
     return dict(counts(), status="pass", error=None)
 
 
+def exposed(names, declared, namespace):
+    """The program names the tests can reach: the task's declared ones, or, when it declares
+    none, every callable the program defined except built-in names (`bool`, `len`, `sum`, ...),
+    dunder names and what the trusted context defined, which the program can never replace."""
+    if declared is not None:
+        return declared
+    return [n for n in names if not (hasattr(builtins, n) or n.startswith("__") or n in namespace)]
+
+
 def hello_names(hello):
     """The program's first message: its callable names, or why it failed to load."""
-    check_plain(hello)
     if type(hello) is dict and "load_error" in hello:
         raise ProgramGone("the program failed to load: " + str(hello["load_error"]))
     if type(hello) is not dict or type(hello.get("names")) is not list:
@@ -284,13 +281,21 @@ def stop_process_group(pid):
 
 
 def read_output(path, limit):
+    """The program's output file, if it is still a regular file (a FIFO or device put in its
+    place would block the judge: it is not read)."""
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(limit + 1)
-            size = os.fstat(fh.fileno()).st_size
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     except OSError:
         return "", 0
-    return data[:limit].decode("utf-8", "replace"), size
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return "(the program replaced its output file)", 0
+        return os.read(fd, limit + 1)[:limit].decode("utf-8", "replace"), info.st_size
+    except OSError:
+        return "", 0
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------- zygote ----
@@ -303,86 +308,35 @@ def make_non_dumpable():
     return libc
 
 
-def kill_everything_else():
-    """SIGKILL every process this uid may signal in the sandbox but this one and pid 1, until
-    none is left."""
-    for _ in range(10000):
-        try:
-            os.kill(-1, SIGKILL)
-        except ProcessLookupError:
-            break
-        try:
-            while os.waitpid(-1, os.WNOHANG)[0]:
-                pass
-        except ChildProcessError:
-            pass
-    try:
-        while True:
-            os.waitpid(-1, 0)
-    except ChildProcessError:
-        pass
+def join_fresh_session_keyring(libc):
+    """Leave the session keyring the trainer was started with (the program cannot reach any
+    keyring: its filter refuses the keyring syscalls)."""
+    import platform
 
-
-def remove_tree(path, keep_top=True):
-    """Delete everything under `path`, restoring permissions the program may have removed."""
-    try:
-        entries = os.listdir(path)
-    except OSError:
-        return
-    for name in entries:
-        child = os.path.join(path, name)
-        try:
-            if os.path.isdir(child) and not os.path.islink(child):
-                os.chmod(child, 0o700)
-                remove_tree(child, keep_top=False)
-            else:
-                os.unlink(child)
-        except OSError:
-            pass
-    if not keep_top:
-        try:
-            os.rmdir(path)
-        except OSError:
-            pass
-
-
-def remove_ipc_objects(libc):
-    """System V shared memory, semaphores and message queues outlive their creator: drop them."""
-    for kind, remove in (("shm", libc.shmctl), ("sem", libc.semctl), ("msg", libc.msgctl)):
-        try:
-            with open("/proc/sysvipc/" + kind) as fh:
-                rows = fh.read().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            ident = int(row.split()[1])
-            if kind == "sem":
-                remove(ident, 0, IPC_RMID)
-            else:
-                remove(ident, IPC_RMID, None)
-
-
-def clean_up(isolated, libc, scratch_dirs):
-    if isolated:  # inside our own pid namespace: everything but us belongs to the finished job
-        kill_everything_else()
-        remove_ipc_objects(libc)
-    for path in scratch_dirs:
-        remove_tree(path)
+    number = KEYCTL_JOIN_SESSION_KEYRING.get(platform.machine())
+    if number is not None:
+        libc.syscall(number, 1, None)  # KEYCTL_JOIN_SESSION_KEYRING(NULL): a new anonymous one
 
 
 def main():
     libc = make_non_dumpable()
+    # pid 1 of a pid namespace gets only the signals it handles: handle none (Python's own
+    # SIGINT handler would let a program's SIGINT end the sandbox)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    join_fresh_session_keyring(libc)
     channel_in, channel_out = int(sys.argv[1]), int(sys.argv[2])
     os.dup2(channel_in, 0)  # the host channel: jobs in on 0, verdicts out on 1
     os.dup2(channel_out, 1)
     os.closerange(3, 1 << 16)
     config = read_frame(0)
+    baseline = harness_cleanup.own_state()
     gc.freeze()  # forks share the zygote's objects; keep the collector from touching (copying) them
     while True:
         try:
             job = read_frame(0)
         except EOFError:
             return
+        job["isolated"] = config["isolated"]
         os.makedirs(job["workdir"], mode=0o700, exist_ok=True)
         pid = os.fork()
         if pid == 0:
@@ -392,8 +346,11 @@ def main():
             write_frame(
                 1, {"status": "error", "error": "the judge process was killed", "secret": None}
             )
-        clean_up(config["isolated"], libc, config["scratch_dirs"])
-        write_frame(1, {"ready": True})
+        harness_cleanup.clean_up(config["isolated"], libc, config["scratch_dirs"])
+        left = harness_cleanup.leftovers(config["isolated"], config["scratch_dirs"], baseline)
+        write_frame(1, {"ready": not left, "left": left})
+        if status != 0 or left:  # the host starts a fresh sandbox for the next job
+            return
 
 
 if __name__ == "__main__":

@@ -12,9 +12,13 @@ from pathlib import Path
 from typing import Optional
 
 HARNESS = Path(__file__).with_name("harness.py")
+# the harness and the modules it imports, each a read-only file in /sandbox inside
+HARNESS_FILES = tuple(Path(__file__).with_name(n) for n in (
+    "harness.py", "harness_wire.py", "harness_seccomp.py", "harness_cleanup.py"))
 HARNESS_IN_SANDBOX = "/sandbox/harness.py"
 SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 FALLBACK_PYTHON = "/usr/bin/python3"
+JUDGE_MIN_MEMORY_MB = 1024
 
 
 class SandboxUnavailable(RuntimeError):
@@ -99,8 +103,8 @@ def _system_mounts(python: str) -> list[str]:
         elif os.path.isdir(path):
             args += ["--ro-bind", path, path]
     prefix = os.path.dirname(os.path.dirname(python))  # .../bin/python3.x -> ...
-    if not python.startswith("/usr/local/"):
-        args += ["--tmpfs", "/usr/local"]  # host-installed tools and packages are not the program's
+    if not python.startswith("/usr/local/"):  # host-installed tools are not the program's
+        args += ["--tmpfs", "/usr/local", "--remount-ro", "/usr/local"]
     if not prefix.startswith("/usr"):
         args += ["--ro-bind", prefix, prefix]
     return args
@@ -134,9 +138,12 @@ class UidLease:
 
 
 def bwrap_launch(
-    settings: SandboxSettings, uid: Optional[int], harness_fd: int, channel: tuple[int, int]
+    settings: SandboxSettings, uid: Optional[int], harness_fds: list[int], channel: tuple[int, int]
 ) -> Launch:
-    """`uid`: the worker's leased uid when started as root (None: run as ourselves)."""
+    """`uid`: the worker's leased uid when started as root (None: run as ourselves);
+    `harness_fds`: memory files holding HARNESS_FILES, in order. The only writable places are
+    /tmp and /dev/shm, each a tmpfs of tmp_size_mb wiped after every job; /dev and /usr/local
+    are read-only."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise SandboxUnavailable(
@@ -154,9 +161,12 @@ def bwrap_launch(
         bwrap, "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
         "--unshare-cgroup-try", "--disable-userns", "--die-with-parent", "--new-session",
         "--as-pid-1", "--uid", str(uid), "--gid", str(uid), "--cap-drop", "ALL", "--hostname",
-        "sandbox", *_system_mounts(python), "--proc", "/proc", "--dev", "/dev", "--size",
-        str(settings.tmp_size_mb << 20), "--tmpfs", "/tmp", "--perms", "0444", "--ro-bind-data",
-        str(harness_fd), HARNESS_IN_SANDBOX, "--remount-ro", "/", "--chdir", "/tmp", "--clearenv",
+        "sandbox", *_system_mounts(python), "--proc", "/proc", "--dev", "/dev", "--perms", "1777",
+        "--size", str(settings.tmp_size_mb << 20), "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
+        "--size", str(settings.tmp_size_mb << 20), "--tmpfs", "/tmp",
+        *[arg for fd, path in zip(harness_fds, HARNESS_FILES)
+          for arg in ("--perms", "0444", "--ro-bind-data", str(fd), f"/sandbox/{path.name}")],
+        "--remount-ro", "/", "--chdir", "/tmp", "--clearenv",
         "--setenv", "PATH", "/usr/bin:/bin", python, "-I", "-S", HARNESS_IN_SANDBOX,
         *map(str, channel),
     ]
@@ -185,6 +195,8 @@ def process_limits(settings: SandboxSettings, user: Optional[int]) -> dict:
         "cpu_s": int(settings.timeout_s) + 1,
         "memory_bytes": settings.memory_mb << 20, "processes": processes,
         "file_bytes": settings.max_file_mb << 20, "open_files": settings.max_open_files,
+        # the judge: the trusted tests and whatever the program's replies decode to
+        "judge_memory_bytes": max(2 * settings.memory_mb, JUDGE_MIN_MEMORY_MB) << 20,
     }
 
 

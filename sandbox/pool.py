@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from sandbox.launch import (
-    HARNESS,
+    HARNESS_FILES,
     Launch,
     SandboxSettings,
     SandboxUnavailable,
@@ -80,12 +80,12 @@ class Worker:
         self._uid: Optional[UidLease] = None  # root only: this worker's own uid
 
     # ------------------------------------------------------------ lifecycle ----
-    def _launch(self, channel: tuple[int, int], harness_fd: int) -> Launch:
+    def _launch(self, channel: tuple[int, int], harness_fds: list[int]) -> Launch:
         if self.settings.backend == "bwrap":
             if os.geteuid() == 0 and self._uid is None:
                 self._uid = UidLease(self.settings.uid_base)
             return bwrap_launch(
-                self.settings, self._uid.uid if self._uid else None, harness_fd, channel
+                self.settings, self._uid.uid if self._uid else None, harness_fds, channel
             )
         self._unsafe_dir = self._unsafe_dir or tempfile.mkdtemp(prefix="hybrid-rl-unsafe-")
         python = choose_python(self.settings, switching_uid=False)
@@ -94,21 +94,23 @@ class Worker:
     def start(self) -> None:
         to_harness_r, to_harness_w = os.pipe()
         from_harness_r, from_harness_w = os.pipe()
-        harness_fd = os.memfd_create("harness")
-        os.write(harness_fd, HARNESS.read_bytes())
-        os.lseek(harness_fd, 0, os.SEEK_SET)
+        harness_fds = []
+        for path in HARNESS_FILES:
+            harness_fds.append(os.memfd_create(path.stem))
+            os.write(harness_fds[-1], path.read_bytes())
+            os.lseek(harness_fds[-1], 0, os.SEEK_SET)
         try:
-            self.launch = self._launch((to_harness_r, from_harness_w), harness_fd)
+            self.launch = self._launch((to_harness_r, from_harness_w), harness_fds)
             self.stderr = tempfile.TemporaryFile()
             user = self.launch.user
             self.proc = subprocess.Popen(
                 self.launch.argv, env={}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=self.stderr,
-                pass_fds=(to_harness_r, from_harness_w, harness_fd), start_new_session=True,
+                pass_fds=(to_harness_r, from_harness_w, *harness_fds), start_new_session=True,
                 user=user, group=user, extra_groups=[] if user is not None else None,
             )
         finally:
-            for fd in (to_harness_r, from_harness_w, harness_fd):
+            for fd in (to_harness_r, from_harness_w, *harness_fds):
                 os.close(fd)
         self.to_harness, self.from_harness = to_harness_w, from_harness_r
         self.jobs_done = 0
@@ -168,15 +170,24 @@ class Worker:
                 }
             )
             verdict = self._receive(deadline)
-            if self._receive(deadline) != {"ready": True}:
-                raise _Broken("no ready message after the verdict")
         except _Broken as exc:
             reason = self._harness_failure(str(exc))
             self.stop()
             status = "timeout" if time.monotonic() >= deadline else "error"
             return ExecResult(status, error=reason, duration_s=time.monotonic() - started)
         self.jobs_done += 1
+        self._await_clean_sandbox(deadline)
         return self._result(verdict, secret, started)
+
+    def _await_clean_sandbox(self, deadline: float) -> None:
+        """After the verdict the zygote wipes the job and checks that nothing is left; a
+        sandbox that is not clean (or says nothing) is replaced before the next job."""
+        try:
+            ready = self._receive(deadline + REPLY_GRACE_S)
+        except _Broken:
+            ready = None
+        if type(ready) is not dict or ready.get("ready") is not True:
+            self.stop()
 
     def _result(self, verdict, secret: bytes, started: float) -> ExecResult:
         forged = type(verdict) is not dict or verdict.get("secret") != secret

@@ -3,13 +3,15 @@
 `assert cond, msg` becomes
 
     try:
-        __unit_ok__ = bool(cond)
+        __unit_ok__ = cond
     except Exception:
         __unit_ok__ = False
     __unit__(k, __unit_ok__)
 
 so the judge learns which asserts held (partial credit) while the test code still runs to its
-end. Runs on the host, so the program never sees the rewritten tests either.
+end. The truth of the value is taken inside `__unit__`, with the judge's own `bool`: no name
+in the test namespace decides it. Runs on the host, so the program never sees the rewritten
+tests either.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from functools import lru_cache
 
 _TEMPLATE = """
 try:
-    __unit_ok__ = bool(COND)
+    __unit_ok__ = COND
 except Exception:
     __unit_ok__ = False
 __unit__(INDEX, __unit_ok__)
@@ -31,7 +33,7 @@ class _AssertToUnit(ast.NodeTransformer):
 
     def visit_Assert(self, node: ast.Assert):
         body = ast.parse(_TEMPLATE).body
-        body[0].body[0].value.args[0] = node.test
+        body[0].body[0].value = node.test
         body[1].value.args[0] = ast.Constant(self.count)
         self.count += 1
         for stmt in body:
