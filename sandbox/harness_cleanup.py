@@ -84,9 +84,10 @@ def clean_up(isolated, libc, scratch_dirs):
 
 
 def own_state():
-    """This process's (pid 1's) limits and priority, which no job may change."""
+    """This process's (pid 1's) limits, priority and scheduling, which no job may change."""
     return {"limits": [resource.getrlimit(r) for r in LIMITS],
-            "nice": os.getpriority(os.PRIO_PROCESS, 0)}
+            "nice": os.getpriority(os.PRIO_PROCESS, 0), "cpus": os.sched_getaffinity(0),
+            "scheduler": os.sched_getscheduler(0)}
 
 
 def leftovers(isolated, scratch_dirs, baseline):
@@ -96,7 +97,7 @@ def leftovers(isolated, scratch_dirs, baseline):
         left += [f"process {p}" for p in os.listdir("/proc") if p.isdigit() and p != "1"]
         left += [f"System V {k} object" for k in ("shm", "sem", "msg") if _ipc_rows(k)]
     if own_state() != baseline:
-        left.append("pid 1's limits or priority changed")
+        left.append("pid 1's limits, priority or scheduling changed")
     return left[:10]
 
 

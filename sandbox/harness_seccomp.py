@@ -9,8 +9,10 @@ Refused with EPERM, for the program and everything it starts:
   kexec loading, and POSIX message queues (`mq_*`, which outlive a job);
 - reaching the sandbox's pid 1 or the judge: signals (`kill`, `tkill`, `tgkill`,
   `rt_sigqueueinfo`, `rt_tgsigqueueinfo`, `pidfd_open`) to pid 1, the judge, or every process
-  (-1) or a process group other than the program's own; `prlimit64` on any process but the
-  caller; `setpriority` on any process but the caller.
+  (-1) or a process group other than the program's own; changing another process's limits,
+  priority, scheduling, CPU affinity, I/O priority or memory placement (`prlimit64`,
+  `setpriority`, `sched_set*`, `ioprio_set`, `migrate_pages`, `move_pages` on anything but
+  the caller).
 A syscall of another architecture (x32 or 32-bit on x86-64) kills the process.
 """
 import ctypes
@@ -31,6 +33,8 @@ ARCH = {
         # checked per call: the target process is the first argument
         "kill": 62, "tkill": 200, "tgkill": 234, "rt_sigqueueinfo": 129,
         "rt_tgsigqueueinfo": 297, "pidfd_open": 434, "prlimit64": 302, "setpriority": 141,
+        "sched_setparam": 142, "sched_setscheduler": 144, "sched_setaffinity": 203,
+        "sched_setattr": 314, "ioprio_set": 251, "migrate_pages": 256, "move_pages": 279,
     }),
     "aarch64": (0xC00000B7, None, {
         "keyctl": 219, "add_key": 217, "request_key": 218, "ptrace": 117,
@@ -43,10 +47,15 @@ ARCH = {
         "mq_notify": 184, "mq_getsetattr": 185, "open_by_handle_at": 265,
         "kill": 129, "tkill": 130, "tgkill": 131, "rt_sigqueueinfo": 138,
         "rt_tgsigqueueinfo": 240, "pidfd_open": 434, "prlimit64": 261, "setpriority": 140,
+        "sched_setparam": 118, "sched_setscheduler": 119, "sched_setaffinity": 122,
+        "sched_setattr": 274, "ioprio_set": 30, "migrate_pages": 238, "move_pages": 239,
     }),
 }
 SIGNALLING = ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_open")
-SELF_ONLY = {"prlimit64": 0, "setpriority": 1}  # syscall -> the argument naming the process
+# syscall -> the argument naming the process, which must be 0 (the caller)
+SELF_ONLY = {"prlimit64": 0, "setpriority": 1, "sched_setparam": 0, "sched_setscheduler": 0,
+             "sched_setaffinity": 0, "sched_setattr": 0, "ioprio_set": 1, "migrate_pages": 0,
+             "move_pages": 0}
 LD_W_ABS, JEQ_K, JGT_K, RET_K = 0x20, 0x15, 0x25, 0x06
 ALLOW, KILL, EPERM = 0x7FFF0000, 0x80000000, 0x00050000 | 1
 PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
