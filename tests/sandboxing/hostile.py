@@ -15,7 +15,8 @@ BUILTIN_TESTS = (
     "assert isinstance(add(1, 1), int) and sorted([add(2, 2), add(0, 1)]) == [1, 4]\n"
 )
 WRONG_ADD = "def add(a, b):\n    return 0\n"
-RAW = "import marshal, os\ndef send(payload):\n    os.write(4, len(payload).to_bytes(4, 'big') + payload)\n"
+RAW = ("import marshal, os\ndef send(payload):\n"
+       "    os.write(4, len(payload).to_bytes(4, 'big') + payload)\n")
 
 # ------------------------------------------- names the tests rely on, replaced by the program
 NAME_FORGERY = [

@@ -5,6 +5,8 @@ proves forgery; each runs in a one-shot sandbox (`run_tests`) and in the warm po
 import time
 
 import pytest
+
+from sandbox import Job, SandboxPool, SandboxSettings, run_tests
 from sandboxing.conftest import ADD_OK
 from sandboxing.hostile import (
     ADD_TESTS,
@@ -15,10 +17,9 @@ from sandboxing.hostile import (
     SYSCALL_TESTS,
     SYSCALLS,
 )
+from sandboxing.hostile_heldout import HELDOUT, HELDOUT_SYSCALLS
 
-from sandbox import Job, SandboxPool, SandboxSettings, run_tests
-
-CASES = NAME_FORGERY + CONTROL_FLOW + JUDGE_LIMITS
+CASES = NAME_FORGERY + CONTROL_FLOW + JUDGE_LIMITS + HELDOUT
 TIMEOUT_S = 3.0
 
 
@@ -45,14 +46,15 @@ def test_a_hostile_program_never_passes_and_never_stalls_the_judge(warm_pool, mo
         assert warm_pool.run(Job(ADD_OK, ADD_TESTS)).passed
 
 
+@pytest.mark.parametrize("program", [SYSCALLS, HELDOUT_SYSCALLS], ids=["dev", "heldout"])
 @pytest.mark.parametrize("mode", ["one_shot", "warm_pool"])
-def test_the_kernel_surfaces_pid_1_and_the_judge_are_out_of_reach(warm_pool, mode):
+def test_the_kernel_surfaces_pid_1_and_the_judge_are_out_of_reach(warm_pool, mode, program):
     """The program reports which attempts succeeded; the tests pass only if none did."""
     tests = "assert add(2, 3) == []\n"
     if mode == "one_shot":
-        result = run_tests(SYSCALLS, tests, timeout_s=TIMEOUT_S, memory_mb=512)
+        result = run_tests(program, tests, timeout_s=TIMEOUT_S, memory_mb=512)
     else:
-        result = warm_pool.run(Job(SYSCALLS, tests))
+        result = warm_pool.run(Job(program, tests))
     assert result.passed, result
     assert SYSCALL_TESTS  # the same program with the plain tests fails: its add is wrong
     assert run_tests(SYSCALLS, SYSCALL_TESTS, timeout_s=TIMEOUT_S, memory_mb=512).status == "fail"
