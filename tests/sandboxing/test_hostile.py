@@ -115,3 +115,10 @@ def test_one_job_cannot_break_the_sandbox_for_the_next(single_pool):
     assert single_pool.run(Job(breaker, ADD_TESTS)).status == "fail"
     for _ in range(5):
         assert single_pool.run(Job(ADD_OK, ADD_TESTS)).passed
+
+
+def test_the_judge_runs_under_its_own_memory_limit(warm_pool):
+    """The trusted tests run in the judge: they can see its address-space limit."""
+    tests = ("import resource\nassert resource.getrlimit(resource.RLIMIT_AS)[0] == 1 << 30\n"
+             + ADD_TESTS)
+    assert warm_pool.run(Job(ADD_OK, tests)).passed
