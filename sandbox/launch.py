@@ -39,7 +39,7 @@ class SandboxSettings:
     max_output_bytes: int = 4096
     max_file_mb: int = 16  # largest file the program may write
     max_open_files: int = 64
-    tmp_size_mb: int = 64  # size of the sandbox's writable /tmp (memory-backed)
+    tmp_size_mb: int = 64  # size of each writable place, /tmp and /dev/shm (memory-backed)
     # sandbox restarted (fresh namespaces) after this many jobs; 1 = every job
     jobs_per_sandbox: int = 100
     uid_base: int = 61000  # when started as root, each worker leases its own uid from uid_base up
