@@ -56,7 +56,7 @@ def test_bad_model_paths_give_clear_errors(tmp_path):
 
 def test_completion_mask_stops_after_first_eos():
     ids = torch.tensor([[5, 2, 7, 2], [5, 6, 7, 8]])
-    mask, truncated = completion_mask_from(ids, eos_token_id=2)
+    mask, truncated = completion_mask_from(ids, eos_ids=2)
     assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
     assert truncated.tolist() == [False, True]
 

@@ -10,7 +10,7 @@ plain arguments.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Optional
+from typing import Iterator, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
@@ -56,8 +56,13 @@ class RecipeConfig:
             if is_dataclass(section):
                 found += [f"{f.name}.{p}" for p in section.problems()]
         found += list(positive("num_threads", self.num_threads))
+        found += list(self.cross_section_problems())
         if found:
             raise ConfigError("invalid config:\n  " + "\n  ".join(found))
+
+
+    def cross_section_problems(self) -> Iterator[str]:
+        return iter(())
 
 
 @dataclass
@@ -72,6 +77,16 @@ class Config(RecipeConfig):
     deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)  # sharded training
     # where model-written code runs
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
+
+    def cross_section_problems(self) -> Iterator[str]:
+        # AdamW stepping bf16/fp16 weights directly rounds small updates (1e-6 of a weight of
+        # 1) to nothing: training in half precision needs DeepSpeed's fp32 master weights.
+        if self.model.dtype != "float32" and not (self.deepspeed.stage is not None
+                                                  and self.deepspeed.bf16
+                                                  and self.model.dtype == "bfloat16"):
+            yield (f"model.dtype: training {self.model.dtype} weights needs fp32 master weights: "
+                   "use deepspeed=ddp|zero2|zero3 with deepspeed.bf16=true and "
+                   "model.dtype=bfloat16 (as the presets do), or model.dtype=float32")
 
 
 @dataclass

@@ -53,7 +53,7 @@ def concat_batches(batches: Sequence[RolloutBatch], pad_token_id: int) -> Rollou
         extra = width - t.shape[1]
         if extra == 0:
             return t
-        filler = torch.full((t.shape[0], extra), value, dtype=t.dtype)
+        filler = torch.full((t.shape[0], extra), value, dtype=t.dtype, device=t.device)
         return torch.cat([filler, t] if left else [t, filler], dim=1)
 
     return RolloutBatch(

@@ -14,15 +14,35 @@ from hybrid_rl.rollout import RolloutBatch, concat_batches
 from hybrid_rl.rollout.token_sampler import sample
 
 
-def completion_mask_from(ids: torch.Tensor, eos_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """[N, T] ids -> (mask: 1 up to and including the first EOS, truncated: [N] no EOS at all)."""
-    is_eos = ids == eos_token_id
+def eos_token_ids(model, tokenizer) -> list[int]:
+    """Every id that ends a completion: the tokenizer's EOS and each one the model's
+    generation config names (Qwen2.5-Instruct stops on <|im_end|> and <|endoftext|>; a base
+    model's chat end token is in its generation config, not its tokenizer)."""
+    ids = [tokenizer.eos_token_id]
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids += configured if isinstance(configured, (list, tuple)) else [configured]
+    return sorted({int(i) for i in ids if i is not None})
+
+
+def completion_mask_from(ids: torch.Tensor,
+                         eos_ids: int | Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """[N, T] ids -> (mask: 1 up to and including the first EOS, truncated: [N] no EOS at all).
+    `eos_ids`: every id that ends a completion (eos_token_ids)."""
+    is_eos = torch.isin(ids, torch.tensor([eos_ids] if isinstance(eos_ids, int) else eos_ids))
     truncated = ~is_eos.any(dim=1)
     # Position of the first EOS (T where there is none); tokens at or before it count.
     first_eos = torch.where(truncated, ids.shape[1], is_eos.int().argmax(dim=1))
     positions = torch.arange(ids.shape[1]).unsqueeze(0)
     mask = (positions <= first_eos.unsqueeze(1)).long()
     return mask, truncated
+
+
+# generate() arguments that switch off every logits processor a generation config may set
+NEUTRAL_PROCESSORS = {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "typical_p": 1.0,
+                      "min_p": None, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
+                      "encoder_repetition_penalty": 1.0, "epsilon_cutoff": 0.0,
+                      "eta_cutoff": 0.0, "bad_words_ids": None, "suppress_tokens": None,
+                      "begin_suppress_tokens": None, "min_new_tokens": 0}
 
 
 class HFRollout:
@@ -32,6 +52,7 @@ class HFRollout:
         gather: Optional[Callable[[], contextlib.AbstractContextManager]] = None,
     ):
         self.policy, self.tokenizer = policy, tokenizer
+        self.eos_ids = eos_token_ids(policy, tokenizer)
         self.gather = gather  # ZeRO-3: a context in which the sharded parameters are whole
         self.max_new_tokens, self.temperature = max_new_tokens, temperature
         self.top_p, self.top_k = top_p, top_k
@@ -62,7 +83,7 @@ class HFRollout:
         if fast_llama.supports(self.policy):
             completion_ids, logprobs = sample(
                 self.policy, enc["input_ids"], enc["attention_mask"], n,
-                max_new_tokens=self.max_new_tokens, eos_token_id=tok.eos_token_id,
+                max_new_tokens=self.max_new_tokens, eos_token_ids=self.eos_ids,
                 pad_token_id=tok.pad_token_id, greedy=greedy, temperature=self.temperature,
                 top_k=self.top_k, top_p=self.top_p,
             )
@@ -75,7 +96,7 @@ class HFRollout:
         completion_ids, logprobs = completion_ids.cpu(), logprobs.float().cpu()
         prompt_ids = enc["input_ids"].repeat_interleave(n, dim=0)
         prompt_mask = enc["attention_mask"].repeat_interleave(n, dim=0)
-        mask, truncated = completion_mask_from(completion_ids, tok.eos_token_id)
+        mask, truncated = completion_mask_from(completion_ids, self.eos_ids)
         logprobs = torch.where(mask.bool(), logprobs, torch.zeros_like(logprobs))
         completion_ids = torch.where(mask.bool(), completion_ids, torch.full_like(completion_ids,
                                                                                   tok.pad_token_id))
@@ -85,11 +106,15 @@ class HFRollout:
         )
 
     def _hf_generate(self, enc, n: int, greedy: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """transformers' generate() for architectures the lean path does not cover."""
+        """transformers' generate() for architectures the lean path does not cover. Every
+        logits processor is set here: a model's generation config may carry its own
+        (repetition_penalty, top_k 20, ...), which would make the sampled log-probs differ from
+        the trainer's."""
         tok = self.tokenizer
         prompt_ids = enc["input_ids"].repeat_interleave(n, dim=0)
-        sampling = {} if greedy else {
-            "temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k or None,
+        sampling = NEUTRAL_PROCESSORS if greedy else {
+            **NEUTRAL_PROCESSORS, "temperature": self.temperature, "top_p": self.top_p,
+            "top_k": self.top_k,
         }
         out = self.policy.generate(
             input_ids=prompt_ids,
@@ -97,7 +122,7 @@ class HFRollout:
             do_sample=not greedy,
             max_new_tokens=self.max_new_tokens,
             pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id,
+            eos_token_id=self.eos_ids,
             return_dict_in_generate=True,
             output_scores=True,
             **sampling,

@@ -32,7 +32,7 @@ def process_logits(scores: torch.Tensor, temperature: float, top_k: int,
 
 def sample(
     model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, n: int, *,
-    max_new_tokens: int, eos_token_id: int, pad_token_id: int, greedy: bool,
+    max_new_tokens: int, eos_token_ids: list[int], pad_token_id: int, greedy: bool,
     temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompts [B, P] (left-padded) -> (completion ids [B*n, T], log-probs [B*n, T]); each
@@ -40,12 +40,12 @@ def sample(
     # Inference mode skips autograd's bookkeeping per operation; the results are copied out
     # of it, so the trainer can use them like any tensor.
     with torch.inference_mode():
-        tokens, logprobs = _sample(model, prompt_ids, prompt_mask, n, max_new_tokens, eos_token_id,
+        tokens, logprobs = _sample(model, prompt_ids, prompt_mask, n, max_new_tokens, eos_token_ids,
                                    pad_token_id, greedy, temperature, top_k, top_p)
     return tokens.clone(), logprobs.clone()
 
 
-def _sample(model, prompt_ids, prompt_mask, n, max_new_tokens, eos_token_id, pad_token_id, greedy,
+def _sample(model, prompt_ids, prompt_mask, n, max_new_tokens, eos_token_ids, pad_token_id, greedy,
             temperature, top_k, top_p) -> tuple[torch.Tensor, torch.Tensor]:
     # built once for the loop
     weights = fast_llama.LeanWeights(model, prompt_ids.shape[1] + max_new_tokens)
@@ -72,6 +72,7 @@ def _sample(model, prompt_ids, prompt_mask, n, max_new_tokens, eos_token_id, pad
     logprobs = torch.zeros(total, max_new_tokens, device=dev)
     # per batch row: EOS drawn at an earlier step
     finished = torch.zeros(total, dtype=torch.bool, device=dev)
+    eos = torch.tensor(eos_token_ids, device=dev)
     steps = 0
     for t in range(max_new_tokens):
         scores = (
@@ -85,7 +86,7 @@ def _sample(model, prompt_ids, prompt_mask, n, max_new_tokens, eos_token_id, pad
         logp = scores.log_softmax(dim=-1).gather(1, drawn.unsqueeze(1)).squeeze(1)
         tokens[rows, t] = drawn.masked_fill(finished, pad_token_id)  # finished rows stay padded
         logprobs[rows, t] = logp.masked_fill(finished, 0.0)
-        finished = finished | (drawn == eos_token_id)
+        finished = finished | torch.isin(drawn, eos)
         steps = t + 1
         if bool(finished.all()) or steps == max_new_tokens:  # rows dropped earlier had all finished
             break

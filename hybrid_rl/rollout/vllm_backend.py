@@ -23,7 +23,7 @@ from typing import Sequence
 import torch
 
 from hybrid_rl.rollout import RolloutBatch
-from hybrid_rl.rollout.hf import completion_mask_from
+from hybrid_rl.rollout.hf import completion_mask_from, eos_token_ids
 
 PROBE_TEXT = "12+34=46\n7*8=56\n"  # any fixed text; its tokens are scored after every sync
 
@@ -65,6 +65,7 @@ class VLLMRollout:
         )
         del max_batch_sequences  # the hf backend's chunking; vLLM's scheduler batches by itself
         self.broken: str | None = None
+        self.eos_ids = eos_token_ids(policy, tokenizer)  # vLLM's stops and the mask agree
         self._folder = tempfile.TemporaryDirectory(prefix="hybrid_rl_vllm_")
         policy.save_pretrained(self._folder.name)  # the engine starts from the policy as it is now
         context = getattr(policy.config, "max_position_embeddings", None)
@@ -94,7 +95,7 @@ class VLLMRollout:
         # logprobs=0: the sampled token's own log-prob, after temperature/top-k/top-p
         # (logprobs_mode=processed_logprobs), as the trainer's ratio expects.
         return SamplingParams(n=n, max_tokens=self.max_new_tokens, logprobs=0, detokenize=False,
-                              stop_token_ids=[self.tokenizer.eos_token_id], **sampling)
+                              stop_token_ids=self.eos_ids, **sampling)
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], n: int, *, greedy: bool = False) -> RolloutBatch:
@@ -117,7 +118,7 @@ class VLLMRollout:
                 completion_ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
                 logprobs[row, : len(tokens)] = torch.tensor([step[t].logprob for step,
                                                              t in zip(sample.logprobs, tokens)])
-        mask, truncated = completion_mask_from(completion_ids, tok.eos_token_id)
+        mask, truncated = completion_mask_from(completion_ids, self.eos_ids)
         logprobs = logprobs * mask
         texts = tok.batch_decode(completion_ids, skip_special_tokens=True)
         return RolloutBatch(enc["input_ids"].repeat_interleave(n, 0),

@@ -151,8 +151,9 @@ def find_checkpoint(path: str | Path) -> Optional[Path]:
 def load_trainer_state(folder: Path) -> dict[str, Any]:
     verify_manifest(folder)
     try:
-        # our own file: RNG states are tuples
-        return torch.load(folder / STATE_FILE, weights_only=False)
+        # our own file: RNG states are tuples. Onto the CPU: a state saved from cuda:0 must not
+        # land on cuda:0 in every process of the resumed run
+        return torch.load(folder / STATE_FILE, weights_only=False, map_location="cpu")
     except Exception as exc:
         raise CheckpointError(f"cannot read {folder / STATE_FILE}: {exc}") from exc
 

@@ -28,6 +28,12 @@ def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", 0))
 
 
+def local_gpu() -> int:
+    """This process's GPU index among those it sees: LOCAL_RANK, or 0 where a scheduler gives
+    each task a single GPU (CUDA_VISIBLE_DEVICES of one device while LOCAL_RANK is 3)."""
+    return local_rank() % max(torch.cuda.device_count(), 1)
+
+
 def is_main() -> bool:
     """Only this process writes logs, metrics and checkpoints."""
     return rank() == 0
@@ -71,7 +77,7 @@ def init_process_group() -> None:
             os.environ.setdefault(key, value)
         os.environ.setdefault("MASTER_PORT", str(_free_port()))
     if torch.cuda.is_available():
-        torch.cuda.set_device(local_rank())
+        torch.cuda.set_device(local_gpu())
     else:
         # DeepSpeed's CPU accelerator (gloo); without this it probes for a GPU and mpi4py.
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
@@ -88,7 +94,15 @@ def shutdown() -> None:
 
 def device() -> torch.device:
     """Where models live: this process's GPU when there is one, else the CPU."""
-    return torch.device("cuda", local_rank()) if torch.cuda.is_available() else torch.device("cpu")
+    return torch.device("cuda", local_gpu()) if torch.cuda.is_available() else torch.device("cpu")
+
+
+def collective_device() -> torch.device:
+    """Where tensors of a collective must live: NCCL (the GPU backend) takes only CUDA
+    tensors, gloo CPU ones."""
+    if dist.is_initialized() and dist.get_backend() == "nccl":
+        return device()
+    return torch.device("cpu")
 
 
 def barrier() -> None:
@@ -130,15 +144,16 @@ def mean_over_ranks(metrics: dict[str, float]) -> dict[str, float]:
     if not (dist.is_initialized() and dist.get_world_size() > 1) or not metrics:
         return metrics
     keys = sorted(metrics)
-    values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64)
+    values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64,
+                          device=collective_device())
     dist.all_reduce(values)
-    return dict(zip(keys, (values / dist.get_world_size()).tolist()))
+    return dict(zip(keys, (values / dist.get_world_size()).cpu().tolist()))
 
 
 def sum_over_ranks(value: float) -> float:
     if not (dist.is_initialized() and dist.get_world_size() > 1):
         return value
-    t = torch.tensor([float(value)], dtype=torch.float64)
+    t = torch.tensor([float(value)], dtype=torch.float64, device=collective_device())
     dist.all_reduce(t)
     return float(t.item())
 
@@ -148,6 +163,6 @@ def all_ranks_true(flag: bool) -> bool:
     rest)."""
     if not (dist.is_initialized() and dist.get_world_size() > 1):
         return flag
-    t = torch.tensor([1 if flag else 0])
+    t = torch.tensor([1 if flag else 0], device=collective_device())
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return bool(t.item())

@@ -38,7 +38,8 @@ def deepspeed_config(
     if s.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu"}
     if s.stage == 3:
-        # Gather whole layers for the lean forward pass and sampling; keep small tensors whole.
+        # Threshold 0: every parameter is partitioned, small ones too (the lean forward pass
+        # and sampling gather whole layers themselves).
         zero.update({"stage3_param_persistence_threshold": 0,
                      "stage3_gather_16bit_weights_on_model_save": False})
     return {
@@ -47,6 +48,8 @@ def deepspeed_config(
         "gradient_clipping": max_grad_norm, "zero_optimization": zero,
         # ZeRO-2 skips a step with NaN/inf gradients in fp32; in bf16 only when asked to
         "bf16": {"enabled": s.bf16, "check_grad_overflow": True} if s.bf16 else {"enabled": False},
+        # micro-batch gradients accumulate in fp32, not in the bf16 of the weights
+        **({"data_types": {"grad_accum_dtype": "fp32"}} if s.bf16 else {}),
         "zero_allow_untested_optimizer": True, "steps_per_print": 2**62,
         "wall_clock_breakdown": False,
     }
@@ -184,8 +187,13 @@ class ZeroEngine:
         from deepspeed.utils import safe_get_full_fp32_param
 
         dtype = next(self.module.parameters()).dtype
-        return {name: safe_get_full_fp32_param(p).detach().to(dtype).cpu()
-                for name, p in self.module.named_parameters()}
+        keep = distributed.is_main()  # only the process that writes needs a host copy
+        full = {}
+        for name, p in self.module.named_parameters():
+            tensor = safe_get_full_fp32_param(p)  # collective
+            if keep:
+                full[name] = tensor.detach().to(dtype).cpu()
+        return full
 
     def _base_state(self) -> dict:
         return self.optimizer.optimizer.state
@@ -205,15 +213,14 @@ class ZeroEngine:
 
         steps = [s["step"] for s in self._base_state().values() if "step" in s]
         step = torch.as_tensor(steps[0] if steps else 0.0, dtype=torch.float32).cpu()
-        state = {}
+        state, keep = {}, distributed.is_main()  # only the writing process keeps host copies
         if steps:
             for i, p in enumerate(self._params):
-                state[i] = {
-                    "step": step.clone(), **{
-                        k: safe_get_full_optimizer_state(p, k).detach().cpu()
-                        for k in ("exp_avg", "exp_avg_sq")
-                    },
-                }
+                moments = {k: safe_get_full_optimizer_state(p, k)  # collective
+                           for k in ("exp_avg", "exp_avg_sq")}
+                if keep:
+                    state[i] = {"step": step.clone(),
+                                **{k: v.detach().cpu() for k, v in moments.items()}}
         groups, start = [], 0
         for g, size in zip(self.client_optimizer.param_groups, self._group_sizes):
             groups.append({**{k: v for k, v in g.items() if k != "params"},
@@ -239,8 +246,10 @@ class ZeroEngine:
             return  # saved before the first step: nothing to restore
         step = float(next(iter(saved["state"].values()))["step"])
         # AdamW creates its state lazily at the first step; create it now so it can be filled.
+        on_device = any(g.get("fused") or g.get("capturable")
+                        for g in self.client_optimizer.param_groups)
         for shard in self._flat_shards():
-            self._base_state()[shard] = {"step": torch.tensor(step),
+            self._base_state()[shard] = {"step": step_tensor(step, shard, on_device),
                                          "exp_avg": torch.zeros_like(shard),
                                          "exp_avg_sq": torch.zeros_like(shard)}
         # ZeRO 0-2 link their views now
@@ -249,6 +258,12 @@ class ZeroEngine:
         for i, p in enumerate(self._params):
             for key in ("exp_avg", "exp_avg_sq"):
                 safe_set_full_optimizer_state(p, saved["state"][i][key], key)
+
+
+def step_tensor(step: float, shard: torch.Tensor, on_device: bool) -> torch.Tensor:
+    """AdamW's `step` state: a CPU scalar, except for the fused and capturable kernels, which
+    read it on the parameters' device (a CPU step makes a resumed fused CUDA run fail)."""
+    return torch.tensor(step, dtype=torch.float32, device=shard.device if on_device else "cpu")
 
 
 def reference_under_zero3(reference: torch.nn.Module) -> torch.nn.Module:
