@@ -26,7 +26,7 @@ class RolloutConfig:
     enforce_eager: bool = True
     # after each weight sync, the engine's log-probs on a probe text must match the policy's
     verify_sync: bool = True
-    # verify_sync: largest allowed log-prob gap (fp32; bf16 engines need about 0.1)
+    # verify_sync: largest allowed mean log-prob gap over the probe (fp32; bf16 engines: 0.1)
     sync_tolerance: float = 1e-3
 
     def problems(self) -> Iterator[str]:

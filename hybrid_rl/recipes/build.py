@@ -6,7 +6,7 @@ import logging
 import random
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -234,9 +234,23 @@ def build_composer(cfg: Config) -> RewardComposer:
     return RewardComposer({cfg.task.name: rules}, eps=cfg.trainer.advantage_eps)
 
 
-def build_rollout(cfg: RecipeConfig, policy, tokenizer, gather=None):
+def vllm_context(policy, tokenizer, prompts: Sequence[str], max_new_tokens: int) -> int:
+    """Tokens vLLM must fit per sequence: the longest prompt plus the completion limit, never
+    more than the model's context (32k-131k for real models, which the KV cache would
+    otherwise have to hold)."""
+    context = getattr(policy.config, "max_position_embeddings", None) or 2048
+    if not prompts:
+        return context
+    longest = max(len(ids) for ids in tokenizer(list(prompts), add_special_tokens=False)[
+        "input_ids"])
+    return min(context, longest + max_new_tokens)
+
+
+def build_rollout(cfg: RecipeConfig, policy, tokenizer, gather=None, prompts: Sequence[str] = ()):
     """The rollout backend. `gather` (ZeRO-3) makes the full weights present while the hf
-    backend samples from the training module; vLLM keeps its own copy and ignores it."""
+    backend samples from the training module; vLLM keeps its own copy and ignores it, and
+    sizes its context (and so its KV cache) to the longest of `prompts` plus
+    rollout.max_new_tokens rather than the model's whole context."""
     r = cfg.rollout
     settings = dict(max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
                     top_k=r.top_k, max_batch_sequences=r.max_batch_sequences)
@@ -245,7 +259,8 @@ def build_rollout(cfg: RecipeConfig, policy, tokenizer, gather=None):
                         kv_cache_gib=r.kv_cache_gib,
                         enforce_eager=r.enforce_eager, verify_sync=r.verify_sync,
                         sync_tolerance=r.sync_tolerance, seed=cfg.seed + distributed.rank(),
-                        dtype=cfg.model.dtype)
+                        dtype=cfg.model.dtype,
+                        max_model_len=vllm_context(policy, tokenizer, prompts, r.max_new_tokens))
     elif gather is not None and cfg.deepspeed.stage == 3:
         settings["gather"] = gather
     try:

@@ -87,7 +87,8 @@ def main(dcfg: DictConfig) -> float:
         if reference is not None:
             policy = load_policy(reference, dtype=cfg.model.dtype)
             _, reference_values, _ = greedy_scores(
-                build.build_rollout(cfg, policy, load_tokenizer(reference)),
+                build.build_rollout(cfg, policy, load_tokenizer(reference),
+                                    prompts=[s.prompt for s in held]),
                 held,
                 scorer,
                 ev.batch_size,
@@ -97,7 +98,8 @@ def main(dcfg: DictConfig) -> float:
             # every model samples from the same RNG state
             build.seed_everything(cfg.seed, cfg.num_threads)
             policy = load_policy(location, dtype=cfg.model.dtype)
-            rollout = build.build_rollout(cfg, policy, load_tokenizer(location))
+            rollout = build.build_rollout(cfg, policy, load_tokenizer(location),
+                                          prompts=[s.prompt for s in held])
             report, values = evaluate_model(
                 name, location, rollout, held, scorer,
                 accuracy_signal=cfg.task.accuracy_signal,

@@ -85,7 +85,8 @@ def setup(cfg: Config, run_dir: Path) -> Run:
                          micro_batch_size=t.micro_batch_size, max_grad_norm=t.max_grad_norm)
     run = Run(
         cfg, run_dir, engine.module, build.shard_reference(cfg, reference), tokenizer,
-        build.build_rollout(cfg, engine.module, tokenizer, gather=engine.gathered), scorer,
+        build.build_rollout(cfg, engine.module, tokenizer, gather=engine.gathered,
+                            prompts=[s.prompt for s in train + held]), scorer,
         composer, engine, scheduler,
         PromptStream(train, cfg.seed, distributed.rank(), distributed.world_size()), held,
         MetricsWriter(run_dir, cfg.logging.tensorboard,

@@ -26,7 +26,7 @@ def main(dcfg: DictConfig) -> float:
     policy, _ = build.load_models(cfg, location)
     scorer = build.build_scorer(cfg, run_dir)
     prepare_reward_model(cfg, location, tokenizer, train, scorer)
-    rollout = build.build_rollout(cfg, policy, tokenizer)
+    rollout = build.build_rollout(cfg, policy, tokenizer, prompts=[s.prompt for s in held])
     res = heldout_accuracy(rollout, held, scorer, cfg.task.accuracy_signal)
     scorer.close()
     out = run_dir / "model"

@@ -7,8 +7,11 @@ receive, and an engine whose reload failed half-way is unusable, so here:
 - a sync that raises, or leaves any engine parameter without new values, raises
   `WeightSyncError` and marks the engine broken: every later call raises too, training never
   goes on sampling from stale or mixed weights;
-- with `verify_sync`, the engine then scores a fixed probe sequence and its log-probs must
-  match the policy's within `sync_tolerance`.
+- with `verify_sync`, the engine then scores a fixed probe sequence and the mean |engine -
+  policy| log-prob over its tokens must stay within `sync_tolerance`. The mean, not the
+  largest: bf16 rounding moves a few early tokens by 0.2-0.3 while the mean stays near 0.06,
+  and weights one small update stale already move the mean to about 0.5 (measured on the
+  built-in model: tests/scale/test_gpu_readiness.py).
 The trainer also logs `rollout/logprob_gap_max`, the largest |vLLM - trainer| token log-prob
 gap on every training batch (hybrid_rl/algo/update.py).
 
@@ -25,7 +28,13 @@ import torch
 from hybrid_rl.rollout import RolloutBatch
 from hybrid_rl.rollout.hf import completion_mask_from, eos_token_ids
 
-PROBE_TEXT = "12+34=46\n7*8=56\n"  # any fixed text; its tokens are scored after every sync
+# any fixed text; its tokens are scored after every sync (long enough for a stable mean)
+PROBE_TEXT = "12+34=46\n7*8=56\n" * 4
+
+
+def probe_statistic(engine: torch.Tensor, trainer: torch.Tensor) -> float:
+    """What verify_sync compares with sync_tolerance: the mean absolute log-prob gap."""
+    return float((engine - trainer).abs().mean())
 
 
 class WeightSyncError(RuntimeError):
@@ -47,7 +56,8 @@ class VLLMRollout:
                  top_p: float = 1.0, top_k: int = 0, max_batch_sequences: int = 512,
                  gpu_memory_utilization: float = 0.3,
                  kv_cache_gib: float = 1.0, enforce_eager: bool = True, verify_sync: bool = True,
-                 sync_tolerance: float = 1e-3, seed: int = 0, dtype: str = "float32"):
+                 sync_tolerance: float = 1e-3, seed: int = 0, dtype: str = "float32",
+                 max_model_len: int | None = None):
         _configure_cpu_environment(kv_cache_gib)
         try:
             from vllm import LLM
@@ -68,12 +78,14 @@ class VLLMRollout:
         self.eos_ids = eos_token_ids(policy, tokenizer)  # vLLM's stops and the mask agree
         self._folder = tempfile.TemporaryDirectory(prefix="hybrid_rl_vllm_")
         policy.save_pretrained(self._folder.name)  # the engine starts from the policy as it is now
-        context = getattr(policy.config, "max_position_embeddings", None)
+        context = max_model_len or getattr(policy.config, "max_position_embeddings", None)
+        # Prefix caching: a prompt's G samples share its KV blocks instead of computing them G
+        # times.
         self.llm = LLM(
             model=self._folder.name, skip_tokenizer_init=True, dtype=dtype, seed=seed,
             enforce_eager=enforce_eager,
             gpu_memory_utilization=gpu_memory_utilization, max_model_len=context,
-            enable_prefix_caching=False, distributed_executor_backend="uni",
+            enable_prefix_caching=True, distributed_executor_backend="uni",
             logprobs_mode="processed_logprobs",
             worker_extension_cls="hybrid_rl.rollout.vllm_worker.WeightSyncWorker",
         )
@@ -150,12 +162,12 @@ class VLLMRollout:
             gap = self.probe_gap(policy)
             if not gap <= self.sync_tolerance:
                 self.broken = ("probe log-probs differ from the policy's "
-                               f"by {gap:.2e} > {self.sync_tolerance}")
+                               f"by {gap:.2e} on average > {self.sync_tolerance}")
                 raise WeightSyncError(f"vLLM weight sync did not take: {self.broken}")
 
     @torch.no_grad()
     def probe_gap(self, policy: torch.nn.Module) -> float:
-        """Largest |vLLM - policy| log-prob over the probe text's tokens (raw logits, no
+        """Mean |vLLM - policy| log-prob over the probe text's tokens (raw logits, no
         temperature)."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
@@ -173,5 +185,5 @@ class VLLMRollout:
         trainer = (
             torch.log_softmax(logits, -1).gather(-1, ids[0, 1:].unsqueeze(-1)).squeeze(-1).cpu()
         )
-        return float((engine - trainer).abs().max())
+        return probe_statistic(engine, trainer)
 

@@ -88,10 +88,10 @@ class TorchEngine:
     def gathered(self) -> Iterator[torch.nn.Module]:
         yield self.module
 
-    def full_state_dict(self) -> dict[str, torch.Tensor]:
+    def full_state_dict(self, every_rank: bool = False) -> dict[str, torch.Tensor]:
         return self.module.state_dict()
 
-    def optimizer_state(self) -> dict[str, Any]:
+    def optimizer_state(self, every_rank: bool = False) -> dict[str, Any]:
         return self.optimizer.state_dict()
 
     def load_optimizer_state(self, state: dict[str, Any]) -> None:
@@ -180,14 +180,15 @@ class ZeroEngine:
         with deepspeed.zero.GatheredParameters(list(self.module.parameters()), modifier_rank=None):
             yield self.module
 
-    def full_state_dict(self) -> dict[str, torch.Tensor]:
-        """Full fp32 master weights by name (collective: call on every rank)."""
+    def full_state_dict(self, every_rank: bool = False) -> dict[str, torch.Tensor]:
+        """Full fp32 master weights by name (collective: call on every rank). Only rank 0,
+        which writes checkpoints, keeps host copies, unless `every_rank`."""
         if self.settings.stage == 0:  # every rank holds everything
             return self.module.state_dict()
         from deepspeed.utils import safe_get_full_fp32_param
 
         dtype = next(self.module.parameters()).dtype
-        keep = distributed.is_main()  # only the process that writes needs a host copy
+        keep = every_rank or distributed.is_main()
         full = {}
         for name, p in self.module.named_parameters():
             tensor = safe_get_full_fp32_param(p)  # collective
@@ -205,15 +206,16 @@ class ZeroEngine:
             shards if shards is not None else self.optimizer.single_partition_of_fp32_groups
         )
 
-    def optimizer_state(self) -> dict[str, Any]:
-        """torch AdamW's state_dict layout with full tensors (collective: call on every rank)."""
+    def optimizer_state(self, every_rank: bool = False) -> dict[str, Any]:
+        """torch AdamW's state_dict layout with full tensors (collective: call on every rank;
+        the moments are kept on rank 0 only, unless `every_rank`)."""
         if self.settings.stage == 0:
             return self.client_optimizer.state_dict()
         from deepspeed.utils import safe_get_full_optimizer_state
 
         steps = [s["step"] for s in self._base_state().values() if "step" in s]
         step = torch.as_tensor(steps[0] if steps else 0.0, dtype=torch.float32).cpu()
-        state, keep = {}, distributed.is_main()  # only the writing process keeps host copies
+        state, keep = {}, every_rank or distributed.is_main()
         if steps:
             for i, p in enumerate(self._params):
                 moments = {k: safe_get_full_optimizer_state(p, k)  # collective

@@ -59,7 +59,7 @@ def engines(weights=None):
 
 
 def max_weight_gap(plain, zero) -> float:
-    full = zero.full_state_dict()  # collective: every rank calls it
+    full = zero.full_state_dict(every_rank=True)  # collective: every rank calls it
     return max((full[k] - v.detach()).abs().max().item() for k,
                v in plain.module.named_parameters())
 
@@ -83,7 +83,7 @@ def main() -> None:
         assert abs(plain_stats["grad_norm"] - zero_stats["grad_norm"]) < 1e-5
 
     # The portable optimizer state is torch AdamW's own, with full tensors ...
-    portable, reference = zero.optimizer_state(), plain.optimizer.state_dict()
+    portable, reference = zero.optimizer_state(every_rank=True), plain.optimizer.state_dict()
     for i, ref in reference["state"].items():
         for key in ("exp_avg", "exp_avg_sq"):
             assert torch.allclose(portable["state"][i][key], ref[key], atol=1e-7), (i, key)
@@ -106,7 +106,7 @@ def main() -> None:
 def skip_a_nonfinite_step_like_one_process(plain, zero, batch, adv, mine, settings) -> None:
     poisoned = adv.clone()
     poisoned[3] = float("nan")  # rank 0's second micro-batch: its first was already reduced
-    before = zero.full_state_dict()
+    before = zero.full_state_dict(every_rank=True)
     for engine, rows in ((plain, slice(None)), (zero, mine)):
         steps = engine.scheduler.last_epoch
         try:
@@ -116,7 +116,7 @@ def skip_a_nonfinite_step_like_one_process(plain, zero, batch, adv, mine, settin
         except NonFiniteLoss:
             pass
         assert engine.scheduler.last_epoch == steps  # the schedule did not advance
-    after = zero.full_state_dict()
+    after = zero.full_state_dict(every_rank=True)
     assert all(torch.equal(before[k], after[k]) for k in before)
     grpo_update(plain, None, batch, adv, settings)  # the next, finite step still agrees
     grpo_update(zero, None, batch.select(mine), adv[mine], settings)

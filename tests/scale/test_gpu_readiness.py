@@ -145,3 +145,31 @@ def test_half_precision_training_needs_fp32_master_weights():
     config = deepspeed_config(DeepSpeedSettings(2, bf16=True), 4, 1.0)
     assert config["data_types"] == {"grad_accum_dtype": "fp32"}
     assert config["bf16"]["check_grad_overflow"]
+
+
+def test_the_sync_check_tolerates_bf16_rounding_and_catches_stale_weights():
+    """The probe statistic against the bf16 tolerance (0.1): a bf16 copy of the policy (its
+    largest token gap is well above 0.1) passes; weights one small update stale fail."""
+    import copy
+
+    from test_fast_llama import TOK, llama
+
+    from hybrid_rl.rollout.vllm_backend import PROBE_TEXT, probe_statistic
+
+    ids = torch.tensor([TOK(PROBE_TEXT, add_special_tokens=False)["input_ids"]])
+
+    def logp(model):
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0, :-1].float()
+        return torch.log_softmax(logits, -1).gather(-1, ids[0, 1:, None]).squeeze(-1)
+
+    policy = llama()
+    bf16 = copy.deepcopy(policy).to(torch.bfloat16)
+    stale = copy.deepcopy(policy)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in stale.parameters():
+            p.add_(torch.randn_like(p) * 0.02 * p.abs().mean())
+    assert (logp(policy) - logp(bf16)).abs().max() > 0.1  # the old max-based check failed here
+    assert probe_statistic(logp(bf16), logp(policy)) < 0.1
+    assert probe_statistic(logp(stale), logp(policy)) > 0.1
