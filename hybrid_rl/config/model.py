@@ -52,7 +52,4 @@ class ModelConfig:
             yield f"path: source={self.source} needs model.path (or model.package)"
         if self.source == "gguf" and not self.gguf_file:
             yield "gguf_file: source=gguf needs the name of the .gguf file"
-        if self.source == "gguf" and self.warmup_sft:
-            yield ("warmup_sft: supported for builtin and hf models; "
-                   "run sft.py on an hf export of a gguf model")
         yield from (f"tiny.{p}" for p in self.tiny.problems())

@@ -1,8 +1,9 @@
 """Loading the policy, the frozen reference and the tokenizer.
 
 Three sources: the built-in tiny Llama (created locally, cached by its shape), any Hugging
-Face causal-LM folder or hub id, and GGUF files (de-quantised by transformers into
-trainable weights). A folder may also be named by an installed Python package that ships it.
+Face causal-LM folder or hub id, and GGUF files (de-quantised by transformers once, then
+cached as an ordinary Hugging Face folder: trainable and serialisable, with no quantizer
+attached). A folder may also be named by an installed Python package that ships it.
 """
 from __future__ import annotations
 
@@ -53,6 +54,31 @@ def publish_folder(folder: Path, write: Callable[[Path], object]) -> Path:
     except OSError:  # another process published it first
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def gguf_model_folder(location: str, gguf_file: str, cache_dir: str | Path) -> Path:
+    """A GGUF model as a plain Hugging Face folder (fp32 weights, its tokenizer and generation
+    config), converted once and cached: later runs skip the conversion, and checkpoints of it
+    save like any model (a model loaded from GGUF keeps transformers' quantizer mark, which
+    refuses `save_pretrained`)."""
+    source = Path(location) / gguf_file
+    stamp = source.stat().st_size if source.is_file() else None
+    folder = Path(cache_dir).expanduser() / "gguf" / settings_key(str(source), stamp)
+    if (folder / "config.json").is_file():
+        return folder
+
+    def convert(tmp: Path) -> None:
+        quantized = load_policy(location, gguf_file=gguf_file)
+        config = copy.deepcopy(quantized.config)
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        plain.load_state_dict(quantized.state_dict())
+        plain.generation_config = quantized.generation_config
+        plain.save_pretrained(tmp)
+        load_tokenizer(location, gguf_file).save_pretrained(tmp)
+
+    return publish_folder(folder, convert)
 
 
 def builtin_model_folder(tiny: dict, cache_dir: str | Path) -> Path:

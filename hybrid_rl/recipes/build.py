@@ -22,6 +22,7 @@ from hybrid_rl.models.loading import (
     builtin_model_folder,
     format_prompt,
     frozen_copy,
+    gguf_model_folder,
     load_policy,
     load_tokenizer,
     resolve_model_location,
@@ -104,14 +105,17 @@ def base_location(cfg: RecipeConfig) -> str:
     m = cfg.model
     if m.source == "builtin":
         return str(builtin_model_folder(asdict(m.tiny), cfg.cache_dir))
-    return resolve_model_location(m.source, m.path, m.package)
+    location = resolve_model_location(m.source, m.path, m.package)
+    if m.source == "gguf":  # from here on an ordinary Hugging Face folder
+        return str(gguf_model_folder(location, m.gguf_file, cfg.cache_dir))
+    return location
 
 
 def prepare_start(cfg: RecipeConfig, train: list[Sample], held: list[Sample]):
     """(starting-model location, tokenizer, train, held) with prompts in the model's format;
     runs or reuses the SFT warm-up when model.warmup_sft is set."""
     location = base_location(cfg)
-    tokenizer = load_tokenizer(location, cfg.model.gguf_file)
+    tokenizer = load_tokenizer(location)
     if cfg.model.chat_template:
         fmt = lambda s: replace(s, prompt=format_prompt(tokenizer, s.prompt, True))  # noqa: E731
         train, held = [fmt(s) for s in train], [fmt(s) for s in held]
@@ -132,7 +136,7 @@ def fit_context(
     cfg: RecipeConfig, location: str, tokenizer, train: list[Sample], held: list[Sample]
 ):
     """Check every prompt leaves room for rollout.max_new_tokens in the model's context."""
-    model_config = AutoConfig.from_pretrained(location, gguf_file=cfg.model.gguf_file)
+    model_config = AutoConfig.from_pretrained(location)
     context = getattr(model_config, "max_position_embeddings", None)
     if context is None:
         return train, held
@@ -158,8 +162,7 @@ def fit_context(
 def load_models(cfg: Config, location: str, policy_location: Optional[str] = None):
     """(policy, reference or None) on this process's device. The reference is always the
     starting model; the policy comes from `policy_location` when resuming."""
-    gguf = cfg.model.gguf_file if cfg.model.source == "gguf" else None
-    start = load_policy(location, dtype=cfg.model.dtype, gguf_file=gguf,
+    start = load_policy(location, dtype=cfg.model.dtype,
                         trust_remote_code=cfg.model.trust_remote_code)
     reference = frozen_copy(start) if cfg.trainer.beta > 0 else None
     policy = start if policy_location is None else load_policy(policy_location,

@@ -70,8 +70,7 @@ def prepare_reward_model(cfg: RecipeConfig, location: str, tokenizer, train: lis
 def policy_samples(cfg: RecipeConfig, location: str, tokenizer, prompts: list[str],
                    n: int) -> list[list[str]]:
     """n sampled completions of the starting policy per prompt (rollout settings)."""
-    policy = load_policy(location, dtype=cfg.model.dtype,
-                         gguf_file=cfg.model.gguf_file if cfg.model.source == "gguf" else None)
+    policy = load_policy(location, dtype=cfg.model.dtype)
     # transformers' sampling even under rollout=vllm: a second vLLM engine for this one-off
     # would keep its share of GPU memory for the whole run.
     r = cfg.rollout

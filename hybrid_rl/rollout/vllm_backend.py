@@ -78,7 +78,10 @@ class VLLMRollout:
         self.eos_ids = eos_token_ids(policy, tokenizer)  # vLLM's stops and the mask agree
         self._folder = tempfile.TemporaryDirectory(prefix="hybrid_rl_vllm_")
         policy.save_pretrained(self._folder.name)  # the engine starts from the policy as it is now
-        context = max_model_len or getattr(policy.config, "max_position_embeddings", None)
+        model_context = getattr(policy.config, "max_position_embeddings", None) or 2048
+        probe = tokenizer(PROBE_TEXT, add_special_tokens=False)["input_ids"][: model_context - 1]
+        # the rollouts' longest sequence, and the probe (scored with one generated token)
+        context = min(model_context, max(max_model_len or model_context, len(probe) + 1))
         # Prefix caching: a prompt's G samples share its KV blocks instead of computing them G
         # times.
         self.llm = LLM(
@@ -89,7 +92,7 @@ class VLLMRollout:
             logprobs_mode="processed_logprobs",
             worker_extension_cls="hybrid_rl.rollout.vllm_worker.WeightSyncWorker",
         )
-        self._probe = tokenizer(PROBE_TEXT, add_special_tokens=False)["input_ids"]
+        self._probe = probe
 
     # ---------------------------------------------------------------- sampling
     def _params(self, n: int, greedy: bool):
