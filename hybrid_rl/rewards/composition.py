@@ -6,6 +6,10 @@ Per signal and per task, in this order:
 2. normalise the applicable values: none, per-group z-score (the G completions of one prompt),
    or running z-score (mean/std over every value seen so far in this run, per task and signal);
 3. multiply by the task's weight and add. A signal with no opinion adds nothing.
+A gated signal's weighted values are then shifted within each group so that the lowest one is
+0: it only ever adds to the samples that passed its gate, so for any weight and any scores it
+never puts a sample that failed the gate above one that passed (the ranking among the passing
+samples is kept).
 
 Each sample is routed by its own task name, so a batch that mixes tasks needs no special case.
 Pure torch; the rules are plain arguments built from the task configs by hybrid_rl/recipes/build.py.
@@ -108,7 +112,10 @@ class RewardComposer:
                 rows = torch.tensor([t == task for t in tasks])
                 x = torch.where(rows, self._gated(raw, name, rule), torch.full((n,), math.nan))
                 x = self._normalized(x, rows, f"{task}/{name}", rule.normalize, group_size)
-                part += torch.where(torch.isnan(x), torch.zeros(n), x * rule.weight)
+                x = x * rule.weight
+                if rule.gate is not None:
+                    x = _floor_at_zero(x, group_size)
+                part += torch.where(torch.isnan(x), torch.zeros(n), x)
             parts[name] = part
             total += part
         return total, parts
@@ -138,6 +145,13 @@ class RewardComposer:
 
     def load_state_dict(self, state: dict) -> None:
         self.moments = {k: RunningMoments(*v) for k, v in state.items()}
+
+
+def _floor_at_zero(x: torch.Tensor, group_size: int) -> torch.Tensor:
+    """[N] -> [N]: each group's applicable (non-NaN) values minus their minimum."""
+    groups = x.view(-1, group_size)
+    lowest = torch.where(torch.isnan(groups), torch.full_like(groups, math.inf), groups).amin(1)
+    return (groups - lowest.unsqueeze(1)).view(-1)
 
 
 def _as_tensor(values: Sequence[Optional[float]]) -> torch.Tensor:
