@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument(
         "--prompt-tokens", type=int, default=256, help="longest prompt, in tokens (default 256)"
     )
+    parser.add_argument(
+        "--gpu-gib", type=float, default=80.0, help="memory of one GPU in GiB (default 80)"
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for train.py")
     args = parser.parse_args(argv)
 
@@ -64,10 +67,11 @@ def main(argv: list[str] | None = None) -> str:
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=args.overrides)
     t = cfg.trainer
-    per_process_sequences = t.prompts_per_step * t.num_generations // args.gpus
+    # every process samples prompts_per_step x num_generations (each rank draws its own)
     work = Workload(args.prompt_tokens, cfg.rollout.max_new_tokens, t.micro_batch_size,
-                    max(per_process_sequences, t.num_generations), cfg.model.dtype, t.beta,
-                    cfg.model.gradient_checkpointing, cfg.rollout.backend == "vllm")
+                    t.prompts_per_step * t.num_generations, cfg.model.dtype, t.beta,
+                    cfg.model.gradient_checkpointing, cfg.rollout.backend == "vllm",
+                    args.gpu_gib, cfg.rollout.gpu_memory_utilization)
     table = format_plan(architecture(cfg), work, args.gpus)
     print(table)
     return table

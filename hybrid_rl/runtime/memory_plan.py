@@ -1,22 +1,28 @@
 """Memory plan of a GRPO run per GPU, before renting the GPUs (`python scripts/memory_plan.py`).
 
-Counts, per process (one per GPU), in bytes:
-- parameters: the policy in its training dtype (ZeRO-3: 1/N of it);
-- gradients: same dtype and size as the parameters (ZeRO-2 and 3: 1/N);
+Counts, per process (one per GPU), in bytes; n parameters, b bytes per value of the training
+dtype, N processes:
+- parameters: the policy, n*b (ZeRO-3: 1/N of it);
+- gradients: n*b (ZeRO-2 and 3: 1/N), plus, in mixed precision, the fp32 gradient partition
+  the optimizer steps from (n*4/N);
 - optimizer: AdamW's two fp32 moments, plus an fp32 master copy when training in bf16
-  (ZeRO-2 and 3: 1/N; with offload they live in CPU memory instead);
+  (ZeRO-1 to 3: 1/N; with offload they live in CPU memory instead);
 - reference: the frozen reference model when beta > 0 (ZeRO-3: 1/N);
 - activations: kept for backward, per micro-batch. Without checkpointing, per layer and token
   about h*(34 + 5*a*s/h) bytes at 16 bits (Korthikanti et al., 2022, "Reducing Activation
   Recomputation in Large Transformer Models"), scaled by the dtype; with checkpointing, only
-  each layer's input (h values per token) plus one layer's full set. The logits add V values
-  per token, counted twice (the log-softmax keeps a copy);
-- vLLM: its own whole copy of the weights in every process (never sharded), and its KV cache
-  for the sequences sampled at once: 2 (keys, values) x layers x kv_heads x head_dim x
-  (prompt + completion tokens) x sequences. Set rollout.gpu_memory_utilization to at least
-  (vllm_weights + kv_cache) / GPU memory: vLLM reserves that share up front.
-These are estimates for planning (allocator fragmentation, CUDA context (~0.5-1 GiB) and
-temporary buffers come on top); the README gives the figures for the presets.
+  each layer's input (h values per token) plus one layer's full set. The logits peak at
+  b + 12 bytes per vocabulary entry and token: the logits, their fp32 copy, the log-softmax
+  and the entropy's probabilities;
+- buffers: DeepSpeed's communication buckets at their defaults (ZeRO-2: a reduce and an
+  all-gather bucket of up to 5e8 values each), and under ZeRO-3 the whole model gathered at
+  once for sampling, weight sync and saving (n*b) plus a reduce bucket;
+- vllm: the share of the GPU vLLM reserves up front, rollout.gpu_memory_utilization x GPU
+  memory, whatever it needs; its own copy of the weights (n*b, never sharded) and the KV cache
+  of the sequences sampled at once (2 x layers x kv_heads x head_dim x tokens x sequences x b)
+  must fit inside that share, and the plan says when they do not.
+These are estimates for planning (allocator fragmentation and the CUDA context, about
+0.5-1 GiB, come on top); the README gives the figures for the presets.
 """
 from __future__ import annotations
 
@@ -69,11 +75,15 @@ class Workload:
     prompt_tokens: int
     completion_tokens: int
     micro_batch_size: int  # sequences per forward/backward
-    rollout_sequences: int  # sequences vLLM holds in its KV cache at once (prompts x G per process)
+    # sequences sampled at once by each process: trainer.prompts_per_step x num_generations
+    # (prompts_per_step is per process: every rank draws its own)
+    rollout_sequences: int
     dtype: str = "bfloat16"
     beta: float = 0.0
     gradient_checkpointing: bool = False
     vllm: bool = True
+    gpu_gib: float = 80.0  # memory of one GPU
+    vllm_utilization: float = 0.3  # rollout.gpu_memory_utilization
 
 
 @dataclass(frozen=True)
@@ -84,15 +94,21 @@ class Sharding:
     offload_optimizer: bool = False
 
 
+BUCKET = 5e8  # DeepSpeed's default reduce and all-gather bucket sizes, in values
+
+
 def plan(arch: Architecture, work: Workload, shard: Sharding) -> dict[str, float]:
     """Bytes per GPU by category (and the optimizer's CPU bytes when offloaded)."""
     n = arch.num_parameters()
     b = DTYPE_BYTES[work.dtype]
-    split = shard.gpus if shard.zero_stage is not None else 1
-    params = n * b / (split if shard.zero_stage == 3 else 1)
-    grads = n * b / (split if shard.zero_stage in (2, 3) else 1)
-    optimizer = n * (8 + (4 if b < 4 else 0)) / (split if shard.zero_stage in (1, 2, 3) else 1)
-    reference = 0.0 if not work.beta else n * b / (split if shard.zero_stage == 3 else 1)
+    stage = shard.zero_stage
+    split = shard.gpus if stage is not None else 1
+    params = n * b / (split if stage == 3 else 1)
+    grads = n * b / (split if stage in (2, 3) else 1)
+    if stage is not None and b < 4:  # the fp32 gradient partition the optimizer steps from
+        grads += n * 4 / split
+    optimizer = n * (8 + (4 if b < 4 else 0)) / (split if stage in (1, 2, 3) else 1)
+    reference = 0.0 if not work.beta else n * b / (split if stage == 3 else 1)
     s = work.prompt_tokens + work.completion_tokens
     per_token_layer = arch.hidden * (34 + 5 * arch.heads * s / arch.hidden) * b / 2
     tokens = work.micro_batch_size * s
@@ -100,45 +116,62 @@ def plan(arch: Architecture, work: Workload, shard: Sharding) -> dict[str, float
         layers = tokens * (arch.layers * arch.hidden * b + per_token_layer)
     else:
         layers = tokens * arch.layers * per_token_layer
-    activations = layers + 2 * tokens * arch.vocab * 4  # fp32 logits and their log-softmax
-    kv_cache = vllm_weights = 0.0
+    activations = layers + tokens * arch.vocab * (b + 12)  # logits, fp32, log-softmax, entropy
+    buffers = 0.0
+    if stage == 2:
+        buffers = 2 * min(BUCKET, n) * b
+    elif stage == 3:
+        buffers = n * b + min(BUCKET, n) * b  # the whole model gathered, and a reduce bucket
+    vllm_needs = vllm = 0.0
     if work.vllm:
-        kv_cache = 2 * arch.layers * arch.kv_heads * arch.head_dim * s * work.rollout_sequences * b
-        vllm_weights = n * b
+        kv = 2 * arch.layers * arch.kv_heads * arch.head_dim * s * work.rollout_sequences * b
+        vllm_needs = n * b + kv
+        vllm = max(work.vllm_utilization * work.gpu_gib * GIB, vllm_needs)
     out = {
         "parameters": params, "gradients": grads,
         "optimizer": 0.0 if shard.offload_optimizer else optimizer, "reference": reference,
-        "activations": activations, "vllm_weights": vllm_weights, "kv_cache": kv_cache,
+        "activations": activations, "buffers": buffers, "vllm": vllm,
     }
     out["total"] = sum(out.values())
     out["optimizer_cpu"] = optimizer if shard.offload_optimizer else 0.0
+    out["vllm_needs"] = vllm_needs  # its weights and KV cache, which must fit in its share
     return out
 
 
-def standard_shardings(gpus: int) -> list[Sharding]:
+def standard_shardings(gpus: int, dtype: str = "float32") -> list[Sharding]:
+    """One GPU (in half precision through DeepSpeed, which keeps the fp32 master weights),
+    then ZeRO-2, ZeRO-3 and ZeRO-3 with the optimizer offloaded over `gpus`."""
     return [
-        Sharding("1 GPU"),
-        Sharding(f"{gpus} GPUs ZeRO-2", gpus, 2),
-        Sharding(f"{gpus} GPUs ZeRO-3", gpus, 3),
-        Sharding(f"{gpus} GPUs ZeRO-3 + offload", gpus, 3, offload_optimizer=True),
+        Sharding("1 GPU") if dtype == "float32" else Sharding("1 GPU ZeRO-2", 1, 2),
+        Sharding(f"{gpus} GPU{'s' * (gpus > 1)} ZeRO-2", gpus, 2),
+        Sharding(f"{gpus} GPU{'s' * (gpus > 1)} ZeRO-3", gpus, 3),
+        Sharding(f"{gpus} GPU{'s' * (gpus > 1)} ZeRO-3 + offload", gpus, 3, offload_optimizer=True),
     ]
 
 
 def format_plan(arch: Architecture, work: Workload, gpus: int) -> str:
     """A Markdown table: one row per sharding, GiB per GPU by category."""
-    cols = ["parameters", "gradients", "optimizer", "reference", "activations", "vllm_weights",
-            "kv_cache", "total"]
+    cols = ["parameters", "gradients", "optimizer", "reference", "activations", "buffers",
+            "vllm", "total"]
     lines = [
         f"{arch.num_parameters() / 1e9:.2f}B parameters, {work.dtype}, micro-batch "
         f"{work.micro_batch_size} x "
         f"{work.prompt_tokens}+{work.completion_tokens} tokens, {work.rollout_sequences} "
-        "sequences sampled at once"
+        f"sequences sampled at once per process, GPUs of {work.gpu_gib:g} GiB"
         f"{', gradient checkpointing' if work.gradient_checkpointing else ''}"
         f"{', beta > 0' if work.beta else ''}", "",
-        "| setting | " + " | ".join(cols) + " | CPU (optimizer) |", "|---" * (len(cols) + 2) + "|",
+        "| setting | " + " | ".join(cols) + " | fits | CPU (optimizer) |",
+        "|---" * (len(cols) + 3) + "|",
     ]
-    for shard in standard_shardings(gpus):
+    for shard in standard_shardings(gpus, work.dtype):
         p = plan(arch, work, shard)
-        cells = [f"{p[c] / GIB:.2f}" for c in cols] + [f"{p['optimizer_cpu'] / GIB:.2f}"]
-        lines.append(f"| {shard.name} | " + " | ".join(cells) + " |")
+        cells = [f"{p[c] / GIB:.2f}" for c in cols]
+        fits = "yes" if p["total"] <= work.gpu_gib * GIB else "no"
+        lines.append(f"| {shard.name} | " + " | ".join(cells) + f" | {fits} | "
+                     f"{p['optimizer_cpu'] / GIB:.2f} |")
+    needs, share = plan(arch, work, Sharding("x"))["vllm_needs"], work.vllm_utilization
+    if work.vllm and needs > share * work.gpu_gib * GIB:
+        lines += ["", f"vLLM needs {needs / GIB:.2f} GiB (weights and KV cache) but "
+                  f"reserves {share * work.gpu_gib:.2f} GiB: raise "
+                  f"rollout.gpu_memory_utilization to at least {needs / GIB / work.gpu_gib:.2f}"]
     return "\n".join(lines)

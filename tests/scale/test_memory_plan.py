@@ -6,7 +6,14 @@ import pytest
 from helpers.runs import ROOT
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-from hybrid_rl.runtime.memory_plan import Architecture, Sharding, Workload, plan
+from hybrid_rl.runtime.memory_plan import (
+    GIB,
+    Architecture,
+    Sharding,
+    Workload,
+    format_plan,
+    plan,
+)
 
 SMALL = Architecture(hidden=8, layers=1, heads=2, kv_heads=1, intermediate=16, vocab=10)
 
@@ -38,25 +45,40 @@ def test_parameter_count_by_hand_and_against_transformers():
 
 def test_bytes_per_category_by_hand():
     work = Workload(prompt_tokens=6, completion_tokens=4, micro_batch_size=2, rollout_sequences=3,
-                    dtype="bfloat16", beta=0.04, gradient_checkpointing=False, vllm=True)
+                    dtype="bfloat16", beta=0.04, gradient_checkpointing=False, vllm=True,
+                    gpu_gib=1.0, vllm_utilization=0.25)
     one = plan(SMALL, work, Sharding("1 GPU"))
     assert one["parameters"] == one["gradients"] == one["reference"] == 680 * 2
     assert one["optimizer"] == 680 * 12  # two fp32 moments + an fp32 master copy of bf16 weights
-    assert one["vllm_weights"] == 680 * 2  # vLLM's own copy, never sharded
-    # k+v, layers, kv heads, head dim, tokens, sequences, bytes
-    assert one["kv_cache"] == 2 * 1 * 1 * 4 * 10 * 3 * 2
+    assert one["buffers"] == 0
+    # k+v, layers, kv heads, head dim, tokens, sequences, bytes; plus vLLM's own weights
+    assert one["vllm_needs"] == 2 * 1 * 1 * 4 * 10 * 3 * 2 + 680 * 2
+    assert one["vllm"] == 0.25 * GIB  # what vLLM reserves, whatever it needs
     per_token_layer = 8 * (34 + 5 * 2 * 10 / 8)  # bytes at 16 bits
-    assert one["activations"] == pytest.approx(2 * 10 * per_token_layer + 2 * 2 * 10 * 10 * 4)
+    # logits peak: bf16 logits + fp32 copy + log-softmax + entropy = 2 + 12 bytes per value
+    assert one["activations"] == pytest.approx(2 * 10 * per_token_layer + 2 * 10 * 10 * 14)
     z3 = plan(SMALL, work, Sharding("4 GPUs ZeRO-3", 4, 3))
-    assert (
-        z3["parameters"] == z3["gradients"] == z3["reference"] == 680 * 2 / 4
-        and z3["optimizer"] == 680 * 12 / 4
-    )
+    assert z3["parameters"] == z3["reference"] == 680 * 2 / 4 and z3["optimizer"] == 680 * 12 / 4
+    assert z3["gradients"] == 680 * 2 / 4 + 680 * 4 / 4  # bf16 shard + the fp32 partition
+    assert z3["buffers"] == 680 * 2 + 680 * 2  # the whole model gathered, and a reduce bucket
     z2 = plan(SMALL, work, Sharding("4 GPUs ZeRO-2", 4, 2))
-    assert z2["parameters"] == 680 * 2 and z2["gradients"] == 680 * 2 / 4
+    assert z2["parameters"] == 680 * 2 and z2["gradients"] == 680 * 2 / 4 + 680 * 4 / 4
+    assert z2["buffers"] == 2 * 680 * 2  # reduce and all-gather buckets (the model is small)
     off = plan(SMALL, work, Sharding("offload", 4, 3, offload_optimizer=True))
     assert off["optimizer"] == 0 and off["optimizer_cpu"] == 680 * 12 / 4
     assert off["total"] == pytest.approx(z3["total"] - 680 * 12 / 4)
+
+
+def test_every_process_samples_its_own_prompts_and_vllm_that_does_not_fit_is_named():
+    """prompts_per_step is per process, so no row divides the sampled sequences by the GPU
+    count; a KV cache beyond vLLM's reserved share is reported with the setting to raise."""
+    big = Architecture(hidden=1024, layers=24, heads=16, kv_heads=16, intermediate=4096,
+                       vocab=32000)
+    work = Workload(512, 512, 1, 512, "bfloat16", gpu_gib=24.0, vllm_utilization=0.1)
+    kv = 2 * 24 * 16 * 64 * 1024 * 512 * 2
+    assert plan(big, work, Sharding("8", 8, 3))["vllm_needs"] == kv + big.num_parameters() * 2
+    table = format_plan(big, work, 8)
+    assert "vLLM needs" in table and "raise rollout.gpu_memory_utilization to at least" in table
 
 
 def test_checkpointing_keeps_only_layer_inputs():
@@ -84,10 +106,29 @@ def test_script_prints_a_plan_for_every_preset(preset):
     )
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "GPU" in line]
-    assert [r.split("|")[1].strip() for r in rows] == ["1 GPU", "8 GPUs ZeRO-2", "8 GPUs ZeRO-3",
-                                                       "8 GPUs ZeRO-3 + offload"]
+    assert [r.split("|")[1].strip() for r in rows] == [
+        "1 GPU ZeRO-2", "8 GPUs ZeRO-2", "8 GPUs ZeRO-3", "8 GPUs ZeRO-3 + offload"]
     totals = [float(r.split("|")[9]) for r in rows]
-    assert totals[0] > totals[1] > totals[2] > totals[3] > 0
+    assert totals[0] > totals[1] > totals[3] > 0 and totals[2] > totals[3]
+
+
+@pytest.mark.parametrize("preset, gpus, gib", [
+    ("qwen2.5-0.5b-instruct", 1, 24), ("llama-3.2-1b-instruct", 1, 80),
+    ("llama-3.2-1b-instruct", 2, 40), ("qwen2.5-1.5b-instruct", 1, 80),
+    ("qwen2.5-1.5b-instruct", 4, 40), ("qwen2.5-math-1.5b", 1, 80), ("qwen2.5-7b-instruct", 8, 80),
+])
+def test_every_preset_fits_the_gpus_the_readme_promises(preset, gpus, gib):
+    """With 1.5 GiB to spare for the CUDA context and fragmentation, and vLLM's share covering
+    its weights and KV cache (the README's preset table states these GPUs)."""
+    proc = subprocess.run(
+        [sys.executable, "scripts/memory_plan.py", f"preset={preset}", "--gpus", str(gpus),
+         "--gpu-gib", str(gib)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = [r for r in proc.stdout.splitlines() if r.startswith("| ") and "GPU" in r]
+    best = min(float(r.split("|")[9]) for r in rows if r.split("|")[1].strip().startswith(
+        f"{gpus} GPU") and "offload" not in r)
+    assert best <= gib - 1.5, proc.stdout
+    assert "vLLM needs" not in proc.stdout
 
 
 def test_script_names_the_problem_for_an_unknown_model(tmp_path):
