@@ -84,12 +84,21 @@ def init_process_group() -> None:
     import deepspeed
 
     deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+    global _owns_process_group
+    _owns_process_group = True
+
+
+_owns_process_group = False  # set when this module created the default process group
 
 
 def shutdown() -> None:
-    """Leave the process group at the end of a run (torch warns about one left open)."""
-    if dist.is_initialized():
+    """Leave the process group at the end of a run (torch warns about one left open). Only
+    one this module created: a group vLLM's engine set up for itself is its own to tear down
+    (destroying it first makes vLLM's exit handler fail with "Invalid process group")."""
+    global _owns_process_group
+    if _owns_process_group and dist.is_initialized():
         dist.destroy_process_group()
+    _owns_process_group = False
 
 
 def device() -> torch.device:
