@@ -220,3 +220,25 @@ def test_mask_truncated_completions_drops_exactly_the_truncated_rows(tiny):
     plain = updated(False, adv)
     assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(masked, zeroed))
     assert any(not torch.allclose(a, b, atol=1e-5) for a, b in zip(masked, plain))
+
+
+def test_the_reference_pass_skips_the_samplers_truncation(tiny, monkeypatch):
+    """The KL needs only the reference's whole distribution: with top-p set the reference
+    pass must not sort its vocabulary (the policy's pass does), and its values are `full`."""
+    from dataclasses import replace
+
+    from hybrid_rl.algo import logprobs
+    from hybrid_rl.algo.update import reference_logprobs
+
+    model, tok = tiny
+    torch.manual_seed(2)
+    batch = build_backend("hf", model, tok, max_new_tokens=4).generate(["1+2="], n=2)
+    settings = replace(UpdateSettings("grpo", 0.2, 0.2, 0.04, 1, 8, 4, 1.0, False), top_p=0.9)
+    full = logprobs.completion_logprobs(model, batch.prompt_ids, batch.prompt_mask,
+                                        batch.completion_ids, batch.completion_mask).full
+
+    def no_truncation(*args, **kwargs):
+        raise AssertionError("the reference pass applied top-k/top-p")
+
+    monkeypatch.setattr(logprobs, "process_logits", no_truncation)
+    assert torch.allclose(reference_logprobs(model, batch, settings), full)

@@ -45,10 +45,14 @@ def _micro_batches(n: int, size: int) -> list[slice]:
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
-def _logprobs(model, batch: RolloutBatch, rows: slice, s: UpdateSettings, with_entropy=False):
+def _logprobs(model, batch: RolloutBatch, rows: slice, s: UpdateSettings, with_entropy=False,
+              truncate=True):
+    """`truncate=False` (the reference: only its whole distribution is used) skips the
+    sampler's top-k/top-p, which sorts every position's vocabulary under top-p."""
+    top_k, top_p = (s.top_k, s.top_p) if truncate else (0, 1.0)
     return completion_logprobs(
         model, batch.prompt_ids[rows], batch.prompt_mask[rows], batch.completion_ids[rows],
-        batch.completion_mask[rows], s.temperature, with_entropy, s.top_k, s.top_p,
+        batch.completion_mask[rows], s.temperature, with_entropy, top_k, top_p,
     )
 
 
@@ -64,7 +68,7 @@ def reference_logprobs(reference: torch.nn.Module, batch: RolloutBatch,
                        s: UpdateSettings) -> torch.Tensor:
     """[N, T] the frozen reference model's log-probs of the sampled tokens, under its whole
     temperature-scaled distribution (for the KL term)."""
-    return torch.cat([_logprobs(reference, batch, mb, s).full
+    return torch.cat([_logprobs(reference, batch, mb, s, truncate=False).full
                       for mb in _micro_batches(len(batch), s.micro_batch_size)])
 
 

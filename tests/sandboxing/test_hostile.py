@@ -56,7 +56,7 @@ def test_the_kernel_surfaces_pid_1_and_the_judge_are_out_of_reach(warm_pool, mod
     else:
         result = warm_pool.run(Job(program, tests))
     assert result.passed, result
-    assert SYSCALL_TESTS  # the same program with the plain tests fails: its add is wrong
+    # the same program with the plain tests fails: its add is wrong
     assert run_tests(SYSCALLS, SYSCALL_TESTS, timeout_s=TIMEOUT_S, memory_mb=512).status == "fail"
 
 
