@@ -15,7 +15,8 @@ from verifiers.math import answers_match, extract_answer, last_boxed, verify_mat
         ("\\fbox{7}", "7"), ("Thus the answer is 17.", "17"), ("The answer is: $-3/4$.", "-3/4"),
         ("work...\n#### 1,234", "1,234"),
         ("I think 12 then 15", "15"),  # else the last number
-        ("347+589=936", "936"), ("-12", "-12"), ("no digits here", None),
+        ("347+589=936", "347+589=936"),  # the chain: its last part is the stated value
+        ("-12", "-12"), ("no digits here", None), ("code abc3def", None),
         ("\\boxed{unclosed", None),  # unbalanced box: falls through, and there is no number
     ],
 )
@@ -56,6 +57,9 @@ def test_verify_math_on_completions_and_boxed_golds():
     assert verify_math("=936", "\\boxed{936}") == 1.0
     assert verify_math("=935", "936") == 0.0
     assert verify_math("", "1") == 0.0
+    assert verify_math("347+589=936", "936") == 1.0  # a computation states its last part
+    assert verify_math("347+589=936", "347") == 0.0
+    assert verify_math("2+2=5", "4") == 0.0  # the stated value is wrong, whatever its left side
 
 
 def test_huge_numbers_are_refused_quickly():

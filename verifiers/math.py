@@ -15,16 +15,20 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from itertools import permutations
 from typing import Optional, Sequence
 
 import sympy
 
 from verifiers import pool as _pool
+from verifiers.math_extract import extract_answer, last_boxed
+from verifiers.math_numeric import NeedsSympy, numeric_equal
 from verifiers.math_parse import (
     MAX_ANSWER_CHARS,
     Unparseable,
     choice_letter,
+    latex_to_text,
     normalise,
     split_top_level,
     to_sympy,
@@ -35,48 +39,8 @@ MAX_DIGITS = 400  # plain numbers longer than this are refused by the fast path
 RELATIVE_TOLERANCE = 1e-6
 DEFAULT_TIMEOUT_S = 2.0
 
-_BOX_COMMANDS = ("\\boxed", "\\fbox")
-_ANSWER_IS = re.compile(r"answer\s+is\s*:?\s*(.+)", re.IGNORECASE)
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
 _RELATIONS = (("\\geq", ">="), ("\\ge", ">="), ("\\leq", "<="), ("\\le", "<="), ("\\neq", "!="),
               ("≥", ">="), ("≤", "<="))
-
-
-# ------------------------------------------------------------ extraction ----
-def last_boxed(text: str) -> Optional[str]:
-    """Content of the last \\boxed{...} or \\fbox{...}, nested braces included."""
-    start = max(text.rfind(cmd + "{") for cmd in _BOX_COMMANDS)
-    if start < 0:
-        return None
-    i = text.index("{", start)
-    depth = 0
-    for j in range(i, len(text)):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1 : j]
-    return None  # unbalanced: no complete answer
-
-
-def extract_answer(completion: str) -> Optional[str]:
-    """The final answer: last \\boxed{}, "the answer is ...", "#### ...", the last $...$ or
-    \\[...\\] block, else the last number. None when nothing answer-like is present."""
-    boxed = last_boxed(completion)
-    if boxed is not None:
-        return boxed.strip()
-    matches = list(_ANSWER_IS.finditer(completion))
-    if matches:
-        answer = matches[-1].group(1).strip().split("\n")[0]
-        return re.sub(r"[.\s]+$", "", answer).strip("$ ")
-    if "####" in completion:
-        return completion.rsplit("####", 1)[1].strip().split("\n")[0].strip()
-    blocks = re.findall(r"\\\[(.+?)\\\]|\$\$(.+?)\$\$|\$(.+?)\$", completion, flags=re.S)
-    if blocks:
-        return next(b for b in blocks[-1] if b).strip()
-    numbers = _NUMBER.findall(completion)
-    return numbers[-1] if numbers else None
 
 
 # ------------------------------------------------------------ fast paths ----
@@ -139,6 +103,11 @@ def _is_zero_everywhere(diff: sympy.Expr) -> bool:
 
 
 def _expr_equal(a: str, b: str) -> bool:
+    try:
+        return numeric_equal(latex_to_text(a), latex_to_text(b))
+    except NeedsSympy:
+        if _CALLER.numeric_only:
+            raise
     ea, eb = to_sympy(a), to_sympy(b)
     if ea.free_symbols or eb.free_symbols:
         return _is_zero_everywhere(ea - eb)
@@ -159,6 +128,8 @@ def _relation(s: str) -> Optional[tuple[str, str, str]]:
 
 def _relations_equal(r1, r2) -> bool:
     """Same relation after rearranging and scaling: a op b  ->  (a - b) op 0, up to a factor."""
+    if _CALLER.numeric_only:
+        raise NeedsSympy("relations are compared with sympy")
     flip = {"<": ">", "<=": ">="}
     (l1, o1, r1_), (l2, o2, r2_) = r1, r2
     d1 = to_sympy(l1) - to_sympy(r1_)
@@ -179,17 +150,68 @@ def _relations_equal(r1, r2) -> bool:
 
 
 def _equation_value(rel) -> Optional[str]:
-    """'x = 3' -> '3' (a single letter on one side); None otherwise."""
+    """'x = 3' -> '3', '(x, y) = (2, -1)' -> '(2, -1)': an unknown (or a tuple of unknowns)
+    named on the left; None otherwise."""
     left, op, right = rel
     if op != "=":
         return None
-    if re.fullmatch(r"[a-zA-Z]", left.strip()):
+    if re.fullmatch(r"[a-zA-Z]|\(\s*[a-zA-Z](?:\s*,\s*[a-zA-Z])+\s*\)", left.strip()):
         return right
     return None
 
 
+def _stated_values(p: str) -> list[str]:
+    """The values a chain states: its last part, and the exact value before a final
+    approximation. '3 \\times 5 = 15' -> ['15']; 'x = 2\\sqrt{2} \\approx 2.83' -> ['2.83',
+    '2\\sqrt{2}']; [] for an equation in unknowns ('a + 3z = 0' states no value)."""
+    pieces = re.split(r"(\\approx|(?<![<>!])=(?!=))", p)
+    parts, ops = [part.strip() for part in pieces[::2]], pieces[1::2]
+    if len(parts) < 2 or not all(parts):
+        return []
+    if _equation_value((parts[0], "=", parts[1])) is not None:
+        parts, ops = parts[1:], ops[1:]  # 'x = ...', '(x, y) = ...': the unknowns named
+    elif ops[0] == "=" and re.search(r"[a-zA-Z]", re.sub(r"\\[a-zA-Z]+", "", parts[0])):
+        return []
+    values = [parts[-1]]
+    if ops and ops[-1] == "\\approx":
+        values.append(parts[-2])
+    return values
+
+
+_INEQUALITY = re.compile(
+    r"(?:([^<>=]+?)\s*(<=|<)\s*)?([a-zA-Z])\s*(?:(<=|<)\s*([^<>=]+))?"
+)
+
+
+def _as_interval(rel_text: str) -> Optional[str]:
+    """'-2 < x <= 5' -> '(-2,5]', 'x >= 3' -> '[3,\\infty)': an inequality in one unknown
+    written as the interval it describes."""
+    s = rel_text
+    for latex, op in _RELATIONS:
+        s = s.replace(latex, op)
+    if ">" in s:  # read 'a > x > b' right to left
+        parts = re.split(r"(>=|>)", s)
+        s = "".join({">": "<", ">=": "<="}.get(part, part) for part in reversed(parts))
+    m = _INEQUALITY.fullmatch(s.strip())
+    if not m or not (m.group(2) or m.group(4)):
+        return None
+    low, low_op, _, high_op, high = m.groups()
+    left = "(" if low_op in (None, "<") else "["
+    right = ")" if high_op in (None, "<") else "]"
+    low = low.strip() if low else "-\\infty"
+    high = high.strip() if high else "\\infty"
+    return f"{left}{low},{high}{right}"
+
+
+_MATRIX = re.compile(
+    r"[\[(]?\s*\\begin\{(?:[pbvBV]?matrix|array)\}(?:\{[lcr|]*\})?(.*)"
+    r"\\end\{(?:[pbvBV]?matrix|array)\}\s*[\])]?", flags=re.S
+)
+
+
 def _matrix_rows(s: str) -> Optional[list[list[str]]]:
-    m = re.fullmatch(r"\\begin\{[pbvB]?matrix\}(.*)\\end\{[pbvB]?matrix\}", s, flags=re.S)
+    """pmatrix, bmatrix, ... or an array inside brackets: the rows of cells."""
+    m = _MATRIX.fullmatch(s)
     if not m:
         return None
     return [[c.strip() for c in row.split("&")] for row in re.split(r"\\\\",
@@ -198,12 +220,22 @@ def _matrix_rows(s: str) -> Optional[list[list[str]]]:
 
 def _brackets(s: str) -> Optional[tuple[str, list[str], str]]:
     """'(a, b]' -> ('(', ['a', 'b'], ']') for tuples and intervals; None if not bracketed."""
-    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]" and "," in s:
-        inner = s[1:-1]
-        parts = split_top_level(inner)
-        if len(parts) >= 2 and split_top_level(s) == [s]:  # the brackets enclose the whole answer
+    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]" and "," in s and _encloses(s):
+        parts = split_top_level(s[1:-1])
+        if len(parts) >= 2:
             return s[0], parts, s[-1]
     return None
+
+
+def _encloses(s: str) -> bool:
+    """The first bracket closes at the last character: '(1, 2]' yes, '(x,y)=(2,-1)' no."""
+    depth = 0
+    for i, ch in enumerate(s):
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if depth == 0:
+            return i == len(s) - 1
+    return False
 
 
 def _same_multiset(xs: Sequence[str], ys: Sequence[str]) -> bool:
@@ -215,6 +247,13 @@ def _same_multiset(xs: Sequence[str], ys: Sequence[str]) -> bool:
 
 
 def _structured_equal(p: str, g: str) -> bool:
+    rel_p, rel_g = _relation(p), _relation(g)
+    if not (rel_p and rel_g) and (_as_interval(p) or _as_interval(g)):
+        # 'x >= 3' against '[3, \\infty)'; two inequalities compare as relations
+        return answers_match(_as_interval(p) or p, _as_interval(g) or g)
+    values = _stated_values(p) if len(split_top_level(p)) == 1 and not rel_g else []
+    if values:  # 'x = 3', '3 + 4 = 7', '(x, y) = (2, -1)', '\\frac{1}{3} \\approx 0.333'
+        return any(answers_match(value, g) for value in values)
     if "\\cup" in g or "\\cup" in p:
         return _same_multiset(p.split("\\cup"), g.split("\\cup"))
     rows_p, rows_g = _matrix_rows(p), _matrix_rows(g)
@@ -235,12 +274,13 @@ def _structured_equal(p: str, g: str) -> bool:
     parts_p, parts_g = split_top_level(p), split_top_level(g)
     if len(parts_p) > 1 or len(parts_g) > 1:  # a bare list of answers: order-free
         return _same_multiset(parts_p, parts_g)
-    rel_p, rel_g = _relation(p), _relation(g)
     if rel_p and rel_g:
         return _relations_equal(rel_p, rel_g)
-    if rel_p or rel_g:  # 'x = 3' against '3'
-        value = _equation_value(rel_p or rel_g)
-        return value is not None and answers_match(value, g if rel_p else p)
+    if rel_g:  # '3' against 'x = 3'
+        value = _equation_value(rel_g)
+        return value is not None and answers_match(p, value)
+    if rel_p:  # an equation in unknowns states no value: 'a + 3z = 0' is not '0'
+        return False
     return _expr_equal(p, g)
 
 
@@ -252,6 +292,8 @@ def answers_match(predicted: str, gold: str) -> bool:
             if decided is None:
                 try:
                     decided = _structured_equal(p, g)
+                except NeedsSympy:
+                    raise
                 except (Unparseable, TypeError, ValueError, AttributeError, ZeroDivisionError):
                     decided = False
             if decided:
@@ -273,7 +315,7 @@ def _fast_decision(p: str, g: str) -> Optional[bool]:
         return False
     if p == g:
         return True
-    a, b = _rational(p), _rational(g)
+    a, b = _rational(p.replace(" ", "")), _rational(g.replace(" ", ""))
     if a is not None and b is not None:
         return bool(_close(a, b))
     if choice_letter(g) is not None:
@@ -301,7 +343,24 @@ _CHEAP_TOKENS = re.compile(
 
 
 def _cheap(s: str) -> bool:
-    return len(s) <= 200 and _CHEAP_TOKENS.sub("", s) == ""
+    return len(s) <= 200 and "**" not in s and _CHEAP_TOKENS.sub("", s) == ""
+
+
+class _CallerMode(threading.local):
+    numeric_only = False  # True: decide without sympy or raise NeedsSympy (per thread)
+
+
+_CALLER = _CallerMode()
+
+
+def _numeric_only_match(predicted: str, gold: str) -> bool:
+    """answers_match with floating-point evaluation only (verifiers/math_numeric.py), which is
+    bounded by construction and so may run in the caller. Raises NeedsSympy otherwise."""
+    _CALLER.numeric_only = True
+    try:
+        return answers_match(predicted, gold)
+    finally:
+        _CALLER.numeric_only = False
 
 
 def bounded_match(predicted: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
@@ -311,6 +370,10 @@ def bounded_match(predicted: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_
         return decided
     if _pool.IN_WORKER or (_cheap(normalise(predicted)) and _cheap(normalise(gold))):
         return answers_match(predicted, gold)  # bounded already: by the worker, or by construction
+    try:
+        return _numeric_only_match(predicted, gold)
+    except NeedsSympy:
+        pass
     global _POOL, _POOL_OWNER
     if _POOL is None or _POOL_OWNER != os.getpid() or _POOL.timeout_s != timeout_s:
         _POOL = _pool.WorkerPool([answers_match], num_workers=1, timeout_s=timeout_s)

@@ -27,6 +27,7 @@ _NAMES = {
     "sqrt": sympy.sqrt,
     "ln": sympy.log,
     "log": sympy.log,
+    "i": sympy.I,  # complex answers write the imaginary unit as i
 }
 _UNIT_WORDS = (
     "degrees", "degree", "deg", "cm", "mm", "km", "m", "meters", "meter", "inches", "inch", "feet",
@@ -40,42 +41,95 @@ _UNITS = re.compile(
 )
 
 
+_TEXT_LIKE = ("text", "textbf", "textit", "textrm", "textnormal", "textsf", "texttt", "mbox",
+              "hbox", "mathrm", "mathbf", "mathit", "mathsf", "mathtt", "boldsymbol", "bm",
+              "operatorname")
+_WRAPPER = re.compile(r"\\(?:%s)\s*(?=\{)" % "|".join(_TEXT_LIKE))
+# a \text{...} of words right after a value is its unit: '48\text{ cm}^2', '6 \mbox{sq units}'
+_UNIT_TEXT = re.compile(
+    r"(?<=[\d}.\s])\s*\\(?:%s)\s*\{(?!\s*(?:and|or)\s*\})\s*[A-Za-z][A-Za-z .]*\}"
+    r"(?:\^\{?[23]\}?)?" % "|".join(_TEXT_LIKE)
+)
+_UNICODE = (("−", "-"), ("–", "-"), ("×", "\\times "), ("·", "\\cdot "), ("÷", "\\div "),
+            ("≤", "\\le "), ("≥", "\\ge "), ("≈", "\\approx "), ("π", "\\pi "),
+            ("∞", "\\infty "), ("√", "\\sqrt"), ("{,}", ","))
+# old-style font switches and layout commands that carry no value: {\bf 3}, \displaystyle
+_SWITCHES = re.compile(r"\\(?:bf|rm|it|sf|tt|displaystyle|textstyle|mathstrut)(?![a-zA-Z])")
+
+
 class Unparseable(ValueError):
     """The text is not an expression this checker understands."""
 
 
 def strip_text_commands(s: str) -> str:
-    return re.sub(r"\\(?:text|textbf|mbox|mathrm|mathbf|textit|operatorname)\{([^{}]*)\}", r"\1", s)
+    """\\text{...}, \\mathbf{...} and the other font and text wrappers -> their content
+    (nested braces included)."""
+    out, i = [], 0
+    for match in _WRAPPER.finditer(s):
+        if match.start() < i:
+            continue  # inside a wrapper already unwrapped
+        try:
+            content, end = _braced(s, match.end())
+        except Unparseable:
+            break
+        out.append(s[i : match.start()] + strip_text_commands(content))
+        i = end
+    out.append(s[i:])
+    return "".join(out)
+
+
+def _strip_enclosing_braces(s: str) -> str:
+    """'{-5}' -> '-5': braces that only group the whole answer."""
+    while s.startswith("{") and s.endswith("}"):
+        try:
+            inner, end = _braced(s, 0)
+        except Unparseable:
+            return s
+        if end != len(s):
+            return s
+        s = inner.strip()
+    return s
 
 
 @lru_cache(maxsize=8192)  # GRPO checks each gold G times: parse it once
 def normalise(answer: str) -> str:
+    """What the graders ignore, removed: delimiters, units, text and font wrappers, spacing,
+    thousands separators, invisible delimiters; Unicode signs written as LaTeX."""
     s = answer.strip()
     s = re.sub(r"^\$+|\$+$", "", s).strip()
     s = re.sub(r"^\\\[|\\\]$|^\\\(|\\\)$", "", s).strip()
-    s = _UNITS.sub("", s)
-    s = strip_text_commands(s)
+    for char, latex in _UNICODE:
+        s = s.replace(char, latex)
+    s = re.sub(r"\\(?:left|right)[.|](?![a-zA-Z])", "", s)  # invisible delimiters
+    s = _UNIT_TEXT.sub("", s)
+    s = _UNITS.sub("", strip_text_commands(s))
+    s = _SWITCHES.sub("", s)
     s = re.sub(r"\\(?:left|right|big|Big|bigg|Bigg)(?![a-zA-Z])", "", s)
-    s = re.sub(r"(?<!\\)\\(?:!|,|;|:| |quad|qquad)", "", s).replace("~", "")  # not the \\ row break
+    s = re.sub(r"(?<!\\)\\(?:!|,|;|:| |quad|qquad)", "", s).replace("~", "")  # not \\
     s = (
         s.replace("\\dfrac", "\\frac")
         .replace("\\tfrac", "\\frac")
+        .replace("\\cfrac", "\\frac")
         .replace("\\$", "")
         .replace("$", "")
     )
-    s = re.sub(r"\^\{?\\circ\}?|°", "", s)
-    s = s.replace("\\displaystyle", "")
+    s = re.sub(r"\\(frac|sqrt)\s+", r"\\\1", s)  # '\frac {9} {4}', '\sqrt 5'
+    s = re.sub(r"\\frac(\d)(\d)", r"\\frac{\1}{\2}", s)  # '\frac12'
+    s = re.sub(r"(?<!\\)\}\s+\{", "}{", s)
+    s = re.sub(r"\s*\^\s*\{?\\circ\}?|°", "", s)
     s = re.sub(r"^[a-zA-Z]\s*\\in\s*", "", s)  # 'x \in [1, 2]' is the interval
     s = re.sub(r"\s+", " ", s).strip().rstrip(".").strip()
+    s = _strip_enclosing_braces(re.sub(r"^=\s*", "", s))  # '=936': the arithmetic task's form
     s = re.sub(r"\s+(?:and|or)\s+", ",", s)  # '2 and 3' is the list 2, 3
-    words_after_number = re.fullmatch(r"(-?[\d.,]*\d)\s+[A-Za-z]{2,}[A-Za-z ]*", s)
-    if words_after_number:  # '6 square units', '5 apples': the words are units
+    words_after_number = re.fullmatch(r"(-?[\d.,]*\d)\s*[A-Za-z]{2,}[A-Za-z ]*(?:\^[23])?", s)
+    if words_after_number:  # '6 square units', '5 apples', '15min': the words are units
         s = words_after_number.group(1)
     if s.count("\\pm") == 1:  # 'a \pm b' is the two answers a + b and a - b
         s = s.replace("\\pm", "+") + "," + s.replace("\\pm", "-")
     if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s):  # 1,000 is one thousand, not a list
         s = s.replace(",", "")
-    return s
+    grouped_number = re.fullmatch(r"\((-?[\d.]+)\)", s)  # '(-5)': brackets without a comma
+    return grouped_number.group(1) if grouped_number else s
 
 
 def _braced(s: str, i: int) -> tuple[str, int]:
@@ -103,6 +157,8 @@ def _replace_command(s: str, name: str, arity: int, render) -> str:
             if j < len(s) and s[j] == "{":
                 arg, j = _braced(s, j)
             elif j < len(s):  # \frac12 style: single characters
+                while s[j] == " " and j + 1 < len(s):
+                    j += 1
                 arg, j = s[j], j + 1
             else:
                 raise Unparseable(f"{name} without its argument")
@@ -113,15 +169,68 @@ def _replace_command(s: str, name: str, arity: int, render) -> str:
     return "".join(out)
 
 
+_FUNCTIONS = re.compile(
+    r"\\(arcsin|arccos|arctan|sinh|cosh|tanh|sin|cos|tan|sec|csc|cot|ln|log|exp)(?![a-zA-Z])"
+)
+
+
+def _group(s: str, j: int, single: bool = False) -> tuple[str, int]:
+    """The argument starting at s[j]: a {...} or (...) group, a command with its groups, or a
+    run of letters, digits and dots (one character when `single`, as after ^ and _); a power
+    right after it belongs to it (\\ln 3^2)."""
+    while j < len(s) and s[j] == " ":
+        j += 1
+    if j >= len(s):
+        raise Unparseable("function without its argument")
+    if s[j] in "({":
+        closing = {"(": ")", "{": "}"}[s[j]]
+        depth = 0
+        for k in range(j, len(s)):
+            depth += s[k] == s[j]
+            depth -= s[k] == closing
+            if depth == 0:
+                return s[j + 1 : k], k + 1
+        raise Unparseable("unbalanced brackets")
+    m = re.compile(r"\\[a-zA-Z]+|[A-Za-z0-9.]" + ("" if single else "+")).match(s, j)
+    if not m:
+        raise Unparseable(f"no argument at {s[j:j + 10]!r}")
+    end = m.end()
+    while end < len(s) and s[end] in "({" and (m.group().startswith("\\") or m.group().isalpha()):
+        end = _group(s, end)[1]  # \frac{1}{2}, sqrt(6): the command's own groups
+    if end < len(s) and s[end] == "^":
+        end = _group(s, end + 1, single=True)[1]
+    return s[j:end], end
+
+
+def _apply_functions(s: str) -> str:
+    """'\\sin^2 x' -> '(sin(x))**(2)', '\\log_2 8' -> '(log(8)/log(2))', '\\sin 2x' -> 'sin(2x)'."""
+    out, i = [], 0
+    while (m := _FUNCTIONS.search(s, i)) is not None:
+        out.append(s[i : m.start()])
+        name, j = m.group(1), m.end()
+        power = base = None
+        for mark in "^_^":  # either order: \log_2^3 x, \sin^2_x is not LaTeX but harmless
+            if j < len(s) and s[j] == mark:
+                value, j = _group(s, j + 1, single=True)
+                power, base = (value, base) if mark == "^" else (power, value)
+        argument, j = _group(s, j)
+        argument = _apply_functions(argument)
+        name = "log" if name == "ln" else name
+        call = f"(log({argument})/log({base}))" if base is not None else f"{name}({argument})"
+        out.append(f"(({call})**({power}))" if power is not None else f"({call})")
+        i = j
+    out.append(s[i:])
+    return "".join(out)
+
+
 def latex_to_text(s: str) -> str:
     """LaTeX math -> sympy's parse_expr syntax."""
+    s = _apply_functions(s)
     s = _replace_command(s, "\\frac", 2, lambda a, b, option: f"(({a})/({b}))")
     s = _replace_command(s, "\\sqrt", 1, lambda a,
                          option: f"(({a})**(1/({option})))" if option else f"sqrt({a})")
     for latex, text in (("\\cdot", "*"), ("\\times", "*"), ("\\div", "/"), ("\\pi", "pi"),
-                        ("\\infty", "oo"),
-                        ("\\ln", "ln"), ("\\log", "log"), ("\\exp", "exp"), ("\\sin", "sin"),
-                        ("\\cos", "cos"), ("\\tan", "tan"), ("{", "("), ("}", ")"), ("\\", "")):
+                        ("\\infty", "oo"), ("{", "("), ("}", ")"), ("\\", "")):
         s = s.replace(latex, text)
     return s
 
