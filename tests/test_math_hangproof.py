@@ -7,12 +7,18 @@ import time
 import pytest
 
 from verifiers.math import verify_math
+from verifiers.registry import Flagged
 
 ADVERSARIAL = [
     "\\boxed{9^{9^{9^{9}}}}",
     "\\boxed{" + "(" * 10000 + "1" + ")" * 10000 + "}", "\\boxed{" + "7" * 1_000_000 + "}",
     "\\boxed{100000!}", "\\boxed{(x+1)^{99999}}", "\\boxed{" + "x+" * 5000 + "1}",
     "\\boxed{\\frac{" * 200 + "1" + "}{2}" * 200 + "}",
+    # power towers in Python syntax, which the in-process paths once evaluated exactly
+    "\\boxed{9**9**9}", "9**9**9", "The answer is 9**9**9.", "\\boxed{(9**9)**9**9}",
+    "\\boxed{10^{10^{10}}}", "$2^{2^{2^{2^{2^{2}}}}}$",
+    # delimiters that never close, and answer phrases by the hundred thousand
+    "\\(" * 200_000, "\\[" * 200_000, "$a" * 200_000, "the answer is " * 50_000,
 ]
 BOUND_S = 2.0 + 1.5  # the verifier's time limit plus a worker restart on a busy 2-core machine
 
@@ -56,6 +62,16 @@ def test_bounded_in_a_worker_process():
     proc.start()
     _assert_bounded(queue.get(timeout=60))
     proc.join(timeout=10)
+
+
+def test_power_towers_are_refused_without_waiting_for_the_time_limit():
+    """9**9**9 has 370 million digits: refused as too large at once, in the caller (no worker,
+    no timeout), on every path that takes an answer in: a bare completion, a box, a phrase."""
+    for completion in ["\\boxed{9**9**9}", "9**9**9", "The answer is $9^{9^{9}}$."]:
+        start = time.monotonic()
+        score = verify_math(completion, "1")
+        assert score == 0.0 and not isinstance(score, Flagged)  # refused, not a timeout
+        assert time.monotonic() - start < 0.5
 
 
 def test_ordinary_symbolic_answers_still_match_through_the_bound():

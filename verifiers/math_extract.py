@@ -31,14 +31,17 @@ _SENTENCE_END = re.compile(r"\.(?=\s|$)")
 _TEXT_COMMANDS = r"text|textbf|textit|textrm|textnormal|textsf|mbox|hbox|mathrm|operatorname"
 _TOKEN = re.compile(
     r"(?P<text>\\(?:%s)\s*\{[^{}\n]*\})" % _TEXT_COMMANDS
-    + r"|(?P<cmd>\\[a-zA-Z]+\*?|\\[{}$%,;:! |\\])"
+    + r"|(?P<cmd>\\(?:begin|end)\{[a-zA-Z*]+\}(?:\{[lcr|]*\})?|\\[a-zA-Z]+\*?|\\[{}$%,;:! |\\])"
     + r"|(?P<word>\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![A-Za-z0-9])|[A-Za-z0-9]+(?:\.\d+)?)"
     + r"|(?P<sym>[-+*/^_=<>()\[\]{}|,.!'~&−×÷·≤≥≈°%√π])"
     + r"|(?P<space>[ \t]+)"
     + r"|(?P<other>[\s\S])"
 )
-# a number, a variable with an optional coefficient (2x), or the words that join answers
-_MATH_WORD = re.compile(r"\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|\d*(?:\.\d+)?[A-Za-z]|and|or")
+# a number, a variable with an optional coefficient (2x), a coefficient with a product of
+# variables (6xy) or a glued unit (15min), or the words that join answers
+_MATH_WORD = re.compile(
+    r"\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|\d*(?:\.\d+)?[A-Za-z]|\d+[A-Za-z]{2,3}|and|or"
+)
 
 
 def last_boxed(text: str) -> Optional[str]:
@@ -105,9 +108,10 @@ def math_runs(text: str) -> list[tuple[str, bool]]:
             current, substantive = [], False
             continue
         current.append(token)
-        holds_number = kind in ("word", "text") and any(ch.isdigit() for ch in token)
+        holds_number = kind == "word" and token[0].isdigit()
         is_value = kind == "cmd" and token not in _BOX_COMMANDS  # an unclosed box holds none
-        substantive = substantive or holds_number or is_value
+        is_text = kind == "text" and token[token.index("{") + 1 : -1].strip() != ""
+        substantive = substantive or holds_number or is_value or is_text
     if current:
         runs.append(("".join(current), substantive))
     return [(_trim(run), sub) for run, sub in runs if _trim(run)]

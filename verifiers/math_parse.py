@@ -56,6 +56,13 @@ _UNICODE = (("−", "-"), ("–", "-"), ("×", "\\times "), ("·", "\\cdot "), (
 # old-style font switches and layout commands that carry no value: {\bf 3}, \displaystyle
 _SWITCHES = re.compile(r"\\(?:bf|rm|it|sf|tt|displaystyle|textstyle|mathstrut)(?![a-zA-Z])")
 
+# words after a number are its unit ('5 apples'); glued to it only a known unit of two letters
+# or more ('15min'; not '6xy', a product, nor '5m', which may be 5 times m)
+_WORDS_AFTER_NUMBER = re.compile(
+    r"(-?[\d.,]*\d)(?:\s+[A-Za-z]{2,}[A-Za-z ]*|(?:%s))(?:\^[23])?"
+    % "|".join([word for word in _UNIT_WORDS if len(word) > 1] + ["min"])
+)
+
 
 class Unparseable(ValueError):
     """The text is not an expression this checker understands."""
@@ -121,7 +128,7 @@ def normalise(answer: str) -> str:
     s = re.sub(r"\s+", " ", s).strip().rstrip(".").strip()
     s = _strip_enclosing_braces(re.sub(r"^=\s*", "", s))  # '=936': the arithmetic task's form
     s = re.sub(r"\s+(?:and|or)\s+", ",", s)  # '2 and 3' is the list 2, 3
-    words_after_number = re.fullmatch(r"(-?[\d.,]*\d)\s*[A-Za-z]{2,}[A-Za-z ]*(?:\^[23])?", s)
+    words_after_number = _WORDS_AFTER_NUMBER.fullmatch(s)
     if words_after_number:  # '6 square units', '5 apples', '15min': the words are units
         s = words_after_number.group(1)
     if s.count("\\pm") == 1:  # 'a \pm b' is the two answers a + b and a - b
