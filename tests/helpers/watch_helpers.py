@@ -9,3 +9,9 @@ def contains_seven():
 
 def no_seven():
     return lambda completions, references, **_: [float("7" not in c) for c in completions]
+
+
+def starts_with_letter():
+    """About half of a random model's completions start with a letter: a reward whose groups
+    differ, for runs that must take a real gradient step before any model can add."""
+    return lambda completions, references, **_: [float(c[:1].isalpha()) for c in completions]

@@ -32,12 +32,18 @@ def test_two_processes_update_exactly_like_one(stage, loss_type):
     )
 
 
+# A reward that about half of the random tiny model's completions earn, so every step takes a
+# real gradient (the math verifier rewards none of its 4-character strings).
+HALF_THE_TIME = ("task.rewards.correctness.verifier={_target_:watch_helpers.starts_with_letter}",)
+HELPERS_ON_PATH = {"PYTHONPATH": str(ROOT / "tests" / "helpers")}
+
+
 def test_torchrun_zero3_run_resumes_in_one_plain_process(tmp_path):
     cache, run_dir = tmp_path / "cache", tmp_path / "zero3"
     proc = torchrun([str(ROOT / "train.py"), *TINY_OVERRIDES, f"hydra.run.dir={run_dir}",
-                     "deepspeed=zero3",
+                     "deepspeed=zero3", *HALF_THE_TIME,
                      "trainer.beta=0.04", "trainer.max_steps=2", "checkpoint.every_steps=1"],
-                    env={"HYBRID_RL_CACHE": str(cache)})
+                    env={"HYBRID_RL_CACHE": str(cache), **HELPERS_ON_PATH})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     rows = read_jsonl(run_dir / "metrics.jsonl")
     train_rows = [r for r in rows if "loss" in r]
@@ -59,7 +65,7 @@ def test_torchrun_zero3_run_resumes_in_one_plain_process(tmp_path):
 
     resumed = tmp_path / "resumed"
     proc = run_entry("train.py", resumed, "trainer.beta=0.04", "trainer.max_steps=3",
-                     f"checkpoint.resume={ckpt}", cache=cache)
+                     *HALF_THE_TIME, f"checkpoint.resume={ckpt}", cache=cache, env=HELPERS_ON_PATH)
     assert "resumed from" in proc.stderr + proc.stdout
     assert [r["step"] for r in read_jsonl(resumed / "metrics.jsonl") if "loss" in r] == [3]
 
