@@ -27,7 +27,7 @@ def test_numeric_equal_on_hand_checked_pairs(a, b, equal):
 @pytest.mark.parametrize("a, reason", [
     ("f(x)", "unknown function"), ("xy", "multi-letter name (sympy splits it)"),
     ("oo", "infinity"), ("5!", "factorial"), ("1/0", "division by zero"),
-    ("(" * 30 + "1" + ")" * 30, "nested too deep"),
+    ("(" * 30 + "1" + ")" * 30, "nested too deep"), ("1.2.3", "two numbers side by side"),
 ])
 def test_what_the_evaluator_leaves_to_sympy(a, reason):
     with pytest.raises(NeedsSympy):
@@ -89,6 +89,7 @@ def test_math_blocks_in_order_and_unclosed_delimiters():
     ("x \\geq 3", "[3,\\infty)", True), ("-2 < x \\le 5", "(-2,5]", True),
     ("-2 < x < 5", "(-2,5]", False), ("2x<6", "x<3", True),  # relations stay relations
     ("(x,y)=(2,-1)", "(2,-1)", True), ("\\frac{1}{3} \\approx 0.333", "\\frac{1}{3}", True),
+    ("\\arctan 1", "\\frac{\\pi}{4}", True), ("1.2.3", "0.36", False),
     ("p \\approx 0.33", "\\frac{1}{3}", False), ("2+2=5", "4", False), ("a+3z=0", "0", False),
     ("\\left[\\begin{array}{cc}1&2\\\\3&4\\end{array}\\right]",
      "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", True),

@@ -50,7 +50,8 @@ def _cot(z):
 _FUNCTIONS: dict[str, Callable] = {
     "sqrt": cmath.sqrt, "sin": cmath.sin, "cos": cmath.cos, "tan": cmath.tan, "sec": _sec,
     "csc": _csc, "cot": _cot, "log": cmath.log, "ln": cmath.log, "exp": cmath.exp,
-    "sinh": cmath.sinh, "cosh": cmath.cosh, "tanh": cmath.tanh,
+    "sinh": cmath.sinh, "cosh": cmath.cosh, "tanh": cmath.tanh, "asin": cmath.asin,
+    "acos": cmath.acos, "atan": cmath.atan,
 }
 _CONSTANTS = {"pi": cmath.pi, "e": cmath.e, "i": 1j}
 _GREEK = {"alpha", "beta", "gamma", "delta", "theta", "phi", "psi", "omega", "lambda", "mu",
@@ -70,6 +71,8 @@ def _tokens(text: str) -> list[tuple[str, str]]:
             raise NeedsSympy(f"unknown character {text[i]!r}")
         number, name, op = m.groups()
         out.append(("num", number) if number else ("name", name) if name else (op, op))
+        if number and len(out) > 1 and out[-2][0] == "num":
+            raise NeedsSympy("two numbers side by side ('1.2.3')")  # sympy's reading decides
         i = m.end()
     return out
 

@@ -86,16 +86,22 @@ def strip_text_commands(s: str) -> str:
 
 
 def _strip_enclosing_braces(s: str) -> str:
-    """'{-5}' -> '-5': braces that only group the whole answer."""
-    while s.startswith("{") and s.endswith("}"):
-        try:
-            inner, end = _braced(s, 0)
-        except Unparseable:
-            return s
-        if end != len(s):
-            return s
-        s = inner.strip()
-    return s
+    """'{-5}' -> '-5', '{{x}}' -> 'x': braces that only group the whole answer. One pass: the
+    k-th leading brace encloses everything when it closes at the k-th character from the end."""
+    lead = len(s) - len(s.lstrip("{"))
+    closes_at, stack = {}, []
+    for i, ch in enumerate(s):
+        if ch == "{":
+            stack.append(i)
+        elif ch == "}" and stack:
+            opened = stack.pop()
+            if opened < lead:
+                closes_at[opened] = i
+    layers = 0
+    while layers < lead and closes_at.get(layers) == len(s) - 1 - layers:
+        layers += 1
+    inner = s[layers : len(s) - layers].strip()
+    return _strip_enclosing_braces(inner) if layers and inner.startswith("{") else inner
 
 
 @lru_cache(maxsize=8192)  # GRPO checks each gold G times: parse it once
@@ -181,6 +187,11 @@ _FUNCTIONS = re.compile(
 )
 
 
+_ARGUMENT_RUN = re.compile(r"\\[a-zA-Z]+|[A-Za-z0-9.]+")
+_ONE_ARGUMENT_CHARACTER = re.compile(r"\\[a-zA-Z]+|[A-Za-z0-9.]")
+_SYMPY_NAMES = {"ln": "log", "arcsin": "asin", "arccos": "acos", "arctan": "atan"}
+
+
 def _group(s: str, j: int, single: bool = False) -> tuple[str, int]:
     """The argument starting at s[j]: a {...} or (...) group, a command with its groups, or a
     run of letters, digits and dots (one character when `single`, as after ^ and _); a power
@@ -198,7 +209,7 @@ def _group(s: str, j: int, single: bool = False) -> tuple[str, int]:
             if depth == 0:
                 return s[j + 1 : k], k + 1
         raise Unparseable("unbalanced brackets")
-    m = re.compile(r"\\[a-zA-Z]+|[A-Za-z0-9.]" + ("" if single else "+")).match(s, j)
+    m = (_ONE_ARGUMENT_CHARACTER if single else _ARGUMENT_RUN).match(s, j)
     if not m:
         raise Unparseable(f"no argument at {s[j:j + 10]!r}")
     end = m.end()
@@ -216,13 +227,13 @@ def _apply_functions(s: str) -> str:
         out.append(s[i : m.start()])
         name, j = m.group(1), m.end()
         power = base = None
-        for mark in "^_^":  # either order: \log_2^3 x, \sin^2_x is not LaTeX but harmless
+        for mark in "^_^":  # a power and a base in either order: \log_2^3 x, \log^3_2 x
             if j < len(s) and s[j] == mark:
                 value, j = _group(s, j + 1, single=True)
                 power, base = (value, base) if mark == "^" else (power, value)
         argument, j = _group(s, j)
         argument = _apply_functions(argument)
-        name = "log" if name == "ln" else name
+        name = _SYMPY_NAMES.get(name, name)
         call = f"(log({argument})/log({base}))" if base is not None else f"{name}({argument})"
         out.append(f"(({call})**({power}))" if power is not None else f"({call})")
         i = j
@@ -248,6 +259,8 @@ def _guard(text: str) -> None:
         raise Unparseable(f"answer longer than {MAX_ANSWER_CHARS} characters")
     if len(re.findall(r"\*\*|\^", text)) > 3 or re.search(r"(\*\*|\^)\s*[({]?\s*\d{4,}", text):
         raise Unparseable("exponent tower or huge exponent")
+    if re.search(r"\d*\.\d+\.\d", text):
+        raise Unparseable("a number with two decimal points")  # sympy would read 1.2.3 as 1.2*.3
     if re.search(r"\d{3,}\s*!|factorial", text):
         raise Unparseable("huge factorial")
     if max((len(d) for d in re.findall(r"\d+", text)), default=0) > 200:
