@@ -74,6 +74,7 @@ def test_normalise(raw, clean):
     ("\\left[\\begin{array}{cc}1&2\\\\3&4\\end{array}\\right]",
      "\\left[\\begin{array}{cc}1&2\\\\3&4\\end{array}\\right]"),
     ("The code is AB3CD.", None), ("x3y", None),  # letters glued to a digit are no answer
+    ("To answer: we factor.\nSo $x = 5$.", "x = 5"), ("The answer is: even.", "even"),
 ])
 def test_extraction_of_real_answer_styles(completion, answer):
     assert extract_answer(completion) == answer

@@ -163,9 +163,10 @@ def extract_answer(completion: str) -> Optional[str]:
         return boxed.strip()
     phrases = list(_FINAL_PHRASE.finditer(completion))
     if phrases:
-        answer = _answer_after_marker(completion[phrases[-1].end():])
-        if answer:
-            return answer
+        rest = completion[phrases[-1].end():]
+        answer = _answer_after_marker(rest)
+        if answer and (re.search(r"[\d\\]", answer) or not math_blocks(rest)):
+            return answer  # a word answer, unless mathematics follows ('To answer: ... $5$')
     if "####" in completion:
         answer = _answer_after_marker(completion.rsplit("####", 1)[1])
         if answer:
