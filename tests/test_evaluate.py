@@ -7,6 +7,19 @@ import pytest
 from hybrid_rl.evaluation.report import ModelReport, markdown_report, win_rate
 
 
+def test_wilson_interval_by_hand():
+    from hybrid_rl.evaluation.heldout import wilson_interval
+
+    # p = 0.5, n = 500: centre 0.5; half-width 1.96 / (1 + 3.8416/500)
+    # * sqrt(0.25/500 + 3.8416/(4 * 500^2)) = 1.945055 * 0.0224464 = 0.043659
+    low, high = wilson_interval(0.5, 500)
+    assert low == pytest.approx(0.456341, abs=1e-6) and high == pytest.approx(0.543659, abs=1e-6)
+    # p = 0 on 10 problems: not the empty interval [0, 0] of p +/- 1.96 sqrt(p(1-p)/n)
+    low, high = wilson_interval(0.0, 10)
+    assert low == 0.0 and high == pytest.approx(0.277540, abs=1e-6)
+    assert all(math.isnan(x) for x in wilson_interval(float("nan"), 10))
+
+
 def test_win_rate_counts_wins_ties_and_losses_by_hand():
     # problems: win, tie, loss, win, tie, unscored by the candidate, unscored by the reference
     result = win_rate([1.0, 0.0, 0.0, 0.7, 1.0, None, 1.0], [0.0, 0.0, 1.0, 0.2, 1.0, 1.0, None])
@@ -63,6 +76,18 @@ def test_evaluate_writes_json_markdown_and_plots_for_two_checkpoints(trained):
     assert (out / "metrics.png").stat().st_size > 1000 and (
         out / "lengths.png"
     ).stat().st_size > 1000
+
+
+def test_evaluate_takes_the_best_checkpoint_by_its_path(trained):
+    from helpers.runs import run_entry
+
+    out = trained / "best_eval"
+    best = trained / "run" / "checkpoints" / "best"
+    run_entry("evaluate.py", out, f"evaluate.checkpoint={best}", "evaluate.reference=null",
+              cache=trained / "cache")
+    (model,) = json.loads((out / "results.json").read_text())["models"]
+    assert model["name"] == "best" and 0.0 <= model["accuracy"] <= 1.0
+    assert model["accuracy"] == json.loads((best / "best.json").read_text())["accuracy"]
 
 
 def test_evaluating_the_reference_against_itself_is_all_ties(trained):

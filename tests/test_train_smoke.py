@@ -1,9 +1,11 @@
 """The real entry points with tiny settings: train.py for 2 steps, resume, sft.py."""
+import json
 import os
 import subprocess
 import sys
 
 import pytest
+import torch
 from helpers.runs import ROOT, TINY_OVERRIDES, read_jsonl, run_entry
 
 
@@ -47,6 +49,26 @@ def test_two_steps_write_metrics_samples_checkpoint_and_plot(two_step_run):
     assert "[sft]" in proc.stderr + proc.stdout  # the built-in model was warmed up first
 
 
+def test_the_best_evaluation_is_kept_and_named_in_the_summary(two_step_run):
+    """checkpoints/best holds the policy of the first evaluation with the highest accuracy,
+    with its step and accuracy; the last line names it and the command to evaluate it."""
+    run_dir, _, proc = two_step_run
+    evals = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "eval/accuracy" in r]
+    top = max(r["eval/accuracy"] for r in evals)
+    best_step = next(r["step"] for r in evals if r["eval/accuracy"] == top)
+    best = run_dir / "checkpoints" / "best"
+    info = json.loads((best / "best.json").read_text())
+    assert info == {"step": best_step, "accuracy": top, "num_problems": 8}
+    assert (best / "policy" / "model.safetensors").is_file()
+    assert "best.json" in json.loads((best / "manifest.json").read_text())
+    for r in evals:  # the 95% interval of every evaluation brackets its accuracy
+        assert r["eval/accuracy_ci95_low"] <= r["eval/accuracy"] <= r["eval/accuracy_ci95_high"]
+    out = proc.stderr + proc.stdout
+    assert f"best {top:.3f}" in out and f"at step {best_step}" in out
+    assert f"best checkpoint {best}. Next: python evaluate.py evaluate.checkpoint={best}" in out
+    assert "(8 problems, 95% intervals)" in out
+
+
 def test_resume_continues_at_the_next_step(two_step_run, tmp_path):
     run_dir, cache, _ = two_step_run
     resumed = tmp_path / "resumed"
@@ -58,6 +80,10 @@ def test_resume_continues_at_the_next_step(two_step_run, tmp_path):
     assert steps == [2, 3]
     assert f"resumed from {ckpt} at step 1" in proc.stderr + proc.stdout
     assert "reusing cached warm-up model" in proc.stderr + proc.stdout
+    saved = torch.load(ckpt / "trainer_state.pt", weights_only=False)["best"]
+    evals = [r for r in read_jsonl(resumed / "metrics.jsonl") if "eval/accuracy" in r]
+    if all(r["eval/accuracy"] <= saved["accuracy"] for r in evals):  # the best carried over
+        assert f"at step {saved['step']} -> final" in proc.stderr + proc.stdout
 
 
 def test_resume_auto_in_the_same_folder_keeps_one_line_per_step(two_step_run, tmp_path):
@@ -136,4 +162,5 @@ def test_periodic_checkpoint_on_the_last_step_is_kept_without_save_final(two_ste
     _, cache, _ = two_step_run
     run_entry("train.py", tmp_path / "r", "trainer.max_steps=2", "checkpoint.every_steps=2",
               "checkpoint.save_final=false", "eval.every_steps=0", cache=cache)
-    assert [p.name for p in (tmp_path / "r" / "checkpoints").iterdir()] == ["step_000002"]
+    checkpoints = sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir())
+    assert checkpoints == ["best", "step_000002"]  # best: the evaluation before training

@@ -89,6 +89,8 @@ class CheckpointConfig:
 
     every_steps: int = 100  # save every this many steps (0 = only at the end)
     keep_last: int = 2  # how many step checkpoints to keep
+    # also keep checkpoints/best: the policy of the best held-out evaluation (never deleted)
+    keep_best: bool = True
     save_final: bool = True  # save after the last step
     # None | auto (latest in this run folder) | a run folder or checkpoint path
     resume: Optional[str] = None

@@ -53,6 +53,17 @@ def heldout_accuracy(
     )
 
 
+def wilson_interval(accuracy: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% confidence interval of an accuracy measured on n problems (Wilson score interval:
+    unlike p +/- 1.96 sqrt(p(1-p)/n) it stays inside [0, 1] and is not empty at 0% or 100%).
+    500 problems at 50% give about +/- 4.4 points."""
+    if n <= 0 or math.isnan(accuracy):
+        return float("nan"), float("nan")
+    centre = (accuracy + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(accuracy * (1 - accuracy) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def mean_applicable(values: Sequence) -> float:
     """Mean over the values that are not None; NaN when there are none."""
     scored = [float(v) for v in values if v is not None]

@@ -20,16 +20,20 @@ from hybrid_rl.evaluation.report import evaluate_model, win_rate, write_outputs
 from hybrid_rl.models.loading import load_policy, load_tokenizer
 from hybrid_rl.recipes import build
 from hybrid_rl.recipes.reward_model import prepare_reward_model
-from hybrid_rl.runtime.checkpoint import find_checkpoint, verify_manifest
+from hybrid_rl.runtime.checkpoint import MANIFEST, find_checkpoint, verify_manifest
 
 log = logging.getLogger("hybrid_rl")
 
 
 def model_folder(path: str) -> str:
-    """A Hugging Face model folder, a checkpoint's policy, or a run folder's latest checkpoint."""
+    """A Hugging Face model folder, a checkpoint's policy (checkpoints/best included), or a run
+    folder's latest checkpoint."""
     folder = Path(path).expanduser()
     if (folder / "config.json").is_file():
         return str(folder)
+    if (folder / "policy" / "config.json").is_file() and (folder / MANIFEST).is_file():
+        verify_manifest(folder)  # checkpoints/best: a policy with a manifest, no trainer state
+        return str(folder / "policy")
     checkpoint = find_checkpoint(folder) if folder.is_dir() else None
     if checkpoint is not None and (checkpoint / "policy" / "config.json").is_file():
         verify_manifest(checkpoint)  # a corrupt checkpoint is named, not evaluated

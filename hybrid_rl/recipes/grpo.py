@@ -19,7 +19,7 @@ from hybrid_rl.algo.optim import make_scheduler
 from hybrid_rl.algo.update import NonFiniteLoss, UpdateSettings, grpo_update, reference_logprobs
 from hybrid_rl.config.schema import Config
 from hybrid_rl.data.samples import PromptStream
-from hybrid_rl.evaluation.heldout import heldout_accuracy, sampled_pass_at_k
+from hybrid_rl.evaluation.heldout import heldout_accuracy, sampled_pass_at_k, wilson_interval
 from hybrid_rl.recipes import build
 from hybrid_rl.recipes.reward_model import prepare_reward_model
 from hybrid_rl.rewards.composition import RewardComposer
@@ -27,10 +27,12 @@ from hybrid_rl.rewards.hacking import HackingWatch
 from hybrid_rl.rollout.scored_groups import rollout_metrics, sample_groups, sample_rows
 from hybrid_rl.runtime import distributed
 from hybrid_rl.runtime.checkpoint import (
+    BEST,
     load_trainer_state,
     resolve_resume,
     restore_rng_for_rank,
     rng_state,
+    save_best_policy,
     save_checkpoint,
 )
 from hybrid_rl.runtime.engine import make_engine
@@ -64,6 +66,8 @@ class Run:
     nonfinite_in_a_row: int = 0  # consecutive updates skipped for NaN/inf
     watch: HackingWatch | None = None  # held-out proxy score vs verified accuracy
     stop_reason: str | None = None  # set when the hacking watch ends training
+    best: dict | None = None  # the best held-out evaluation: step, accuracy, num_problems
+    eval_problems: int = 0  # held-out problems the accuracy signal scored, last evaluation
 
 
 def setup(cfg: Config, run_dir: Path) -> Run:
@@ -112,6 +116,7 @@ def setup(cfg: Config, run_dir: Path) -> Run:
             state["step"], state["elapsed_s"], state["start_accuracy"],
         )
         run.composer.load_state_dict(state.get("composer", {}))
+        run.best = state.get("best")
         if run.watch is not None:
             run.watch.load_state_dict(state.get("hacking_watch", {}))
         log.info("resumed from %s at step %d", ckpt, run.step)
@@ -128,7 +133,10 @@ def evaluate(run: Run) -> float:
     res = heldout_accuracy(
         run.rollout, run.held, run.scorer, run.cfg.task.accuracy_signal, e.batch_size
     )
-    metrics = {"eval/accuracy": res.accuracy, "eval/mean_length": res.mean_length,
+    low, high = wilson_interval(res.accuracy, res.num_scored)
+    run.eval_problems = res.num_scored
+    metrics = {"eval/accuracy": res.accuracy, "eval/accuracy_ci95_low": low,
+               "eval/accuracy_ci95_high": high, "eval/mean_length": res.mean_length,
                **{f"eval/reward/{name}": v for name, v in res.signal_means.items()}}
     if e.samples_per_prompt:
         passes = sampled_pass_at_k(run.rollout, run.held, run.scorer, run.cfg.task.accuracy_signal,
@@ -138,12 +146,28 @@ def evaluate(run: Run) -> float:
                                                                     v in passes.items()))
     run.metrics.log(run.step, metrics)
     ex = res.examples[0]
-    log.info("step %d held-out accuracy %.3f (%d problems), e.g. %r -> %r", run.step, res.accuracy,
-             res.num_scored, ex["prompt"][-40:], ex["completion"][:60])
+    log.info("step %d held-out accuracy %.3f [%.3f, %.3f] (%d problems, 95%% interval), e.g. "
+             "%r -> %r", run.step, res.accuracy, low, high, res.num_scored, ex["prompt"][-40:],
+             ex["completion"][:60])
+    keep_if_best(run, res.accuracy, res.num_scored)
     if run.watch is not None:
         watch_for_hacking(run, res.per_problem[run.cfg.reward.hacking_watch.proxy_signal],
                           res.per_problem[run.cfg.task.accuracy_signal])
     return res.accuracy
+
+
+def keep_if_best(run: Run, accuracy: float, num_problems: int) -> None:
+    """A new best held-out accuracy saves the policy as checkpoints/best (collective under
+    DeepSpeed: every process takes the same decision, rank 0 writes)."""
+    better = not math.isnan(accuracy) and (run.best is None or accuracy > run.best["accuracy"])
+    if not run.cfg.checkpoint.keep_best or not distributed.broadcast_object(better):
+        return
+    run.best = {"step": run.step, "accuracy": accuracy, "num_problems": num_problems}
+    weights = run.engine.full_state_dict()
+    if distributed.is_main():
+        save_best_policy(run.run_dir, policy=run.policy, tokenizer=run.tokenizer, info=run.best,
+                         policy_state=weights)
+    distributed.barrier()
 
 
 def watch_for_hacking(run: Run, proxy: list, verified: list) -> None:
@@ -160,6 +184,7 @@ def save(run: Run) -> None:
     extra = {"data": run.stream.state_dict(), "elapsed_s": run.elapsed,
              "start_accuracy": run.start_accuracy, "composer": run.composer.state_dict(),
              "hacking_watch": run.watch.state_dict() if run.watch else {},
+             "best": run.best,
              "world_size": distributed.world_size()}
     # Full weights and optimizer state in one portable layout (collective under DeepSpeed):
     # a checkpoint from N processes resumes in one, and back.
@@ -258,6 +283,7 @@ def every(n: int, step: int) -> bool:
 
 
 def main(dcfg: DictConfig) -> float:
+    started = time.time()
     build.start_processes(dcfg)
     cfg, run_dir = build.start_run(dcfg)
     run = setup(cfg, run_dir)
@@ -287,12 +313,32 @@ def main(dcfg: DictConfig) -> float:
     run.metrics.close()
     run.scorer.close()
     plot = plot_training(run_dir) if distributed.is_main() else None
-    start = run.start_accuracy if run.start_accuracy is not None else math.nan
     if run.stop_reason:
         log.error("stopped early: %s", run.stop_reason)
-    log.info("held-out accuracy: start %.3f -> final %.3f "
-             "after %d steps (%.0fs of training); plot %s",
-             start, final, run.step, run.elapsed, plot)
+    log.info(summary(run, final, plot, time.time() - started))
     distributed.shutdown()
     return final
+
+
+def summary(run: Run, final: float, plot, wall_s: float) -> str:
+    """The run's last line: start, best and final accuracy with intervals and steps, time, where
+    the plot and the best checkpoint are, and what to run next."""
+    n = run.eval_problems
+
+    def figure(accuracy) -> str:
+        if accuracy is None or math.isnan(accuracy):
+            return "n/a"
+        low, high = wilson_interval(accuracy, n)
+        return f"{accuracy:.3f} [{low:.3f}, {high:.3f}]"
+
+    best = (f" -> best {figure(run.best['accuracy'])} at step {run.best['step']}"
+            if run.best else "")
+    line = (f"held-out accuracy: start {figure(run.start_accuracy)}{best} -> final "
+            f"{figure(final)} after {run.step} steps ({n} problems, 95% intervals); "
+            f"{wall_s:.0f} s in this process ({run.elapsed:.0f} s of training steps); plot {plot}")
+    if run.best and run.cfg.checkpoint.keep_best:
+        where = run.run_dir / "checkpoints" / BEST
+        line += (f"; best checkpoint {where}. Next: python evaluate.py "
+                 f"evaluate.checkpoint={where}")
+    return line
 

@@ -24,6 +24,8 @@ import torch
 
 STATE_FILE = "trainer_state.pt"
 MANIFEST = "manifest.json"
+BEST = "best"  # checkpoints/best: the policy of the best held-out evaluation
+BEST_INFO = "best.json"
 
 
 class CheckpointError(RuntimeError):
@@ -136,6 +138,31 @@ def save_checkpoint(
     _fsync(root)  # the rename itself
     for old in sorted(root.glob("step_*"))[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def save_best_policy(
+    run_dir: Path, *, policy, tokenizer, info: dict[str, Any],
+    policy_state: Optional[dict[str, torch.Tensor]] = None,
+) -> Path:
+    """The policy of the best held-out evaluation so far, as `checkpoints/best`: a model folder
+    (`policy/`) with `best.json` (`info`: its step, accuracy and number of problems) and a
+    manifest over both. It is written under a temporary name and renamed, so a crash leaves the
+    previous best whole; keep_last never deletes it (it is not a `step_*` folder)."""
+    root = Path(run_dir) / "checkpoints"
+    final, tmp, old = root / BEST, root / f".{BEST}.tmp", root / f".{BEST}.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    policy.save_pretrained(tmp / "policy", state_dict=policy_state)
+    tokenizer.save_pretrained(tmp / "policy")
+    (tmp / BEST_INFO).write_text(json.dumps(info, indent=1))
+    _write_manifest(tmp)
+    _fsync_tree(tmp)
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    _fsync(root)
+    shutil.rmtree(old, ignore_errors=True)
     return final
 
 

@@ -64,7 +64,9 @@ def test_timeouts_and_errors_are_flagged_and_counted():
     verifier = get_verifier("code", sandbox=SETTINGS)
     scorer = RewardScorer({"code": [Signal("correctness", verifier, 1.0)]}, num_workers=2)
     try:
-        scores = scorer.score([sample()] * 3, ["x+3", "x+(", "[x for x in iter(int, 1)][0]"])
+        # the loop runs in constant memory: a growing list could meet the memory limit before
+        # the time limit (an ordinary failure, not a timeout), depending on the machine's speed
+        scores = scorer.score([sample()] * 3, ["x+3", "x+(", "next(y for y in iter(int, 1) if y)"])
     finally:
         scorer.close()
     values = scores.values["correctness"]
