@@ -157,12 +157,14 @@ def evaluate(run: Run) -> float:
 
 
 def keep_if_best(run: Run, accuracy: float, num_problems: int) -> None:
-    """A new best held-out accuracy saves the policy as checkpoints/best (collective under
-    DeepSpeed: every process takes the same decision, rank 0 writes)."""
+    """Remember a new best held-out accuracy and save its policy as checkpoints/best
+    (collective under DeepSpeed: every process takes rank 0's decision, rank 0 writes)."""
     better = not math.isnan(accuracy) and (run.best is None or accuracy > run.best["accuracy"])
-    if not run.cfg.checkpoint.keep_best or not distributed.broadcast_object(better):
+    if not distributed.broadcast_object(better):
         return
     run.best = {"step": run.step, "accuracy": accuracy, "num_problems": num_problems}
+    if not run.cfg.checkpoint.keep_best:
+        return
     weights = run.engine.full_state_dict()
     if distributed.is_main():
         save_best_policy(run.run_dir, policy=run.policy, tokenizer=run.tokenizer, info=run.best,
@@ -315,7 +317,7 @@ def main(dcfg: DictConfig) -> float:
     plot = plot_training(run_dir) if distributed.is_main() else None
     if run.stop_reason:
         log.error("stopped early: %s", run.stop_reason)
-    log.info(summary(run, final, plot, time.time() - started))
+    log.info("%s", summary(run, final, plot, time.time() - started))
     distributed.shutdown()
     return final
 
