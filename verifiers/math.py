@@ -26,11 +26,15 @@ from verifiers.math_extract import extract_answer, last_boxed
 from verifiers.math_numeric import NeedsSympy, numeric_equal
 from verifiers.math_parse import (
     MAX_ANSWER_CHARS,
+    RELATIONS,
     Unparseable,
+    as_interval,
     choice_letter,
+    equation_value,
     latex_to_text,
     normalise,
     split_top_level,
+    stated_values,
     to_sympy,
 )
 from verifiers.registry import Flagged
@@ -39,8 +43,6 @@ MAX_DIGITS = 400  # plain numbers longer than this are refused by the fast path
 RELATIVE_TOLERANCE = 1e-6
 DEFAULT_TIMEOUT_S = 2.0
 
-_RELATIONS = (("\\geq", ">="), ("\\ge", ">="), ("\\leq", "<="), ("\\le", "<="), ("\\neq", "!="),
-              ("≥", ">="), ("≤", "<="))
 
 
 # ------------------------------------------------------------ fast paths ----
@@ -120,7 +122,7 @@ def _expr_equal(a: str, b: str) -> bool:
 
 
 def _relation(s: str) -> Optional[tuple[str, str, str]]:
-    for latex, op in _RELATIONS:
+    for latex, op in RELATIONS:
         s = s.replace(latex, op)
     m = re.fullmatch(r"([^<>=!]+?)\s*(<=|>=|!=|=|<|>)\s*([^<>=!]+)", s)
     return (m.group(1), m.group(2), m.group(3)) if m else None
@@ -147,60 +149,6 @@ def _relations_equal(r1, r2) -> bool:
     if not all(abs(r - first) <= 1e-9 * abs(first) for r in ratios):
         return False  # not a constant multiple of each other
     return bool(first > 0) if o1 in (">", ">=") else True  # equations may scale by any non-zero
-
-
-def _equation_value(rel) -> Optional[str]:
-    """'x = 3' -> '3', '(x, y) = (2, -1)' -> '(2, -1)': an unknown (or a tuple of unknowns)
-    named on the left; None otherwise."""
-    left, op, right = rel
-    if op != "=":
-        return None
-    if re.fullmatch(r"[a-zA-Z]|\(\s*[a-zA-Z](?:\s*,\s*[a-zA-Z])+\s*\)", left.strip()):
-        return right
-    return None
-
-
-def _stated_values(p: str) -> list[str]:
-    """The values a chain states: its last part, and the exact value before a final
-    approximation. '3 \\times 5 = 15' -> ['15']; 'x = 2\\sqrt{2} \\approx 2.83' -> ['2.83',
-    '2\\sqrt{2}']; [] for an equation in unknowns ('a + 3z = 0' states no value)."""
-    pieces = re.split(r"(\\approx|(?<![<>!])=(?!=))", p)
-    parts, ops = [part.strip() for part in pieces[::2]], pieces[1::2]
-    if len(parts) < 2 or not all(parts):
-        return []
-    if _equation_value((parts[0], "=", parts[1])) is not None:
-        parts, ops = parts[1:], ops[1:]  # 'x = ...', '(x, y) = ...': the unknowns named
-    elif ops[0] == "=" and re.search(r"[a-zA-Z]", re.sub(r"\\[a-zA-Z]+", "", parts[0])):
-        return []
-    values = [parts[-1]]
-    if ops and ops[-1] == "\\approx":
-        values.append(parts[-2])
-    return values
-
-
-_INEQUALITY = re.compile(
-    r"(?:([^<>=]+?)\s*(<=|<)\s*)?([a-zA-Z])\s*(?:(<=|<)\s*([^<>=]+))?"
-)
-
-
-def _as_interval(rel_text: str) -> Optional[str]:
-    """'-2 < x <= 5' -> '(-2,5]', 'x >= 3' -> '[3,\\infty)': an inequality in one unknown
-    written as the interval it describes."""
-    s = rel_text
-    for latex, op in _RELATIONS:
-        s = s.replace(latex, op)
-    if ">" in s:  # read 'a > x > b' right to left
-        parts = re.split(r"(>=|>)", s)
-        s = "".join({">": "<", ">=": "<="}.get(part, part) for part in reversed(parts))
-    m = _INEQUALITY.fullmatch(s.strip())
-    if not m or not (m.group(2) or m.group(4)):
-        return None
-    low, low_op, _, high_op, high = m.groups()
-    left = "(" if low_op in (None, "<") else "["
-    right = ")" if high_op in (None, "<") else "]"
-    low = low.strip() if low else "-\\infty"
-    high = high.strip() if high else "\\infty"
-    return f"{left}{low},{high}{right}"
 
 
 _MATRIX = re.compile(
@@ -248,10 +196,10 @@ def _same_multiset(xs: Sequence[str], ys: Sequence[str]) -> bool:
 
 def _structured_equal(p: str, g: str) -> bool:
     rel_p, rel_g = _relation(p), _relation(g)
-    if not (rel_p and rel_g) and (_as_interval(p) or _as_interval(g)):
+    if not (rel_p and rel_g) and (as_interval(p) or as_interval(g)):
         # 'x >= 3' against '[3, \\infty)'; two inequalities compare as relations
-        return answers_match(_as_interval(p) or p, _as_interval(g) or g)
-    values = _stated_values(p) if len(split_top_level(p)) == 1 and not rel_g else []
+        return answers_match(as_interval(p) or p, as_interval(g) or g)
+    values = stated_values(p) if len(split_top_level(p)) == 1 and not rel_g else []
     if values:  # 'x = 3', '3 + 4 = 7', '(x, y) = (2, -1)', '\\frac{1}{3} \\approx 0.333'
         return any(answers_match(value, g) for value in values)
     if "\\cup" in g or "\\cup" in p:
@@ -277,7 +225,7 @@ def _structured_equal(p: str, g: str) -> bool:
     if rel_p and rel_g:
         return _relations_equal(rel_p, rel_g)
     if rel_g:  # '3' against 'x = 3'
-        value = _equation_value(rel_g)
+        value = equation_value(rel_g)
         return value is not None and answers_match(p, value)
     if rel_p:  # an equation in unknowns states no value: 'a + 3z = 0' is not '0'
         return False

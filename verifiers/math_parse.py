@@ -1,8 +1,11 @@
 """Turning a final answer (LaTeX or plain text) into something sympy can compare.
 
 `normalise` removes what the MATH graders ignore (spacing commands, \\text{}, units, degree
-signs, dollar signs, trailing periods); `to_sympy` parses one expression; `split_top_level`
-finds the parts of tuples, sets and lists without splitting inside brackets.
+signs, dollar signs, trailing periods); `latex_to_text` rewrites LaTeX (fractions, roots,
+functions with powers and bases) into sympy's syntax and `to_sympy` parses one expression;
+`split_top_level` finds the parts of tuples, sets and lists without splitting inside brackets;
+`stated_values` and `as_interval` read what a relation says ('x = 3' states 3, 'x >= 3' is
+[3, oo)).
 """
 from __future__ import annotations
 
@@ -305,3 +308,62 @@ def choice_letter(s: str) -> Optional[str]:
     """'(C)', 'C', '\\text{(C)}' -> 'C'; None when the answer is not a multiple-choice letter."""
     m = re.fullmatch(r"\(?\s*([A-E])\s*\)?", strip_text_commands(s).strip())
     return m.group(1) if m else None
+
+
+# ------------------------------------------------- relations as answers ----
+RELATIONS = (("\\geq", ">="), ("\\ge", ">="), ("\\leq", "<="), ("\\le", "<="), ("\\neq", "!="),
+              ("≥", ">="), ("≤", "<="))
+
+
+def equation_value(rel) -> Optional[str]:
+    """'x = 3' -> '3', '(x, y) = (2, -1)' -> '(2, -1)': an unknown (or a tuple of unknowns)
+    named on the left; None otherwise."""
+    left, op, right = rel
+    if op != "=":
+        return None
+    if re.fullmatch(r"[a-zA-Z]|\(\s*[a-zA-Z](?:\s*,\s*[a-zA-Z])+\s*\)", left.strip()):
+        return right
+    return None
+
+
+def stated_values(p: str) -> list[str]:
+    """The values a chain states: its last part, and the exact value before a final
+    approximation. '3 \\times 5 = 15' -> ['15']; 'x = 2\\sqrt{2} \\approx 2.83' -> ['2.83',
+    '2\\sqrt{2}']; [] for an equation in unknowns ('a + 3z = 0' states no value)."""
+    pieces = re.split(r"(\\approx|(?<![<>!])=(?!=))", p)
+    parts, ops = [part.strip() for part in pieces[::2]], pieces[1::2]
+    if len(parts) < 2 or not all(parts):
+        return []
+    if equation_value((parts[0], "=", parts[1])) is not None:
+        parts, ops = parts[1:], ops[1:]  # 'x = ...', '(x, y) = ...': the unknowns named
+    elif ops[0] == "=" and re.search(r"[a-zA-Z]", re.sub(r"\\[a-zA-Z]+", "", parts[0])):
+        return []
+    values = [parts[-1]]
+    if ops and ops[-1] == "\\approx":
+        values.append(parts[-2])
+    return values
+
+
+_INEQUALITY = re.compile(
+    r"(?:([^<>=]+?)\s*(<=|<)\s*)?([a-zA-Z])\s*(?:(<=|<)\s*([^<>=]+))?"
+)
+
+
+def as_interval(rel_text: str) -> Optional[str]:
+    """'-2 < x <= 5' -> '(-2,5]', 'x >= 3' -> '[3,\\infty)': an inequality in one unknown
+    written as the interval it describes."""
+    s = rel_text
+    for latex, op in RELATIONS:
+        s = s.replace(latex, op)
+    if ">" in s:  # read 'a > x > b' right to left
+        parts = re.split(r"(>=|>)", s)
+        s = "".join({">": "<", ">=": "<="}.get(part, part) for part in reversed(parts))
+    m = _INEQUALITY.fullmatch(s.strip())
+    if not m or not (m.group(2) or m.group(4)):
+        return None
+    low, low_op, _, high_op, high = m.groups()
+    left = "(" if low_op in (None, "<") else "["
+    right = ")" if high_op in (None, "<") else "]"
+    low = low.strip() if low else "-\\infty"
+    high = high.strip() if high else "\\infty"
+    return f"{left}{low},{high}{right}"
