@@ -80,10 +80,18 @@ def test_resume_continues_at_the_next_step(two_step_run, tmp_path):
     assert steps == [2, 3]
     assert f"resumed from {ckpt} at step 1" in proc.stderr + proc.stdout
     assert "reusing cached warm-up model" in proc.stderr + proc.stdout
+    # The best so far carries over: the resumed run's best is the saved one unless a later
+    # evaluation beat it strictly (then the first such one)
     saved = torch.load(ckpt / "trainer_state.pt", weights_only=False)["best"]
     evals = [r for r in read_jsonl(resumed / "metrics.jsonl") if "eval/accuracy" in r]
-    if all(r["eval/accuracy"] <= saved["accuracy"] for r in evals):  # the best carried over
-        assert f"at step {saved['step']} -> final" in proc.stderr + proc.stdout
+    expected = saved
+    for r in evals:
+        if r["eval/accuracy"] > expected["accuracy"]:
+            expected = {"step": r["step"], "accuracy": r["eval/accuracy"]}
+    final = resumed / "checkpoints" / "step_000003" / "trainer_state.pt"
+    best = torch.load(final, weights_only=False)["best"]
+    assert (best["step"], best["accuracy"]) == (expected["step"], expected["accuracy"])
+    assert f"at step {expected['step']} -> final" in proc.stderr + proc.stdout
 
 
 def test_resume_auto_in_the_same_folder_keeps_one_line_per_step(two_step_run, tmp_path):

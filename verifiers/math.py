@@ -26,6 +26,7 @@ from verifiers.math_extract import extract_answer, last_boxed
 from verifiers.math_numeric import NeedsSympy, numeric_equal
 from verifiers.math_parse import (
     MAX_ANSWER_CHARS,
+    PROBES,
     RELATIONS,
     Unparseable,
     as_interval,
@@ -82,8 +83,7 @@ def _percent_variants(s: str) -> list[str]:
 
 
 # ----------------------------------------------------- structured compare ----
-# arbitrary, no special values
-_PROBES = (sympy.Rational(7, 5), sympy.Rational(-13, 7), sympy.Rational(31, 11))
+_PROBES = tuple(sympy.Rational(numerator, denominator) for numerator, denominator in PROBES)
 
 
 def _at_probes(expr: sympy.Expr) -> list:

@@ -114,7 +114,8 @@ def math_runs(text: str) -> list[tuple[str, bool]]:
         substantive = substantive or holds_number or is_value or is_text
     if current:
         runs.append(("".join(current), substantive))
-    return [(_trim(run), sub) for run, sub in runs if _trim(run)]
+    trimmed = [(_trim(run), substantive) for run, substantive in runs]
+    return [(run, substantive) for run, substantive in trimmed if run]
 
 
 def _trim(run: str) -> str:
@@ -135,13 +136,13 @@ def _is_expression(text: str) -> bool:
 
 def _answer_after_marker(rest: str) -> Optional[str]:
     """What follows "the answer is": its line's first math block, else its sentence."""
-    lines = [line for line in rest.split("\n") if line.strip()]
-    if not lines:
+    line = next((line for line in rest.split("\n") if line.strip()), None)
+    if line is None:
         return None
-    blocks = math_blocks(lines[0])
+    blocks = math_blocks(line)
     if blocks:
         return blocks[0]
-    sentence = _SENTENCE_END.split(lines[0], maxsplit=1)[0].strip(" *")
+    sentence = _SENTENCE_END.split(line, maxsplit=1)[0].strip(" *")
     if not re.search(r"[\d\\]", sentence):  # a word answer: 'Tuesday', 'no solution'
         return sentence or None
     runs = math_runs(sentence)

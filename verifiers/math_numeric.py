@@ -19,12 +19,12 @@ import math
 import re
 from typing import Callable, Optional
 
-from verifiers.math_parse import Unparseable
+from verifiers.math_parse import MAX_NESTING, PROBES, Unparseable, bracket_depth
 
 RELATIVE_TOLERANCE = 1e-6  # between two numbers (the sympy path's tolerance)
 IDENTITY_TOLERANCE = 1e-9  # between two expressions in unknowns, at each probe point
 MAX_DIGITS = 10_000  # a power past float range and past this many digits is refused
-_PROBES = (7 / 5, -13 / 7, 31 / 11)  # arbitrary, no special values (as in verifiers/math.py)
+_PROBES = tuple(numerator / denominator for numerator, denominator in PROBES)
 
 
 class NeedsSympy(ValueError):
@@ -187,20 +187,11 @@ def _close(a: complex, b: complex, tolerance: float, floor: float) -> bool:
     return abs(a - b) <= tolerance * max(abs(a), abs(b), floor)
 
 
-def _nesting(text: str) -> int:
-    depth = deepest = 0
-    for ch in text:
-        depth += ch == "("
-        depth -= ch == ")"
-        deepest = max(deepest, depth)
-    return deepest
-
-
 def numeric_equal(a: str, b: str) -> bool:
     """Whether two expressions (sympy syntax, as latex_to_text writes it) are equal: within
     a relative 1e-6 for numbers, at every probe point for expressions in unknowns. Raises
     NeedsSympy when it cannot tell."""
-    if len(a) > 400 or len(b) > 400 or max(_nesting(a), _nesting(b)) > 20:
+    if len(a) > 400 or len(b) > 400 or max(bracket_depth(a), bracket_depth(b)) > MAX_NESTING:
         raise NeedsSympy("too long or too deeply nested")
     tokens_a, tokens_b = _tokens(a), _tokens(b)
     symbols = sorted(set(_symbols(tokens_a)) | set(_symbols(tokens_b)))

@@ -21,6 +21,10 @@ from sympy.parsing.sympy_parser import (
     standard_transformations,
 )
 
+MAX_NESTING = 20  # deeper brackets are refused: no answer nests like this
+# Points where expressions in unknowns are compared, as fractions (numerator, denominator):
+# arbitrary, no special values. The sympy path and the float evaluator use the same ones.
+PROBES = ((7, 5), (-13, 7), (31, 11))
 MAX_ANSWER_CHARS = 400  # longer "answers" are not answers; refusing them keeps checks fast
 _TRANSFORMS = standard_transformations + (implicit_multiplication_application, convert_xor)
 _NAMES = {
@@ -268,13 +272,18 @@ def _guard(text: str) -> None:
         raise Unparseable("huge factorial")
     if max((len(d) for d in re.findall(r"\d+", text)), default=0) > 200:
         raise Unparseable("number with more than 200 digits")
-    depth = max_depth = 0
+    if bracket_depth(text) > MAX_NESTING:
+        raise Unparseable(f"brackets nested more than {MAX_NESTING} deep")
+
+
+def bracket_depth(text: str) -> int:
+    """How deep (), [] and {} nest in text."""
+    depth = deepest = 0
     for ch in text:
         depth += ch in "({["
         depth -= ch in ")}]"
-        max_depth = max(max_depth, depth)
-    if max_depth > 20:
-        raise Unparseable("brackets nested more than 20 deep")
+        deepest = max(deepest, depth)
+    return deepest
 
 
 @lru_cache(maxsize=8192)
