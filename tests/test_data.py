@@ -28,6 +28,41 @@ def test_arithmetic_generator_is_correct_and_deterministic():
         )
 
 
+def test_slipped_answers_drop_the_carry_or_borrow():
+    from hybrid_rl.tasks.arithmetic import slipped_result
+
+    # by hand: 47+85 writes 2 and forgets the carried 1 (4+8=12 whole): 122, not 132
+    assert slipped_result(47, "+", 85) == 122
+    assert slipped_result(48, "+", 55) == 93  # 13 -> 3, then 4+5=9
+    assert slipped_result(52, "-", 17) == 45  # |2-7|=5, 5-1=4; right: 35
+    assert slipped_result(53, "-", 17) == 44
+    assert slipped_result(17, "-", 53) == -44  # written as -(53-17)
+    assert slipped_result(105, "-", 7) == 102  # |5-7|=2, 0, 1
+    # no carry or borrow needed: the slip changes nothing
+    assert slipped_result(41, "+", 18) == 59 and slipped_result(86, "-", 24) == 62
+
+
+def test_slip_rate_changes_demonstrations_only():
+    clean = arithmetic(4000, seed=5, min_digits=2, max_digits=2)
+    slipped = arithmetic(4000, seed=5, min_digits=2, max_digits=2, slip_rate=0.6)
+    # the same problems and gold answers; only demonstrations differ
+    assert [t[:2] for t in clean] == [t[:2] for t in slipped]
+    wrong = [t for t in slipped if t[1] != t[2]]
+    needs_carry = [t for t in clean if _needs_carry_or_borrow(t[0])]
+    assert all(_needs_carry_or_borrow(t[0]) for t in wrong)
+    assert 0.55 < len(wrong) / len(needs_carry) < 0.65  # 60% of them, within sampling noise
+    with pytest.raises(DataError, match="slip_rate"):
+        arithmetic(10, seed=0, slip_rate=1.5)
+    with pytest.raises(DataError, match=r"\+ and - only"):
+        arithmetic(10, seed=0, operations="+*", slip_rate=0.5)
+
+
+def _needs_carry_or_borrow(problem: str) -> bool:
+    op = "+" if "+" in problem else "-"
+    a, b = sorted(int(x) for x in problem.rstrip("=").split(op))
+    return (a % 10 + b % 10 >= 10) if op == "+" else (b % 10 < a % 10)
+
+
 def test_generated_heldout_is_disjoint_from_train():
     cfg = DataConfig(num_train=500, num_eval=100, generator_args={"max_digits": 2})
     train, held, _ = load_task_samples(cfg, "math")
