@@ -26,6 +26,7 @@ ROLLOUT_BACKENDS = Registry("rollout backend", "hybrid_rl.rollout_backends", {
 TASK_GENERATORS = Registry("task generator", "hybrid_rl.task_generators", {
     "arithmetic": "hybrid_rl.tasks.arithmetic:arithmetic",
     "functions": "hybrid_rl.tasks.functions:functions",
+    "explain": "hybrid_rl.tasks.explain:explain",
 })
 ROW_FORMATS = Registry("row format", "hybrid_rl.row_formats", {
     "plain": "hybrid_rl.tasks.plain:plain_row",

@@ -19,8 +19,10 @@ SECTIONS = {"trainer": TrainerConfig, "reward": RewardConfig, "rollout": Rollout
             "deepspeed": DeepSpeedConfig}
 # Groups train.py loads by another group's choice (conf/config.yaml: `optional X: ${task}`)
 DERIVED = {"task": "task_training", "preset": "preset_training"}
+# Groups loaded by two choices at once (`optional model_task: ${model}_${task}`)
+BY_MODEL_AND_TASK = ("model_task", "model_task_training")
 GROUPS = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in CONF.iterdir()
-          if g.is_dir() and g.name not in DERIVED.values()}
+          if g.is_dir() and g.name not in (*DERIVED.values(), *BY_MODEL_AND_TASK)}
 
 
 def _compose(overrides, root="config"):
@@ -48,14 +50,19 @@ def test_every_option_composes_and_validates(group, option):
     values = list(_values_set_by(group, option))
     if group in DERIVED and (CONF / DERIVED[group] / f"{option}.yaml").is_file():
         values += list(_values_set_by(DERIVED[group], option))
-    for key, value in values:
+    for key, value in dict(values).items():  # a file's own value wins over the one it extends
         if key.split(".")[-1] not in (o.split("=")[0].split(".")[-1] for o in overrides[1:]):
             assert OmegaConf.select(composed, key) == value, (key, value)
     if not values and _is_global(group, option):  # sets nothing: the default composition
         assert composed == _compose([])
-    elif not values:  # a file that sets nothing: the section is the schema's own defaults
-        assert OmegaConf.to_container(composed[group]) == OmegaConf.to_container(
-            OmegaConf.structured(SECTIONS[group]))
+    elif not values:  # a file that sets nothing: the section is the schema's own defaults,
+        # but for what the default run's tuned values (conf/model_task*/tiny_math.yaml) set
+        expected = OmegaConf.structured(SECTIONS[group])
+        for key, value in [*_values_set_by("model_task", "tiny_math"),
+                           *_values_set_by("model_task_training", "tiny_math")]:
+            if key.startswith(f"{group}."):
+                OmegaConf.update(expected, key[len(group) + 1:], value)
+        assert OmegaConf.to_container(composed[group]) == OmegaConf.to_container(expected)
 
 
 def _is_global(group, option):
@@ -98,6 +105,21 @@ def test_other_recipes_carry_no_training_fields(root, option):
     assert ("evaluate" in composed) == (root == "evaluate")
     with pytest.raises(ConfigCompositionException):
         _compose([*overrides, "trainer.max_steps=3"], root)
+
+
+@pytest.mark.parametrize("overrides, tuned", [
+    ([], True), (["task=math_hybrid"], False), (["model=smollm2_135m"], False),
+    (["preset=qwen2.5-0.5b-instruct"], False), (["preset=llama-3.2-1b-instruct"], False),
+])
+def test_values_tuned_for_the_builtin_model_on_math_reach_only_that_pair(overrides, tuned):
+    """conf/model_task*/tiny_math.yaml: the default run's warm-up and optimiser; a preset's
+    model keeps its own learning rate and length, and every command gets the same warm-up."""
+    values = [*_values_set_by("model_task", "tiny_math"),
+              *_values_set_by("model_task_training", "tiny_math")]
+    composed = _compose(overrides)
+    assert all((OmegaConf.select(composed, k) == v) == tuned for k, v in values), values
+    for root in ("evaluate", "train_rm"):
+        assert _compose(overrides, root).sft == composed.sft
 
 
 def test_unknown_rollout_backend_is_named_before_any_model():

@@ -27,7 +27,7 @@ from hybrid_rl.config.run import (
     LoggingConfig,
     SFTConfig,
 )
-from hybrid_rl.config.task import TaskConfig
+from hybrid_rl.config.task import MixConfig, TaskConfig
 from hybrid_rl.config.trainer import TrainerConfig
 from sandbox.launch import SandboxSettings
 
@@ -38,6 +38,8 @@ class RecipeConfig:
     and the learned reward when a task uses one. Each recipe's schema adds its own sections."""
 
     task: TaskConfig = field(default_factory=TaskConfig)
+    # several tasks in one run (train.py mix=<name>); when it has tasks, `task` is not used
+    mix: MixConfig = field(default_factory=MixConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     # the SFT warm-up (its settings also name the cached warm-up model every recipe starts from)
@@ -60,9 +62,16 @@ class RecipeConfig:
         if found:
             raise ConfigError("invalid config:\n  " + "\n  ".join(found))
 
-
     def cross_section_problems(self) -> Iterator[str]:
         return iter(())
+
+    def tasks(self) -> dict[str, TaskConfig]:
+        """The run's tasks by name: the mixture's when it has any, else `task` alone."""
+        return self.mix.named_tasks() if self.mix.tasks else {self.task.name: self.task}
+
+    @property
+    def mixed(self) -> bool:
+        return bool(self.mix.tasks)
 
 
 @dataclass

@@ -77,6 +77,9 @@ class TaskConfig:
     # how the default preference-data generator dresses this task's answers: answer (a final
     # answer with optional working: math) | code (a function body)
     response_style: str = "answer"
+    # this task's completion limit in tokens (None: rollout.max_new_tokens); in a mixture
+    # each limit's prompts are sampled in a call of their own
+    max_new_tokens: Optional[int] = None
 
     def signals(self) -> dict[str, SignalConfig]:
         return {name: SignalConfig(**spec) for name, spec in self.rewards.items()}
@@ -116,7 +119,45 @@ class TaskConfig:
                 yield (f"rewards.{name}.gate: must name another signal of the task "
                        f"{sorted(set(self.rewards) - {name})}, got {gate!r}")
         yield from choice("response_style", self.response_style, {"answer", "code"})
+        yield from positive("max_new_tokens", self.max_new_tokens)
         if self.rewards and self.accuracy_signal not in self.rewards:
             yield (f"accuracy_signal: {self.accuracy_signal!r} is not "
                    f"one of the task's signals {sorted(self.rewards)}")
         yield from (f"data.{p}" for p in self.data.problems())
+
+
+@dataclass
+class MixTaskConfig(TaskConfig):
+    """A task inside a mixture: a whole task config (conf/task/<name>.yaml composed under
+    mix.tasks.<key>) plus its share of each step's prompts. The key is the task's name."""
+
+    share: float = 1.0  # relative share of the prompts (normalised over the mixture's shares)
+
+
+@dataclass
+class MixConfig:
+    """Several tasks trained in one run (conf/mix/<name>.yaml; README "Task mixtures"). Empty:
+    the run trains `task` alone."""
+
+    tasks: Dict[str, MixTaskConfig] = field(default_factory=dict)  # task name -> task + share
+
+    def named_tasks(self) -> dict[str, MixTaskConfig]:
+        """The tasks, each named by its key (a task file composed twice under two keys is two
+        tasks)."""
+        out = {}
+        for key, task in self.tasks.items():
+            task.name = key
+            out[key] = task
+        return out
+
+    def problems(self) -> Iterator[str]:
+        shares = []
+        for key, task in self.tasks.items():
+            yield from (f"tasks.{key}.{p}" for p in task.problems())
+            if not isinstance(task.share, (int, float)) or task.share < 0:
+                yield f"tasks.{key}.share: must be a number >= 0, got {task.share!r}"
+            else:
+                shares.append(task.share)
+        if self.tasks and len(shares) == len(self.tasks) and sum(shares) <= 0:
+            yield (f"tasks: the shares {dict((k, t.share) for k, t in self.tasks.items())} "
+                   "must add up to a positive number")

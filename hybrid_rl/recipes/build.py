@@ -17,7 +17,8 @@ from hybrid_rl import plugins
 from hybrid_rl.algo.optim import make_optimizer
 from hybrid_rl.config.schema import Config, ConfigError, RecipeConfig
 from hybrid_rl.data.loaders import load_task_samples
-from hybrid_rl.data.samples import DataError, Sample, drop_overlong
+from hybrid_rl.data.mixture import MixedPromptStream
+from hybrid_rl.data.samples import DataError, PromptStream, Sample, drop_overlong
 from hybrid_rl.models.loading import (
     builtin_model_folder,
     format_prompt,
@@ -91,13 +92,42 @@ def seed_everything(seed: int, num_threads: Optional[int]) -> None:
 
 
 def task_samples(cfg: RecipeConfig) -> tuple[list[Sample], list[Sample]]:
-    train, held, skipped = load_task_samples(cfg.task.data, cfg.task.name)
-    if skipped:
-        log.warning(
-            "skipped %d bad rows (task.data.on_bad_row=skip); first: %s", len(skipped), skipped[0]
-        )
-    log.info("task %s: %d training and %d held-out problems", cfg.task.name, len(train), len(held))
+    """(train, held-out) of every task of the run, in task order (each sample names its task)."""
+    train, held = [], []
+    for name, task in cfg.tasks().items():
+        t, h, skipped = load_task_samples(task.data, name)
+        if skipped:
+            log.warning("task %s: skipped %d bad rows (task.data.on_bad_row=skip); first: %s",
+                        name, len(skipped), skipped[0])
+        log.info("task %s: %d training and %d held-out problems", name, len(t), len(h))
+        train, held = train + t, held + h
     return train, held
+
+
+def by_task(items, key=lambda sample: sample.task) -> dict[str, list]:
+    """Items grouped by their task, each group in its original order."""
+    out: dict[str, list] = {}
+    for item in items:
+        out.setdefault(key(item), []).append(item)
+    return out
+
+
+def prompt_stream(cfg: RecipeConfig, train: list[Sample]):
+    """The resumable stream of training prompts: one task's, or the mixture's by share."""
+    shard, shards = distributed.rank(), distributed.world_size()
+    if not cfg.mixed:
+        return PromptStream(train, cfg.seed, shard, shards)
+    shares = {name: task.share for name, task in cfg.tasks().items()}
+    return MixedPromptStream(by_task(train), shares, cfg.seed, shard, shards)
+
+
+def warm_up_key(cfg: RecipeConfig) -> dict:
+    """What names the cached warm-up model: the tasks' data (one task: as before mixtures)."""
+    if not cfg.mixed:
+        return {"task": cfg.task.name, "data": asdict(cfg.task.data),
+                "chat": cfg.model.chat_template}
+    return {"tasks": {name: asdict(t.data) for name, t in cfg.tasks().items()},
+            "chat": cfg.model.chat_template}
 
 
 def base_location(cfg: RecipeConfig) -> str:
@@ -123,8 +153,7 @@ def prepare_start(cfg: RecipeConfig, train: list[Sample], held: list[Sample]):
     if cfg.model.warmup_sft:
         location = str(warm_start(
             location, train, cache_dir=cfg.cache_dir,
-            key_parts={"task": cfg.task.name, "data": asdict(cfg.task.data),
-                       "chat": cfg.model.chat_template},
+            key_parts=warm_up_key(cfg),
             steps=cfg.sft.steps, batch_size=cfg.sft.batch_size, learning_rate=cfg.sft.learning_rate,
             lr_schedule=cfg.sft.lr_schedule, weight_decay=cfg.sft.weight_decay, seed=cfg.seed,
             log_every=cfg.sft.log_every, log=log.info,
@@ -140,23 +169,37 @@ def fit_context(
     context = getattr(model_config, "max_position_embeddings", None)
     if context is None:
         return train, held
-    limit = context - cfg.rollout.max_new_tokens
-    if limit <= 0:
-        raise ConfigError(f"rollout.max_new_tokens={cfg.rollout.max_new_tokens} does not fit the "
-                          f"model's context of {context}")
+    tasks = cfg.tasks()
+    limits = {}  # task -> longest prompt that leaves room for its completions
+    for name, task in tasks.items():
+        new_tokens = completion_tokens(cfg, task)
+        limits[name] = context - new_tokens
+        if limits[name] <= 0:
+            raise ConfigError(f"max_new_tokens={new_tokens} (task {name!r}) does not fit the "
+                              f"model's context of {context}")
     skipped: list[str] = []
     out = []
     for samples in (train, held):
         lengths = [len(ids) for ids in tokenizer([s.prompt for s in samples],
                                                  add_special_tokens=False)["input_ids"]]
-        out.append(drop_overlong(samples, lengths, limit, cfg.task.data.on_bad_row, skipped))
+        kept = []
+        for name, rows in by_task(zip(samples, lengths), key=lambda pair: pair[0].task).items():
+            kept += drop_overlong([s for s, _ in rows], [n for _, n in rows], limits[name],
+                                  tasks[name].data.on_bad_row, skipped)
+        out.append(kept)
     if skipped:
         log.warning("skipped %d overlong prompts (task.data.on_bad_row=skip); first: %s",
                     len(skipped), skipped[0])
-    if not out[0] or not out[1]:
-        raise DataError(f"task {cfg.task.name!r}: no prompt fits "
-                        f"the model's context of {context} tokens")
+    for name in tasks:
+        if not any(s.task == name for s in out[0]) or not any(s.task == name for s in out[1]):
+            raise DataError(f"task {name!r}: no prompt fits "
+                            f"the model's context of {context} tokens")
     return out[0], out[1]
+
+
+def completion_tokens(cfg: RecipeConfig, task) -> int:
+    """A task's completion limit: its own max_new_tokens, else rollout.max_new_tokens."""
+    return task.max_new_tokens or cfg.rollout.max_new_tokens
 
 
 def load_models(cfg: Config, location: str, policy_location: Optional[str] = None):
@@ -201,18 +244,21 @@ def shard_reference(cfg: Config, reference):
 def build_scorer(cfg, run_dir: Optional[Path]) -> RewardScorer:
     """The task's reward signals, verifiers found by name or `_target_` (train.py, sft.py and
     evaluate.py configs: they have `reward` and `sandbox`)."""
-    signals = []
     # What a verifier class may ask for in its constructor (verifiers/registry.py construct):
     # the code verifier starts and checks its sandbox here, before any model is loaded.
     settings = {"sandbox": cfg.sandbox, "reward_model_path": cfg.reward_model.path,
                 "score_batch_size": cfg.reward_model.score_batch_size}
-    for name, sig in cfg.task.signals().items():
-        verifier = plugins.build(
-            VERIFIERS, sig.verifier, f"task.rewards.{name}.verifier", **settings
-        )
-        signals.append(Signal(name, verifier, sig.weight))
+    where = "mix.tasks.{task}.rewards.{signal}.verifier" if cfg.mixed else \
+        "task.rewards.{signal}.verifier"
+    signals_by_task = {
+        task_name: [Signal(name, plugins.build(VERIFIERS, sig.verifier,
+                                               where.format(task=task_name, signal=name),
+                                               **settings), sig.weight)
+                    for name, sig in task.signals().items()]
+        for task_name, task in cfg.tasks().items()
+    }
     failures = Path(run_dir) / cfg.reward.failures_file if run_dir is not None else None
-    return RewardScorer({cfg.task.name: signals}, failures, cfg.reward.max_error_rate,
+    return RewardScorer(signals_by_task, failures, cfg.reward.max_error_rate,
                         num_workers=cfg.reward.num_workers, timeout_s=cfg.reward.timeout_s,
                         error_window=cfg.reward.error_window)
 
@@ -232,9 +278,10 @@ def report_isolation(scorer: RewardScorer, metrics=None, step: int = 0) -> None:
 def build_composer(cfg: Config) -> RewardComposer:
     """How the task's signals combine into one reward per sample (gates, normalisation,
     weights); training only."""
-    rules = {name: SignalRule(sig.weight, sig.normalize, sig.gate, sig.gate_min)
-             for name, sig in cfg.task.signals().items()}
-    return RewardComposer({cfg.task.name: rules}, eps=cfg.trainer.advantage_eps)
+    rules = {task_name: {name: SignalRule(sig.weight, sig.normalize, sig.gate, sig.gate_min)
+                         for name, sig in task.signals().items()}
+             for task_name, task in cfg.tasks().items()}
+    return RewardComposer(rules, eps=cfg.trainer.advantage_eps)
 
 
 def vllm_context(policy, tokenizer, prompts: Sequence[str], max_new_tokens: int) -> int:
@@ -263,7 +310,8 @@ def build_rollout(cfg: RecipeConfig, policy, tokenizer, gather=None, prompts: Se
                         enforce_eager=r.enforce_eager, verify_sync=r.verify_sync,
                         sync_tolerance=r.sync_tolerance, seed=cfg.seed + distributed.rank(),
                         dtype=cfg.model.dtype,
-                        max_model_len=vllm_context(policy, tokenizer, prompts, r.max_new_tokens))
+                        max_model_len=vllm_context(policy, tokenizer, prompts, max(
+                            completion_tokens(cfg, t) for t in cfg.tasks().values())))
     elif gather is not None and cfg.deepspeed.stage == 3:
         settings["gather"] = gather
     try:

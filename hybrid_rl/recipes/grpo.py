@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -18,13 +18,20 @@ from hybrid_rl.algo import grpo
 from hybrid_rl.algo.optim import make_scheduler
 from hybrid_rl.algo.update import NonFiniteLoss, UpdateSettings, grpo_update, reference_logprobs
 from hybrid_rl.config.schema import Config
+from hybrid_rl.data.mixture import MixedPromptStream
 from hybrid_rl.data.samples import PromptStream
 from hybrid_rl.evaluation.heldout import heldout_accuracy, sampled_pass_at_k, wilson_interval
 from hybrid_rl.recipes import build
 from hybrid_rl.recipes.reward_model import prepare_reward_model
 from hybrid_rl.rewards.composition import RewardComposer
 from hybrid_rl.rewards.hacking import HackingWatch
-from hybrid_rl.rollout.scored_groups import rollout_metrics, sample_groups, sample_rows
+from hybrid_rl.rollout import completion_limit
+from hybrid_rl.rollout.scored_groups import (
+    rollout_metrics,
+    sample_groups,
+    sample_rows,
+    task_metrics,
+)
 from hybrid_rl.runtime import distributed
 from hybrid_rl.runtime.checkpoint import (
     BEST,
@@ -56,7 +63,7 @@ class Run:
     # hybrid_rl/runtime/engine.py: TorchEngine (one process) or ZeroEngine (DeepSpeed)
     engine: object
     scheduler: object
-    stream: PromptStream
+    stream: PromptStream | MixedPromptStream
     held: list
     metrics: MetricsWriter
     settings: UpdateSettings
@@ -64,7 +71,8 @@ class Run:
     elapsed: float = 0.0  # seconds spent in training steps (survives resume)
     start_accuracy: float | None = None
     nonfinite_in_a_row: int = 0  # consecutive updates skipped for NaN/inf
-    watch: HackingWatch | None = None  # held-out proxy score vs verified accuracy
+    # task -> its watch of held-out proxy score vs verified accuracy (tasks with both signals)
+    watches: dict = field(default_factory=dict)
     stop_reason: str | None = None  # set when the hacking watch ends training
     best: dict | None = None  # the best held-out evaluation: step, accuracy, num_problems
     eval_problems: int = 0  # held-out problems the accuracy signal scored, last evaluation
@@ -92,7 +100,7 @@ def setup(cfg: Config, run_dir: Path) -> Run:
         build.build_rollout(cfg, engine.module, tokenizer, gather=engine.gathered,
                             prompts=[s.prompt for s in train + held]), scorer,
         composer, engine, scheduler,
-        PromptStream(train, cfg.seed, distributed.rank(), distributed.world_size()), held,
+        build.prompt_stream(cfg, train), held,
         MetricsWriter(run_dir, cfg.logging.tensorboard,
                       resume_step=state.get("step") if ckpt else None,
                       enabled=distributed.is_main()),
@@ -102,8 +110,9 @@ def setup(cfg: Config, run_dir: Path) -> Run:
                        cfg.rollout.top_p),
     )
     w = cfg.reward.hacking_watch
-    if w.proxy_signal in cfg.task.rewards and w.proxy_signal != cfg.task.accuracy_signal:
-        run.watch = HackingWatch(w.window, w.min_proxy_rise, w.min_accuracy_drop, w.z)
+    run.watches = {name: HackingWatch(w.window, w.min_proxy_rise, w.min_accuracy_drop, w.z)
+                   for name, task in cfg.tasks().items()
+                   if w.proxy_signal in task.rewards and w.proxy_signal != task.accuracy_signal}
     # Re-seed here: whether the SFT warm-up ran or came from the cache must not change the run.
     # Each process samples with its own seed (in one process: cfg.seed itself).
     build.seed_everything(cfg.seed + distributed.rank(), cfg.num_threads)
@@ -117,8 +126,7 @@ def setup(cfg: Config, run_dir: Path) -> Run:
         )
         run.composer.load_state_dict(state.get("composer", {}))
         run.best = state.get("best")
-        if run.watch is not None:
-            run.watch.load_state_dict(state.get("hacking_watch", {}))
+        load_watches(run, state)
         log.info("resumed from %s at step %d", ckpt, run.step)
     build.report_isolation(run.scorer, run.metrics, run.step)
     # ZeRO-3 shards hold ds_numel
@@ -128,32 +136,69 @@ def setup(cfg: Config, run_dir: Path) -> Run:
     return run
 
 
+def load_watches(run: Run, state: dict) -> None:
+    saved = state.get("hacking_watches")
+    if saved is None and state.get("hacking_watch"):  # a checkpoint from before mixtures
+        saved = {name: state["hacking_watch"] for name in run.watches}
+    for name, watch in run.watches.items():
+        watch.load_state_dict((saved or {}).get(name, {}))
+
+
 def evaluate(run: Run) -> float:
-    e = run.cfg.eval
-    res = heldout_accuracy(
-        run.rollout, run.held, run.scorer, run.cfg.task.accuracy_signal, e.batch_size
-    )
-    low, high = wilson_interval(res.accuracy, res.num_scored)
-    run.eval_problems = res.num_scored
-    metrics = {"eval/accuracy": res.accuracy, "eval/accuracy_ci95_low": low,
-               "eval/accuracy_ci95_high": high, "eval/mean_length": res.mean_length,
-               **{f"eval/reward/{name}": v for name, v in res.signal_means.items()}}
-    if e.samples_per_prompt:
-        passes = sampled_pass_at_k(run.rollout, run.held, run.scorer, run.cfg.task.accuracy_signal,
-                                   e.samples_per_prompt, e.pass_k, e.batch_size)
-        metrics.update({f"eval/pass@{k}": v for k, v in passes.items()})
-        log.info("step %d held-out sampled %s", run.step, ", ".join(f"pass@{k} {v:.3f}" for k,
-                                                                    v in passes.items()))
+    """Greedy held-out accuracy of each task by its accuracy signal (a mixture logs each task
+    under eval/<task>/ and all its problems pooled under eval/); returns the (pooled) figure."""
+    e, tasks, mixed = run.cfg.eval, run.cfg.tasks(), run.cfg.mixed
+    held = build.by_task(run.held)
+    metrics, results = {}, {}
+    for name, task in tasks.items():
+        prefix, label = (f"eval/{name}", f"{name} ") if mixed else ("eval", "")
+        with completion_limit(run.rollout, task.max_new_tokens):
+            res = results[name] = heldout_accuracy(run.rollout, held[name], run.scorer,
+                                                   task.accuracy_signal, e.batch_size)
+            metrics.update(eval_metrics(prefix, res))
+            if e.samples_per_prompt:
+                passes = sampled_pass_at_k(run.rollout, held[name], run.scorer,
+                                           task.accuracy_signal, e.samples_per_prompt, e.pass_k,
+                                           e.batch_size)
+                metrics.update({f"{prefix}/pass@{k}": v for k, v in passes.items()})
+                log.info("step %d %sheld-out sampled %s", run.step, label,
+                         ", ".join(f"pass@{k} {v:.3f}" for k, v in passes.items()))
+        ex = res.examples[0]
+        log.info("step %d %sheld-out accuracy %.3f [%.3f, %.3f] (%d problems, 95%% interval), "
+                 "e.g. %r -> %r", run.step, label, res.accuracy,
+                 metrics[f"{prefix}/accuracy_ci95_low"], metrics[f"{prefix}/accuracy_ci95_high"],
+                 res.num_scored, ex["prompt"][-40:], ex["completion"][:60])
+    accuracy, scored = pooled(results.values())
+    if mixed:
+        low, high = wilson_interval(accuracy, scored)
+        metrics.update({"eval/accuracy": accuracy, "eval/accuracy_ci95_low": low,
+                        "eval/accuracy_ci95_high": high})
+    run.eval_problems = scored
     run.metrics.log(run.step, metrics)
-    ex = res.examples[0]
-    log.info("step %d held-out accuracy %.3f [%.3f, %.3f] (%d problems, 95%% interval), e.g. "
-             "%r -> %r", run.step, res.accuracy, low, high, res.num_scored, ex["prompt"][-40:],
-             ex["completion"][:60])
-    keep_if_best(run, res.accuracy, res.num_scored)
-    if run.watch is not None:
-        watch_for_hacking(run, res.per_problem[run.cfg.reward.hacking_watch.proxy_signal],
-                          res.per_problem[run.cfg.task.accuracy_signal])
-    return res.accuracy
+    keep_if_best(run, accuracy, scored)
+    proxy = run.cfg.reward.hacking_watch.proxy_signal
+    for name, watch in run.watches.items():
+        per_problem = results[name].per_problem
+        watch_for_hacking(run, name, per_problem[proxy],
+                          per_problem[tasks[name].accuracy_signal])
+    return accuracy
+
+
+def pooled(results) -> tuple[float, int]:
+    """(accuracy over every problem scored, how many): one task's own figure as it is."""
+    results = list(results)
+    if len(results) == 1:
+        return results[0].accuracy, results[0].num_scored
+    scored = sum(r.num_scored for r in results)
+    correct = sum(r.accuracy * r.num_scored for r in results if r.num_scored)
+    return (correct / scored if scored else math.nan), scored
+
+
+def eval_metrics(prefix: str, res) -> dict[str, float]:
+    low, high = wilson_interval(res.accuracy, res.num_scored)
+    return {f"{prefix}/accuracy": res.accuracy, f"{prefix}/accuracy_ci95_low": low,
+            f"{prefix}/accuracy_ci95_high": high, f"{prefix}/mean_length": res.mean_length,
+            **{f"{prefix}/reward/{name}": v for name, v in res.signal_means.items()}}
 
 
 def keep_if_best(run: Run, accuracy: float, num_problems: int) -> None:
@@ -172,12 +217,15 @@ def keep_if_best(run: Run, accuracy: float, num_problems: int) -> None:
     distributed.barrier()
 
 
-def watch_for_hacking(run: Run, proxy: list, verified: list) -> None:
-    warning = run.watch.observe(run.step, proxy, verified)
+def watch_for_hacking(run: Run, task: str, proxy: list, verified: list) -> None:
+    warning = run.watches[task].observe(run.step, proxy, verified)
     if warning is None:
         return
+    if run.cfg.mixed:
+        warning = f"task {task}: {warning}"
     log.warning("step %d: %s", run.step, warning)
-    run.metrics.log(run.step, {"hacking/alarm": 1.0})
+    run.metrics.log(run.step, {"hacking/alarm": 1.0,
+                               **({f"hacking/{task}/alarm": 1.0} if run.cfg.mixed else {})})
     if run.cfg.reward.hacking_watch.stop:
         run.stop_reason = warning + " (reward.hacking_watch.stop=true: training ends here)"
 
@@ -185,7 +233,7 @@ def watch_for_hacking(run: Run, proxy: list, verified: list) -> None:
 def save(run: Run) -> None:
     extra = {"data": run.stream.state_dict(), "elapsed_s": run.elapsed,
              "start_accuracy": run.start_accuracy, "composer": run.composer.state_dict(),
-             "hacking_watch": run.watch.state_dict() if run.watch else {},
+             "hacking_watches": {name: w.state_dict() for name, w in run.watches.items()},
              "best": run.best,
              "world_size": distributed.world_size()}
     # Full weights and optimizer state in one portable layout (collective under DeepSpeed):
@@ -212,6 +260,7 @@ def train_step(run: Run) -> dict[str, float]:
         # The KL term's reference pass runs while the verifier pool scores (two cores busy)
         reference_logprobs=(lambda batch: reference_logprobs(run.reference, batch, run.settings))
         if run.reference is not None and t.beta else None,
+        completion_limits={name: task.max_new_tokens for name, task in cfg.tasks().items()},
     )
     t1 = time.time()
     for name, recorded in scored.recorded.items():
@@ -219,8 +268,12 @@ def train_step(run: Run) -> dict[str, float]:
             log.warning("step %d: verifier %r: %d checks failed, %d timed out (%d recorded in %s)",
                         run.step + 1, name, scored.errors[name], scored.timeouts.get(name, 0),
                         recorded, cfg.reward.failures_file)
-    m = rollout_metrics(scored, cfg.task.accuracy_signal, cfg.reward.hacking_watch.proxy_signal,
-                        t.num_generations)
+    tasks = cfg.tasks()
+    m = rollout_metrics(scored, next(iter(tasks.values())).accuracy_signal,
+                        cfg.reward.hacking_watch.proxy_signal, t.num_generations)
+    if cfg.mixed:
+        m.update(task_metrics(scored, {n: task.accuracy_signal for n, task in tasks.items()},
+                              t.num_generations))
     batch, reward = scored.batch, scored.reward
     adv = reward
     if len(batch):

@@ -34,8 +34,22 @@ from hybrid_rl.runtime import distributed
 log = logging.getLogger("hybrid_rl")
 
 
+def preference_tasks(cfg: RecipeConfig) -> dict:
+    """The run's tasks that have a `preference` signal (they share one reward model)."""
+    return {name: task for name, task in cfg.tasks().items()
+            if any(sig.verifier == PREFERENCE for sig in task.signals().values())}
+
+
 def uses_reward_model(cfg: RecipeConfig) -> bool:
-    return any(sig.verifier == PREFERENCE for sig in cfg.task.signals().values())
+    return bool(preference_tasks(cfg))
+
+
+def task_key(cfg: RecipeConfig) -> tuple:
+    """What the default reward model depends on of the tasks (one task: as before mixtures)."""
+    if not cfg.mixed:
+        return cfg.task.name, asdict(cfg.task.data), cfg.task.response_style
+    return ({name: (asdict(t.data), t.response_style)
+             for name, t in preference_tasks(cfg).items()},)
 
 
 def prepare_reward_model(cfg: RecipeConfig, location: str, tokenizer, train: list[Sample],
@@ -50,7 +64,7 @@ def prepare_reward_model(cfg: RecipeConfig, location: str, tokenizer, train: lis
     if folder is None:
         rm = cfg.reward_model
         key = settings_key(
-            location, cfg.task.name, asdict(cfg.task.data), cfg.task.response_style,
+            location, *task_key(cfg),
             {k: v for k, v in asdict(rm).items() if k != "path"}, asdict(cfg.rollout), cfg.seed,
         )
         folder = str(Path(cfg.cache_dir).expanduser() / "reward_model" / key)
@@ -68,14 +82,15 @@ def prepare_reward_model(cfg: RecipeConfig, location: str, tokenizer, train: lis
 
 
 def policy_samples(cfg: RecipeConfig, location: str, tokenizer, prompts: list[str],
-                   n: int) -> list[list[str]]:
-    """n sampled completions of the starting policy per prompt (rollout settings)."""
+                   n: int, max_new_tokens: Optional[int] = None) -> list[list[str]]:
+    """n sampled completions of the starting policy per prompt (rollout settings; a task's
+    own completion limit when given)."""
     policy = load_policy(location, dtype=cfg.model.dtype)
     # transformers' sampling even under rollout=vllm: a second vLLM engine for this one-off
     # would keep its share of GPU memory for the whole run.
     r = cfg.rollout
     rollout = build_backend("hf", policy.to(distributed.device()), tokenizer,
-                            max_new_tokens=r.max_new_tokens,
+                            max_new_tokens=max_new_tokens or r.max_new_tokens,
                             temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
                             max_batch_sequences=r.max_batch_sequences)
     per_call = max(1, cfg.rollout.max_batch_sequences // n)
@@ -92,12 +107,17 @@ def preference_pairs(cfg: RecipeConfig, location: Optional[str], tokenizer, trai
     d = cfg.reward_model.data
     held = None
     if d.source == "generator":
-        chosen = random.Random(d.seed).sample(train, min(d.num_prompts, len(train)))
-        prompts = [s.prompt for s in chosen]
-        samples = policy_samples(cfg, location, tokenizer, prompts, d.samples_per_prompt)
-        pairs = rubric_pairs(prompts, samples, style=cfg.task.response_style,
-                             pairs_per_prompt=d.pairs_per_prompt,
-                             label_noise=d.label_noise, seed=d.seed)
+        tasks = preference_tasks(cfg) or cfg.tasks()  # train_rm.py: the task it was given
+        pool = [s for s in train if s.task in tasks]
+        chosen = random.Random(d.seed).sample(pool, min(d.num_prompts, len(pool)))
+        pairs = []
+        for name, task in tasks.items():  # each task's answers, at its length, in its style
+            prompts = [s.prompt for s in chosen if s.task == name]
+            samples = policy_samples(cfg, location, tokenizer, prompts, d.samples_per_prompt,
+                                     task.max_new_tokens)
+            pairs += rubric_pairs(prompts, samples, style=task.response_style,
+                                  pairs_per_prompt=d.pairs_per_prompt,
+                                  label_noise=d.label_noise, seed=d.seed)
     else:
         skipped: list[str] = []
         pairs, held = load_pairs(d, skipped)

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from hybrid_rl.evaluation.heldout import heldout_accuracy
 from hybrid_rl.recipes import build
 from hybrid_rl.recipes.reward_model import prepare_reward_model
+from hybrid_rl.rollout import completion_limit
 
 log = logging.getLogger("hybrid_rl")
 
@@ -27,10 +28,18 @@ def main(dcfg: DictConfig) -> float:
     scorer = build.build_scorer(cfg, run_dir)
     prepare_reward_model(cfg, location, tokenizer, train, scorer)
     rollout = build.build_rollout(cfg, policy, tokenizer, prompts=[s.prompt for s in held])
-    res = heldout_accuracy(rollout, held, scorer, cfg.task.accuracy_signal)
+    held_by_task = build.by_task(held)
+    results = {}
+    for name, task in cfg.tasks().items():
+        with completion_limit(rollout, task.max_new_tokens):
+            results[name] = heldout_accuracy(rollout, held_by_task[name], scorer,
+                                             task.accuracy_signal)
     scorer.close()
     out = run_dir / "model"
     shutil.copytree(location, out, dirs_exist_ok=True)
-    log.info("SFT model: %s (copy in %s); held-out accuracy %.3f on %d problems",
-             location, out, res.accuracy, res.num_scored)
-    return res.accuracy
+    for name, res in results.items():
+        log.info("SFT model: %s (copy in %s); %sheld-out accuracy %.3f on %d problems",
+                 location, out, f"task {name}: " if cfg.mixed else "", res.accuracy,
+                 res.num_scored)
+    scored = sum(r.num_scored for r in results.values())
+    return sum(r.accuracy * r.num_scored for r in results.values() if r.num_scored) / max(scored, 1)

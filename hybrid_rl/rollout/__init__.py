@@ -7,6 +7,7 @@ weights gathered under ZeRO-3; it must push them or fail loudly.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Optional, Protocol, Sequence
 
@@ -66,6 +67,41 @@ def concat_batches(batches: Sequence[RolloutBatch], pad_token_id: int) -> Rollou
         None if any(b.reference_logprobs is None for b in batches)
         else torch.cat([pad(b.reference_logprobs, T, 0.0, False) for b in batches]),
     )
+
+
+@contextlib.contextmanager
+def completion_limit(rollout, max_new_tokens: Optional[int]):
+    """Within the block the backend samples at most `max_new_tokens` (None: its own limit).
+    Both backends read their limit at each call, so a mixture's tasks can differ in it."""
+    if max_new_tokens is None:
+        yield rollout
+        return
+    saved, rollout.max_new_tokens = rollout.max_new_tokens, max_new_tokens
+    try:
+        yield rollout
+    finally:
+        rollout.max_new_tokens = saved
+
+
+def generate_by_limit(rollout, prompts: Sequence, n: int, limits: dict, pad_token_id: int,
+                      **kwargs) -> tuple[list, "RolloutBatch"]:
+    """(prompts in the order sampled, their completions): `prompts` are samples with a
+    `.task`; each task's `limits[task]` (None: the backend's own) gets a generate call of its
+    own, so a short task is not padded to a long one's limit. Groups stay contiguous; one
+    limit keeps the order as given."""
+    order = sorted(range(len(prompts)), key=lambda i: limits.get(prompts[i].task) or 0)
+    ordered = [prompts[i] for i in order]
+    batches, start = [], 0
+    while start < len(ordered):
+        limit = limits.get(ordered[start].task)
+        end = start
+        while end < len(ordered) and limits.get(ordered[end].task) == limit:
+            end += 1
+        with completion_limit(rollout, limit):
+            batches.append(rollout.generate([s.prompt for s in ordered[start:end]], n,
+                                            **kwargs))
+        start = end
+    return ordered, concat_batches(batches, pad_token_id)
 
 
 class RolloutBackend(Protocol):

@@ -12,7 +12,7 @@ from hybrid_rl.data.samples import PromptStream, Sample
 from hybrid_rl.rewards.composition import RewardComposer
 from hybrid_rl.rewards.hacking import agreement
 from hybrid_rl.rewards.scorer import RewardScorer
-from hybrid_rl.rollout import RolloutBackend, RolloutBatch, concat_batches
+from hybrid_rl.rollout import RolloutBackend, RolloutBatch, concat_batches, generate_by_limit
 
 DYNAMIC_SAMPLING = ("off", "drop", "fill")
 
@@ -28,8 +28,11 @@ class SampledRollout:
     lengths: torch.Tensor  # [M] completion tokens
     truncated: torch.Tensor  # [M] bool
     kept: int = 0  # completions kept for the update
+    tasks: list = field(default_factory=list)  # [M] the task of each completion
 
-    def add(self, values: dict, reward: torch.Tensor, parts: dict, batch: RolloutBatch) -> None:
+    def add(self, values: dict, reward: torch.Tensor, parts: dict, batch: RolloutBatch,
+            tasks: list) -> None:
+        self.tasks += tasks
         for name, vals in values.items():
             self.values.setdefault(name, []).extend(vals)
         self.reward = torch.cat([self.reward, reward])
@@ -70,11 +73,13 @@ def sample_groups(
     dynamic_sampling: str = "off",
     max_fill_rounds: int = 0,
     reference_logprobs: Optional[Callable[[RolloutBatch], torch.Tensor]] = None,
+    completion_limits: Optional[dict[str, Optional[int]]] = None,
 ) -> ScoredRollout:
     """With dynamic_sampling='drop', groups whose rewards are all equal (zero advantage) are
     removed; with 'fill', fresh prompts are sampled, up to max_fill_rounds more times, until
     prompts_per_step groups with signal are collected. `reference_logprobs(batch)`, when
-    given, runs while the verifier pool scores, and its result rides on the batch."""
+    given, runs while the verifier pool scores, and its result rides on the batch.
+    `completion_limits[task]`: a task's own max_new_tokens (a mixture's tasks may differ)."""
     if dynamic_sampling not in DYNAMIC_SAMPLING:
         raise ValueError("dynamic_sampling must be one of "
                          f"{DYNAMIC_SAMPLING}, got {dynamic_sampling!r}")
@@ -85,9 +90,9 @@ def sample_groups(
     seen = seen_equal = 0
     sampled = _empty_sampled()
     for _ in range(1 + (max_fill_rounds if dynamic_sampling == "fill" else 0)):
-        prompts = stream.next(prompts_per_step)
+        prompts, batch = generate_by_limit(rollout, stream.next(prompts_per_step), group_size,
+                                           completion_limits or {}, pad_token_id)
         group_samples = [s for s in prompts for _ in range(group_size)]
-        batch = rollout.generate([s.prompt for s in prompts], group_size)
 
         def compute_reference(batch=batch):
             batch.reference_logprobs = reference_logprobs(batch)
@@ -97,7 +102,7 @@ def sample_groups(
         reward, shares = composer.combine(
             scores.values, [s.task for s in group_samples], group_size
         )
-        sampled.add(scores.values, reward, shares, batch)
+        sampled.add(scores.values, reward, shares, batch, [s.task for s in group_samples])
         equal = grpo.equal_reward_groups(reward, group_size)  # [B]
         seen, seen_equal = seen + len(prompts), seen_equal + int(equal.sum())
         keep = ~equal if dynamic_sampling != "off" else torch.ones_like(equal)
@@ -149,10 +154,41 @@ def rollout_metrics(scored: ScoredRollout, accuracy_signal: str, proxy_signal: s
     if proxy in seen.values and verified in seen.values and proxy != verified:
         agree = agreement(seen.values[proxy], seen.values[verified], group_size)
         m.update({f"hacking/{k}": v for k, v in agree.items()})
-    m["accuracy"] = m[f"reward/{accuracy_signal}/mean"]
+    m["accuracy"] = m.get(f"reward/{accuracy_signal}/mean", math.nan)
     m["completion/mean_length"] = _mean(seen.lengths)
     m["completion/max_length"] = seen.lengths.max().item() if len(seen.lengths) else math.nan
     m["completion/truncated_fraction"] = _mean(seen.truncated.float())
+    return m
+
+
+def task_metrics(scored: ScoredRollout, accuracy_signals: dict[str, str],
+                 group_size: int) -> dict[str, float]:
+    """Per task of a mixture, over everything sampled: task/<name>/reward (the summed reward),
+    /accuracy (its accuracy signal's pass rate), /<signal> (each signal's mean where it
+    applies), /all_equal_fraction (its groups whose rewards were all equal), /share (its
+    share of the step's completions); and `accuracy`, every completion scored by its own
+    task's accuracy signal, pooled."""
+    seen = scored.sampled
+    m = {}
+    passed = []
+    for task, accuracy_signal in accuracy_signals.items():
+        rows = [i for i, t in enumerate(seen.tasks) if t == task]
+        prefix = f"task/{task}"
+        m[f"{prefix}/share"] = len(rows) / len(seen.tasks) if seen.tasks else math.nan
+        if not rows:
+            continue
+        reward = seen.reward[rows]
+        m[f"{prefix}/reward"] = _mean(reward)
+        m[f"{prefix}/all_equal_fraction"] = grpo.equal_reward_groups(
+            reward, group_size).float().mean().item()
+        for name, vals in seen.values.items():
+            applicable = torch.tensor([vals[i] for i in rows if vals[i] is not None])
+            if len(applicable):
+                m[f"{prefix}/{name}"] = _mean(applicable)
+        m[f"{prefix}/accuracy"] = m.get(f"{prefix}/{accuracy_signal}", math.nan)
+        vals = seen.values.get(accuracy_signal, [])
+        passed += [vals[i] for i in rows if vals[i] is not None]
+    m["accuracy"] = sum(passed) / len(passed) if passed else math.nan
     return m
 
 

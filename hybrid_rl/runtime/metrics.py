@@ -77,9 +77,18 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     )
 
 
+def task_curves(rows: list[dict[str, Any]], pattern: str) -> dict[str, str]:
+    """{task: metric key} for the per-task keys of a mixture run ("eval/{}/accuracy")."""
+    head, tail = pattern.split("{}")
+    names = {k[len(head):-len(tail)] for r in rows for k in r
+             if k.startswith(head) and k.endswith(tail) and len(k) > len(head) + len(tail)}
+    return {n: pattern.format(n) for n in sorted(names) if "/" not in n}
+
+
 def plot_training(run_dir: Path, reward_key: str = "reward/total/mean",
                   accuracy_key: str = "eval/accuracy") -> Path:
-    """PNG of the training reward and the held-out accuracy over steps."""
+    """PNG of the training reward and the held-out accuracy over steps; a mixture run also
+    gets one curve per task in each panel."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on training machines
@@ -87,21 +96,14 @@ def plot_training(run_dir: Path, reward_key: str = "reward/total/mean",
 
     rows = read_metrics(run_dir)
     fig, (ax_r, ax_a) = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, key, title in ((ax_r, reward_key, "training reward (mean)"), (ax_a, accuracy_key,
-                                                                          "held-out accuracy")):
-        points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
-        if points:
-            xs, ys = zip(*points)
-            ax.plot(xs, ys, marker="o" if len(xs) < 30 else None,
-                    alpha=1.0 if len(xs) < 30 else 0.35)
-            if len(xs) >= 30:  # per-step rewards are noisy: overlay a moving average
-                w = max(5, len(xs) // 30)
-                smooth = [
-                    sum(ys[max(0, i - w + 1) : i + 1]) / len(ys[max(0, i - w + 1) : i + 1])
-                    for i in range(len(ys))
-                ]
-                ax.plot(xs, smooth, color="C1", label=f"moving average ({w} steps)")
-                ax.legend(loc="lower right")
+    panels = ((ax_r, reward_key, "training reward (mean)", task_curves(rows, "task/{}/reward")),
+              (ax_a, accuracy_key, "held-out accuracy", task_curves(rows, "eval/{}/accuracy")))
+    for ax, key, title, per_task in panels:
+        _curve(ax, rows, key, "all tasks" if per_task else None, smooth_color="C1")
+        for i, (task, task_key) in enumerate(per_task.items()):
+            _curve(ax, rows, task_key, task, smooth_color=f"C{i + 2}", raw=False)
+        if per_task or ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="lower right", fontsize=8)
         ax.set_title(title)
         ax.set_xlabel("GRPO step")
         ax.grid(alpha=0.3)
@@ -110,3 +112,22 @@ def plot_training(run_dir: Path, reward_key: str = "reward/total/mean",
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def _curve(ax, rows, key: str, label, smooth_color: str, raw: bool = True) -> None:
+    """One metric over steps; a long noisy one (per-step rewards) as a moving average, drawn
+    over the faint raw points when `raw`."""
+    points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+    if not points:
+        return
+    xs, ys = zip(*points)
+    if len(xs) < 30:
+        ax.plot(xs, ys, marker="o", label=label, color=None if raw else smooth_color)
+        return
+    if raw:
+        ax.plot(xs, ys, alpha=0.35)
+    w = max(5, len(xs) // 30)
+    smooth = [sum(ys[max(0, i - w + 1) : i + 1]) / len(ys[max(0, i - w + 1) : i + 1])
+              for i in range(len(ys))]
+    name = f"{label}, " if label else ""
+    ax.plot(xs, smooth, color=smooth_color, label=f"{name}moving average ({w} steps)")

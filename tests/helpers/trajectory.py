@@ -1,9 +1,9 @@
 """A short GRPO run's per-step metrics, timings left out: the recorded trajectory that
 tests/test_trajectory.py holds the code to (the layout change of issue 15 was checked this way).
 
-Record anew only when a change is meant to alter training:
-    PYTHONPATH=tests .venv/bin/python tests/helpers/trajectory.py \
-        tests/data/trajectory_math_tiny.json
+Record anew only when a change is meant to alter training (the file is named by this CPU's
+numerics, so each kind of machine keeps its own recording):
+    PYTHONPATH=tests .venv/bin/python tests/helpers/trajectory.py tests/data
 """
 import json
 import sys
@@ -24,6 +24,28 @@ OVERRIDES = ["task=math", "task.data.generator_args.min_digits=1",
 TIMING = ("time/", "throughput/")  # and "time", the wall clock of each row
 
 
+def numerics_fingerprint() -> str:
+    """A short hash of a few float results on one thread (matmul, softmax, layer norm and their
+    gradients): two CPUs whose kernels round differently give different trajectories, and this
+    tells which recording a machine can be held to."""
+    import hashlib
+
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(64, 96, generator=g, requires_grad=True)
+        w = torch.randn(96, 96, generator=g) / 10
+        y = torch.nn.functional.layer_norm(torch.log_softmax(x @ w, -1) @ w, (96,))
+        y.pow(2).sum().backward()
+        data = y.detach().numpy().tobytes() + x.grad.numpy().tobytes()
+    finally:
+        torch.set_num_threads(threads)
+    return hashlib.sha256(data).hexdigest()[:12]
+
+
 def trajectory(root: Path) -> list[dict]:
     """Run train.py with tiny settings under `root` and return its metric rows, timings dropped."""
     run_entry("train.py", root / "run", *OVERRIDES, cache=root / "cache")
@@ -33,8 +55,15 @@ def trajectory(root: Path) -> list[dict]:
     ]
 
 
+def recording_path(folder: Path, fingerprint: str) -> Path:
+    return Path(folder) / f"trajectory_math_tiny_{fingerprint}.json"
+
+
 if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as tmp:
         rows = trajectory(Path(tmp))
-    Path(sys.argv[1]).write_text(json.dumps(rows, indent=1) + "\n")
-    print(f"{len(rows)} rows written to {sys.argv[1]}")
+    out = Path(sys.argv[1])
+    if out.is_dir():
+        out = recording_path(out, numerics_fingerprint())
+    out.write_text(json.dumps(rows, indent=1) + "\n")
+    print(f"{len(rows)} rows written to {out}")

@@ -17,6 +17,7 @@ def test_a_2x2_sweep_runs_through_submitit_local(tmp_path):
     env = {**os.environ, "HYBRID_RL_CACHE": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "train.py", "-m", "hydra/launcher=local", *TINY_OVERRIDES,
            f"hydra.sweep.dir={sweep}", "trainer.max_steps=1", "eval.at_start=false",
+           "trainer.warmup_steps=0", "trainer.lr_schedule=constant",
            "trainer.learning_rate=1e-4,5e-5", "task.rewards.correctness.weight=1.0,0.5"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
