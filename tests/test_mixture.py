@@ -4,15 +4,20 @@ plot, and a SIGKILL resume that reproduces the uninterrupted run)."""
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import pytest
 import torch
-from helpers.runs import ROOT, TINY_OVERRIDES, read_jsonl, run_entry
+from helpers.runs import (
+    ROOT,
+    TINY_OVERRIDES,
+    kill_once_written,
+    read_jsonl,
+    run_entry,
+    tiny_overrides,
+)
 
 from hybrid_rl.data.mixture import MixedPromptStream, quotas
 from hybrid_rl.data.samples import DataError, PromptStream, Sample
@@ -240,19 +245,10 @@ def test_sigkill_resume_of_a_mixture_run_matches_the_uninterrupted_run(tmp_path)
                 for r in read_jsonl(run_dir / "metrics.jsonl")]
 
     killed = tmp_path / "killed"
-    from helpers.runs import tiny_overrides
-
     cmd = [sys.executable, str(ROOT / "train.py"), *tiny_overrides("train.py"), *MIX_TINY,
            *extra, f"hydra.run.dir={killed}"]
     env = {**os.environ, "HYBRID_RL_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (killed / "checkpoints" / "step_000002").exists() and time.time() < deadline:
-        assert proc.poll() is None, "the run ended before it could be killed"
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_once_written(cmd, env, killed / "checkpoints" / "step_000002")
     assert len([r for r in rows(killed) if "loss" in r]) < 6, "the kill came too late"
     subprocess.run([*cmd, "checkpoint.resume=auto"], cwd=ROOT, env=env, check=True,
                    capture_output=True, timeout=600)

@@ -1,13 +1,11 @@
 """A training process killed with SIGKILL mid-run resumes and reproduces the uninterrupted run."""
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
-from helpers.runs import ROOT, TINY_OVERRIDES
+from helpers.runs import ROOT, TINY_OVERRIDES, kill_once_written
 
 pytestmark = pytest.mark.slow
 SETTINGS = [*TINY_OVERRIDES, "trainer.prompts_per_step=8", "trainer.max_steps=30",
@@ -33,14 +31,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     )
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(command(killed), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (killed / "checkpoints" / "step_000010").exists() and time.time() < deadline:
-        assert proc.poll() is None, "the run ended before it could be killed"
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_once_written(command(killed), env, killed / "checkpoints" / "step_000010")
     lines_at_kill = len((killed / "metrics.jsonl").read_text().splitlines())
     assert lines_at_kill < 31, "the kill came too late to test anything"
 

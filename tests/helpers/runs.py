@@ -77,3 +77,19 @@ def run_entry(script, run_dir, *overrides, cache, check=True, env=None):
 
 def read_jsonl(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def kill_once_written(cmd, env, marker, timeout_s: float = 300) -> None:
+    """Start `cmd` (a training run) and SIGKILL it, giving it no chance to clean up, as soon as
+    `marker` (say its first checkpoint) exists."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout_s
+    while not Path(marker).exists() and time.time() < deadline:
+        assert proc.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
