@@ -193,6 +193,8 @@ def train(run_dir, *extra, cache, check=True):
      "mix.tasks.explain_hybrid.rewards.preference.gate: must name another signal"),
     (["mix.tasks.math.rewards.correctness.verifier=no_such_verifier"],
      "mix.tasks.math.rewards.correctness.verifier"),
+    (["mix.tasks.explain.max_new_tokens=300"],
+     "mix.tasks.explain.max_new_tokens=300 does not fit the model's context of 256"),
 ])
 def test_bad_mixtures_are_named(tmp_path, override, named):
     proc = train(tmp_path / "run", *override, cache=tmp_path / "cache", check=False)

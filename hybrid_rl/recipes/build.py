@@ -175,8 +175,10 @@ def fit_context(
         new_tokens = completion_tokens(cfg, task)
         limits[name] = context - new_tokens
         if limits[name] <= 0:
-            raise ConfigError(f"max_new_tokens={new_tokens} (task {name!r}) does not fit the "
-                              f"model's context of {context}")
+            field = ("rollout" if task.max_new_tokens is None
+                     else f"mix.tasks.{name}" if cfg.mixed else "task")
+            raise ConfigError(f"{field}.max_new_tokens={new_tokens} does not fit the model's "
+                              f"context of {context}")
     skipped: list[str] = []
     out = []
     for samples in (train, held):
