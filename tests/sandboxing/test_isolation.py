@@ -272,8 +272,10 @@ def test_dns_does_not_resolve(run):
 
 def test_unix_sockets_of_the_host_are_unreachable(run, tmp_path):
     path = str(tmp_path / "host.sock")
+    # abstract names are machine-wide: one per test process, so two suites can run at once
+    abstract = f"\0hybrid-rl-test-abstract-{os.getpid()}"
     servers = []
-    for address in (path, "\0hybrid-rl-test-abstract"):
+    for address in (path, abstract):
         server = socket.socket(socket.AF_UNIX)
         server.bind(address)
         server.listen()
@@ -281,7 +283,7 @@ def test_unix_sockets_of_the_host_are_unreachable(run, tmp_path):
     result = run(
         hostile(f"""
 import socket
-for address in ({path!r}, '\\0hybrid-rl-test-abstract', '/run/docker.sock',
+for address in ({path!r}, {abstract!r}, '/run/docker.sock',
                 '/var/run/dbus/system_bus_socket'):
     s = socket.socket(socket.AF_UNIX)
     try:
