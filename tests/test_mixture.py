@@ -45,6 +45,9 @@ def test_quotas_by_hand():
     # 3 of 4 slots at 2:1 shares: floors 2 and 1 of the 4 drawn by the end, one already given
     assert quotas([2.0, 1.0], [1, 0], 3, rng) == [2, 1]
     assert quotas([1.0, 0.0], [0, 0], 5, rng) == [5, 0]
+    # a task already 2 ahead gets none, and the others' floors (2 each) are trimmed to the 2
+    # slots there are, never by taking from the task that has none
+    assert quotas([1.0, 1.0, 1.0], [4, 0, 0], 2, rng) == [0, 1, 1]
 
 
 @pytest.mark.parametrize("shares", [[0.5, 0.25, 0.25], [0.7, 0.2, 0.1], [3.0, 0.0, 1.0]])

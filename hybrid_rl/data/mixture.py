@@ -25,7 +25,8 @@ def quotas(shares: Sequence[float], drawn: Sequence[int], n: int, rng: random.Ra
     targets = [s / weight * total for s in shares]
     out = [max(0, min(n, math.floor(t) - d)) for t, d in zip(targets, drawn)]
     while sum(out) > n:  # only when a task was already over its floor: trim the most ahead
-        i = max(range(len(out)), key=lambda k: (drawn[k] + out[k] - targets[k], out[k] > 0))
+        i = max((k for k in range(len(out)) if out[k] > 0),
+                key=lambda k: drawn[k] + out[k] - targets[k])
         out[i] -= 1
     left = n - sum(out)
     order = sorted(range(len(shares)), key=lambda k: (drawn[k] + out[k] - targets[k],
