@@ -20,8 +20,10 @@ the task's held-out problems.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
+import pstats
 import resource
 import statistics
 import subprocess
@@ -46,6 +48,11 @@ STEP_OVERRIDES = QUIET + [
 ]
 
 
+# --model: the built-in model after its warm-up, or the packaged SmolLM2-135M-Instruct as it
+# ships, its prompts in its chat format (a warm-up would make the two trainers' prompts differ).
+MODELS = {"tiny": [], "smollm2": ["model=smollm2_135m", "model.warmup_sft=false"]}
+
+
 def config(race: bool, extra=()):
     from hydra import compose, initialize_config_dir
 
@@ -59,28 +66,63 @@ def config(race: bool, extra=()):
 
 
 # ------------------------------------------------------------------ ours ----
-def ours(steps: int | None, budget_s: float | None, run_dir: Path) -> dict:
+def ours(steps: int | None, budget_s: float | None, run_dir: Path, model: str,
+         profile_after: int | None = None) -> dict:
+    """Our steps; with `profile_after`, the steps after that many run under cProfile and the
+    result says where their time went (BREAKDOWN)."""
     from hybrid_rl.recipes import build
     from hybrid_rl.recipes import grpo as train
 
     race = budget_s is not None
-    cfg = config(race, [f"trainer.max_time_s={budget_s}"] if race else
-                 [f"trainer.max_steps={steps}"])
+    cfg = config(race, MODELS[model] + ([f"trainer.max_time_s={budget_s}"] if race else
+                                        [f"trainer.max_steps={steps}"]))
     build.seed_everything(cfg.seed, cfg.num_threads)
     run = train.setup(cfg, run_dir)
-    times = []
+    times, profiler = [], cProfile.Profile()
     while not train.finished(run):
+        profiling = profile_after is not None and len(times) >= profile_after
+        profiler.enable() if profiling else None
         start = time.perf_counter()
         train.train_step(run)  # rollout, rewards, advantages, update, weight sync
         times.append(time.perf_counter() - start)
+        profiler.disable() if profiling else None
         run.step += 1
     accuracy = train.evaluate(run) if budget_s else None
     run.scorer.close()
-    return {"step_times": times, "accuracy": accuracy}
+    result = {"step_times": times, "accuracy": accuracy}
+    if profile_after is not None:
+        result["breakdown"] = breakdown(profiler, times[profile_after:])
+    return result
+
+
+# Where a step's time goes: (file, function) whose cumulative time is the piece's. The policy
+# pass is its whole update minus the backward and optimizer steps inside it.
+BREAKDOWN = {
+    "sampling": ("rollout/token_sampler.py", "sample"),
+    "reference pass (while the verifier pool scores)": ("algo/update.py", "reference_logprobs"),
+    "policy update": ("algo/update.py", "grpo_update"),
+    "backward": ("runtime/engine.py", "backward"),
+    "optimizer": ("runtime/engine.py", "step"),
+}
+
+
+def breakdown(profiler: cProfile.Profile, step_times: list[float]) -> dict[str, float]:
+    """Seconds per step of each BREAKDOWN piece, the policy forward and the rest."""
+    stats = pstats.Stats(profiler).stats  # (file, line, function) -> (..., cumulative, callers)
+    per_step = {name: 0.0 for name in BREAKDOWN}
+    for (file, _, function), (*_, cumulative, _) in stats.items():
+        for name, (suffix, wanted) in BREAKDOWN.items():
+            if function == wanted and file.endswith(suffix):
+                per_step[name] += cumulative / len(step_times)
+    update = per_step.pop("policy update")
+    per_step["policy forward and loss"] = update - per_step["backward"] - per_step["optimizer"]
+    per_step["rest (scoring wait, advantages, bookkeeping)"] = (
+        statistics.mean(step_times) - sum(per_step.values()))
+    return per_step
 
 
 # ------------------------------------------------------------------- TRL ----
-def trl(steps: int | None, budget_s: float | None, run_dir: Path) -> dict:
+def trl(steps: int | None, budget_s: float | None, run_dir: Path, model: str) -> dict:
     import torch
     from datasets import Dataset
     from transformers import TrainerCallback
@@ -91,17 +133,21 @@ def trl(steps: int | None, budget_s: float | None, run_dir: Path) -> dict:
     from hybrid_rl.recipes import build
     from verifiers.math import verify_math
 
-    cfg = config(budget_s is not None)
+    cfg = config(budget_s is not None, MODELS[model])
     t, r = cfg.trainer, cfg.rollout
     build.seed_everything(cfg.seed, cfg.num_threads)
-    train_samples, held = build.task_samples(cfg)
-    location, tokenizer, train_samples, held = build.prepare_start(cfg, train_samples, held)
+    raw_samples, held = build.task_samples(cfg)
+    location, tokenizer, train_samples, held = build.prepare_start(cfg, raw_samples, held)
     scorer = build.build_scorer(cfg, None)
-    data = Dataset.from_dict({"prompt": [s.prompt for s in train_samples],
-                              "answer": [s.reference for s in train_samples]})
+    # A chat model's prompts go to TRL as conversations, so it applies the chat template itself.
+    prompts = ([[{"role": "user", "content": s.prompt}] for s in raw_samples]
+               if cfg.model.chat_template else [s.prompt for s in train_samples])
+    data = Dataset.from_dict({"prompt": prompts, "answer": [s.reference for s in raw_samples]})
 
-    def correctness(completions, answer, **_):
-        return [verify_math(c, a) for c, a in zip(completions, answer)]
+    def correctness(prompts, completions, answer, **_):
+        text = lambda x: x if isinstance(x, str) else x[-1]["content"]  # noqa: E731 (chat)
+        return [verify_math(text(c), a, prompt=text(p))
+                for p, c, a in zip(prompts, completions, answer)]
 
     class Clock(TrainerCallback):
         def __init__(self):
@@ -146,13 +192,18 @@ def trl(steps: int | None, budget_s: float | None, run_dir: Path) -> dict:
 def child(args) -> None:
     run_dir = Path(tempfile.mkdtemp(prefix=f"bench-{args.trainer}-"))
     steps = None if args.budget_s else args.steps  # a race runs the default max_steps
-    result = (ours if args.trainer == "ours" else trl)(steps, args.budget_s, run_dir)
+    if args.trainer == "ours":
+        result = ours(steps, args.budget_s, run_dir, args.model, args.profile_after)
+    else:
+        result = trl(steps, args.budget_s, run_dir, args.model)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(result))
 
 
-def start_child(trainer: str, steps: int | None, budget_s: float | None) -> subprocess.Popen:
-    cmd = [sys.executable, __file__, "--child", trainer]
+def start_child(trainer: str, steps: int | None, budget_s: float | None,
+                model: str = "tiny", profile_after: int | None = None) -> subprocess.Popen:
+    cmd = [sys.executable, __file__, "--child", trainer, "--model", model]
+    cmd += ["--profile-after", str(profile_after)] if profile_after is not None else []
     cmd += ["--budget-s", str(budget_s)] if budget_s else ["--steps", str(steps)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     # files, not pipes: two children run at once, and a full pipe would stall the one not read
@@ -171,8 +222,8 @@ def child_result(trainer: str, proc: subprocess.Popen) -> dict:
     return json.loads(lines[-1][len("RESULT "):])
 
 
-def run_child(trainer: str, steps: int) -> dict:
-    return child_result(trainer, start_child(trainer, steps, None))
+def run_child(trainer: str, steps: int, model: str) -> dict:
+    return child_result(trainer, start_child(trainer, steps, None, model))
 
 
 def main() -> None:
@@ -183,15 +234,25 @@ def main() -> None:
     parser.add_argument(
         "--budget-s", type=float, default=600.0, help="wall clock of the accuracy race (0: skip)"
     )
+    parser.add_argument("--model", choices=sorted(MODELS), default="tiny",
+                        help="the step rounds' model (the race runs the default recipe: tiny)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="after the rounds, one more block of ours under a profiler: where "
+                             "its step time goes")
     parser.add_argument("--child", choices=["ours", "trl"])
+    parser.add_argument("--profile-after", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--trainer", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.budget_s and args.model != "tiny" and not args.child:
+        parser.error("the accuracy race runs task=math's default recipe: add --budget-s 0")
     if args.child:
         args.trainer = args.child
         args.budget_s = args.budget_s if "--budget-s" in sys.argv else None
         return child(args)
     if args.rounds:
         step_times(args)
+    if args.breakdown:
+        where_the_time_goes(args)
     if args.budget_s:
         race(args.budget_s)
 
@@ -215,7 +276,7 @@ def step_times(args) -> None:
     times, peaks = {"ours": [], "trl": []}, {"ours": [], "trl": []}
     for _ in range(args.rounds):
         for name in ("trl", "ours"):
-            result = run_child(name, args.steps)
+            result = run_child(name, args.steps, args.model)
             times[name] += result["step_times"][args.warmup:]
             peaks[name].append(result["peak_rss_mb"])
     med = {k: statistics.median(v) for k, v in times.items()}
@@ -227,6 +288,17 @@ def step_times(args) -> None:
     for name, label in (("ours", "hybrid-rl"), ("trl", "TRL 1.16 GRPOTrainer")):
         print(f"| {label} | {med[name]:.3f} | {max(peaks[name]):.0f} |")
     print(f"step time ratio ours/TRL: {med['ours'] / med['trl']:.2f}")
+
+
+def where_the_time_goes(args) -> None:
+    proc = start_child("ours", args.steps, None, args.model, profile_after=args.warmup)
+    pieces = child_result("ours", proc)["breakdown"]
+    print(f"\nwhere our step's time goes ({args.model}; one profiled block of {args.steps} steps, "
+          f"{args.warmup} not timed; the profiler adds a little to each piece)")
+    print("| piece | seconds per step |")
+    print("|---|---|")
+    for name, seconds in pieces.items():
+        print(f"| {name} | {seconds:.3f} |")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ SMALL=(task=math trainer.max_steps=2 trainer.prompts_per_step=4 trainer.num_gene
        eval.every_steps=0 eval.at_start=false task.data.num_eval=4 logging.progress_bar=false
        logging.tensorboard=false)
 if [[ $MODE == gpu ]]; then
-  MODEL=(model=smollm2_135m model.dtype=bfloat16 deepspeed.bf16=true rollout.max_new_tokens=16
+  MODEL=(model=smollm2_135m model.warmup_sft=false model.dtype=bfloat16 deepspeed.bf16=true rollout.max_new_tokens=16
          rollout.sync_tolerance=0.1 num_threads=null)
   EXACT=1e-2   # GPU kernels are not bit-reproducible: resumed metrics agree to 1e-2
   VLLM_WITH=(deepspeed=zero2)  # bf16 training needs DeepSpeed's fp32 master weights

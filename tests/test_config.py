@@ -122,6 +122,28 @@ def test_values_tuned_for_the_builtin_model_on_math_reach_only_that_pair(overrid
         assert _compose(overrides, root).sft == composed.sft
 
 
+@pytest.mark.parametrize("overrides, tuned", [
+    (["model=smollm2_135m"], True), (["model=smollm2_135m", "task=math_hybrid"], False),
+    ([], False), (["preset=qwen2.5-0.5b-instruct"], False),
+])
+def test_values_sized_for_smollm2_on_math_reach_only_that_pair(overrides, tuned):
+    """conf/model_task*/smollm2_135m_math.yaml: the packaged model's warm-up, held-out set and
+    CPU-sized steps; train.py, sft.py, evaluate.py and train_rm.py share the warm-up and the
+    held-out problems."""
+    values = dict([*_values_set_by("model_task", "smollm2_135m_math"),
+                   *_values_set_by("model_task_training", "smollm2_135m_math")])
+    composed = _compose(overrides)
+    if tuned:
+        assert all(OmegaConf.select(composed, k) == v for k, v in values.items()), values
+    else:  # its length: the warm-up's steps and the run's
+        assert composed.sft.steps != values["sft.steps"]
+        assert composed.trainer.max_steps != values["trainer.max_steps"]
+    for root in ("evaluate", "train_rm"):
+        other = _compose(overrides, root)
+        assert (other.sft, other.task.data, other.model) == (
+            composed.sft, composed.task.data, composed.model)
+
+
 def test_unknown_rollout_backend_is_named_before_any_model():
     from hybrid_rl.recipes.build import build_rollout
 

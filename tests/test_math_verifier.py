@@ -73,3 +73,40 @@ def test_registered_batch_verifier_returns_none_without_reference():
     assert "math" in available_verifiers()
     scores = get_verifier("math")(["=3", "=4", "x"], ["3", "5", None])
     assert scores == [1.0, 0.0, None]
+
+
+# What SmolLM2-135M-Instruct wrote for the built-in arithmetic prompts before any training
+# (greedy, 32 tokens): each restates the question, and each was scored right because the
+# restated sum equals the answer.
+RESTATED = [
+    ("22-99=", "-77", "The number 22-99 is a classic example of a mathematical identity that"),
+    ("10-98=", "-88", "The number 10-98 is a classic example of a mathematical identity"),
+    ("78+37=", "115", "The number 78+37 is a classic example of a mathematical identity"),
+    ("What is 3 \\times 4?", "12", "We have $3 \\times 4$."),
+    ("22-99=", "-77", "The answer is (22 - 99)."),
+]
+
+
+@pytest.mark.parametrize("prompt, gold, completion", RESTATED)
+def test_an_answer_that_restates_the_question_is_not_an_answer(prompt, gold, completion):
+    assert verify_math(completion, gold) == 1.0  # without the prompt: equal in value
+    assert verify_math(completion, gold, prompt=prompt) == 0.0
+
+
+@pytest.mark.parametrize("prompt, gold, completion", [
+    ("22-99=", "-77", "22-99 = -77"),  # computed: the stated value is the answer
+    ("22-99=", "-77", "-77"),
+    ("Is it 7/8 or 1/2? Which is larger?", "7/8", "7/8"),  # a plain number is an answer
+    ("Pick one: (A) 2\\sqrt{3} (B) 3", "2\\sqrt{3}", "(A) $2\\sqrt{3}$"),  # an option listed
+    ("3*4=", "12", "\\boxed{12}"),
+])
+def test_a_computed_or_chosen_answer_found_in_the_prompt_still_counts(prompt, gold, completion):
+    assert verify_math(completion, gold, prompt=prompt) == 1.0
+
+
+def test_the_batch_verifier_reads_the_prompts_from_the_samples():
+    from hybrid_rl.data.samples import Sample
+
+    samples = [Sample("22-99=", "-77", "math"), Sample("22-99=", "-77", "math")]
+    scores = get_verifier("math")(["22-99", "-77"], ["-77", "-77"], samples=samples)
+    assert scores == [0.0, 1.0]

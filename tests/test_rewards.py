@@ -101,3 +101,44 @@ def test_meanwhile_runs_once_while_the_pool_scores(workers):
         assert scorer.score(_samples(), ["b", "b", "b"]).values["correct"] == [0.0, 1.0, None]
     finally:
         scorer.close()
+
+
+class CountingPreference:
+    """A learned signal stand-in, scored in the trainer like the reward model: it notes what
+    it was asked to score."""
+
+    runs_isolated = True
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, completions, references, **_):
+        self.seen += list(completions)
+        return [len(c) / 10 for c in completions]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_gated_learned_signal_scores_only_what_the_reward_can_use(workers):
+    """Four groups of two; the preference is gated on correctness. In training it scores the
+    correct completions, and the failing ones of every second group (share 0.5) for the
+    hacking watch; the composed reward is the same as with every completion scored."""
+    preference = CountingPreference()
+    signals = {"t": [Signal("preference", preference, 1.0), Signal("correct", exact, 1.0)]}
+    rules = {"t": {"correct": SignalRule(1.0), "preference": SignalRule(0.5, "group", "correct")}}
+    scorer = RewardScorer(signals, num_workers=workers, gates={"t": {"preference": ("correct",
+                                                                                   1.0)}},
+                          gate_failures_scored=0.5)
+    samples = [Sample(f"p{i // 2}", "ok", "t") for i in range(8)]
+    texts = ["ok", "no", "no", "nope", "ok", "ok", "x", "ok"]
+    try:
+        trained = scorer.score(samples, texts, group_size=2)
+        assert trained.values["preference"] == [0.2, 0.2, None, None, 0.2, 0.2, None, 0.2]
+        assert preference.seen == ["ok", "no", "ok", "ok", "ok"]  # groups 0 and 2 fully
+        assert trained.errors["preference"] == 0  # skipped is not failed
+        everything = scorer.score(samples, texts)  # an evaluation: every completion
+        assert None not in everything.values["preference"]
+        composer = RewardComposer(rules)
+        assert torch.equal(composer.combine(trained.values, ["t"] * 8, 2)[0],
+                           composer.combine(everything.values, ["t"] * 8, 2)[0])
+    finally:
+        scorer.close()

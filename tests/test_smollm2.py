@@ -17,7 +17,7 @@ def test_smollm2_loads_takes_one_grpo_step_and_saves_a_loadable_checkpoint(tmp_p
 
     run_dir = tmp_path / "run"
     proc = run_entry(
-        "train.py", run_dir, "model=smollm2_135m", "trainer.max_steps=1",
+        "train.py", run_dir, "model=smollm2_135m", "model.warmup_sft=false", "trainer.max_steps=1",
         "trainer.prompts_per_step=2", "trainer.num_generations=2", "rollout.max_new_tokens=6",
         "task.data.num_eval=2", "eval.at_start=false", "logging.tensorboard=false",
         cache=tmp_path / "cache",

@@ -334,14 +334,44 @@ def bounded_match(predicted: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_
     return bool(outcome.value)
 
 
-def verify_math(completion: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> float:
-    """1.0 when the completion's final answer equals the gold answer, else 0.0. A check that
-    runs past timeout_s (or crashes) scores Flagged(0.0, reason): the answer is not
-    recognisably right, and the trainer counts and records why."""
+# Arithmetic on literal numbers, as a question writes it: digits, operators, brackets, spaces.
+_LITERAL_ARITHMETIC = re.compile(r"[\d\s.+\-*/^()]+")
+_OPERATION = re.compile(r"\d\)?\s*[-+*/^]\s*\(?-?\.?\d")  # one number operated on another
+_LATEX_OPERATORS = {"\\times": "*", "\\cdot": "*", "\\div": "/", "×": "*", "÷": "/"}
+
+
+def restates_the_question(answer: str, prompt: str) -> bool:
+    """The answer is arithmetic on literal numbers copied from the prompt ("22-99" for the
+    prompt "22-99="): the question, not its value, whatever it evaluates to. A chat model that
+    restates the problem would otherwise be scored right, and training would teach it to echo.
+    A plain number (7/8 included) is always an answer, and so is anything with a symbol in it
+    (an option such as 2\\sqrt{3} that the prompt lists)."""
+    def plain(text: str) -> str:
+        for latex, operator in _LATEX_OPERATORS.items():
+            text = text.replace(latex, operator)
+        return text
+
+    text = plain(answer).strip()
+    if (_rational(text) is not None or not _LITERAL_ARITHMETIC.fullmatch(text)
+            or not _OPERATION.search(text)):
+        return False
+    compact = lambda s: re.sub(r"[\s()]", "", s)  # noqa: E731
+    return compact(text) in compact(plain(prompt))
+
+
+def verify_math(completion: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S,
+                prompt: Optional[str] = None) -> float:
+    """1.0 when the completion's final answer equals the gold answer, else 0.0; with the
+    `prompt`, an answer that only restates the question's arithmetic scores 0.0 (see
+    restates_the_question). A check that runs past timeout_s (or crashes) scores
+    Flagged(0.0, reason): the answer is not recognisably right, and the trainer counts and
+    records why."""
     gold_answer = last_boxed(gold)
     gold_answer = gold if gold_answer is None else gold_answer
     predicted = extract_answer(completion)
     if predicted is None:
+        return 0.0
+    if prompt is not None and restates_the_question(predicted, prompt):
         return 0.0
     try:
         return 1.0 if bounded_match(predicted, gold_answer, timeout_s) else 0.0
@@ -352,11 +382,14 @@ def verify_math(completion: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S
 
 
 def math_verifier(
-    completions: Sequence[str], references: Sequence[Optional[str]], **fields
+    completions: Sequence[str], references: Sequence[Optional[str]], samples=None, **fields
 ) -> list[Optional[float]]:
-    """Batch verifier: None for samples without a reference (not a math sample)."""
-    return [None if ref is None else verify_math(c, ref) for c, ref in zip(completions, references)]
+    """Batch verifier: None for samples without a reference (not a math sample). With the
+    samples, their prompts: an answer that restates the question scores 0."""
+    prompts = [None] * len(completions) if samples is None else [s.prompt for s in samples]
+    return [None if ref is None else verify_math(c, ref, prompt=prompt)
+            for c, ref, prompt in zip(completions, references, prompts)]
 
 
 __all__ = ["answers_match", "math_verifier", "bounded_match", "extract_answer", "last_boxed",
-           "normalise", "reset", "verify_math"]
+           "normalise", "reset", "restates_the_question", "verify_math"]

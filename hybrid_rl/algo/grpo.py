@@ -160,7 +160,11 @@ def policy_loss(
 
 def token_entropy(logits: torch.Tensor) -> torch.Tensor:
     """[S, T, V] logits -> [S, T] entropy -sum_v p log p, computed stably."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
+    return entropy_of_log_softmax(torch.log_softmax(logits.float(), dim=-1))
+
+
+def entropy_of_log_softmax(logp: torch.Tensor) -> torch.Tensor:
+    """[S, T, V] log-probabilities -> [S, T] entropy -sum_v p log p."""
     return -(logp.exp() * logp).sum(-1)
 
 

@@ -5,7 +5,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from hybrid_rl.algo.grpo import token_entropy
+from hybrid_rl.algo.grpo import entropy_of_log_softmax
 from hybrid_rl.models import fast_llama
 from hybrid_rl.rollout.token_sampler import process_logits
 
@@ -57,11 +57,13 @@ def completion_logprobs(
         logits = logits[:, prompt_ids.shape[1] - 1 : -1, :]
     logits = logits.float() if temperature == 1.0 else logits.float() / temperature  # [S, T, V]
     ids = completion_ids.unsqueeze(-1)
-    full = torch.log_softmax(logits, dim=-1).gather(-1, ids).squeeze(-1)
+    log_softmax = torch.log_softmax(logits, dim=-1)  # [S, T, V]
+    full = log_softmax.gather(-1, ids).squeeze(-1)
     logp = full
     if top_k or top_p < 1.0:
         sampled = process_logits(logits, 1.0, top_k, top_p)
         logp = torch.log_softmax(sampled, dim=-1).gather(-1, ids).squeeze(-1)
         logp = logp.clamp(min=OUTSIDE_TRUNCATION)
-    entropy = token_entropy(logits.detach()) if with_entropy else None
+    # from the log-softmax already taken (a vocabulary of 49,152 makes a second one cost)
+    entropy = entropy_of_log_softmax(log_softmax.detach()) if with_entropy else None
     return TokenLogprobs(logp, entropy, full)

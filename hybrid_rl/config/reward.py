@@ -39,6 +39,10 @@ class RewardConfig:
     max_error_rate: float = 0.5
     error_window: int = 4  # scoring calls (training steps, evaluations) the rate is taken over
     failures_file: str = "reward_failures.jsonl"  # offending samples are appended here (run folder)
+    # A gated signal scored in the trainer (the reward model) scores, in training rollouts, the
+    # completions that passed its gate (the only ones the reward uses) and, in this share of the
+    # groups, the ones that failed it too, for the hacking watch; 1 scores everything
+    gate_failures_scored: float = 0.25
     # proxy vs verifier
     hacking_watch: HackingWatchConfig = field(default_factory=HackingWatchConfig)
 
@@ -48,6 +52,8 @@ class RewardConfig:
         yield from positive("error_window", self.error_window)
         if not 0.0 <= self.max_error_rate <= 1.0:
             yield f"max_error_rate: must be in [0, 1], got {self.max_error_rate}"
+        if not 0.0 <= self.gate_failures_scored <= 1.0:
+            yield f"gate_failures_scored: must be in [0, 1], got {self.gate_failures_scored}"
         yield from (f"hacking_watch.{p}" for p in self.hacking_watch.problems())
 
 

@@ -260,9 +260,13 @@ def build_scorer(cfg, run_dir: Optional[Path]) -> RewardScorer:
         for task_name, task in cfg.tasks().items()
     }
     failures = Path(run_dir) / cfg.reward.failures_file if run_dir is not None else None
+    gates = {task_name: {name: (sig.gate, sig.gate_min)
+                         for name, sig in task.signals().items() if sig.gate is not None}
+             for task_name, task in cfg.tasks().items()}
     return RewardScorer(signals_by_task, failures, cfg.reward.max_error_rate,
                         num_workers=cfg.reward.num_workers, timeout_s=cfg.reward.timeout_s,
-                        error_window=cfg.reward.error_window)
+                        error_window=cfg.reward.error_window, gates=gates,
+                        gate_failures_scored=cfg.reward.gate_failures_scored)
 
 
 def report_isolation(scorer: RewardScorer, metrics=None, step: int = 0) -> None:

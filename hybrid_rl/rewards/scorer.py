@@ -69,9 +69,14 @@ class RewardScorer:
     def __init__(
         self, signals_by_task: dict[str, list[Signal]], failures_path: Optional[Path] = None,
         max_error_rate: float = 1.0, num_workers: int = 0, timeout_s: float = 2.0,
-        error_window: int = 1,
+        error_window: int = 1, gates: Optional[dict[str, dict[str, tuple[str, float]]]] = None,
+        gate_failures_scored: float = 1.0,
     ):
         self.signals_by_task = signals_by_task
+        # task -> gated signal -> (its gate, the gate's pass mark), as the composer applies them
+        self.gates = gates or {}
+        # share of groups in which a gated signal also scores the completions that failed its gate
+        self.gate_failures_scored = gate_failures_scored
         self.failures_path = failures_path
         self.max_error_rate = max_error_rate
         # (signal, task) -> (failed or flagged, scored) of its latest `error_window` calls
@@ -102,9 +107,16 @@ class RewardScorer:
                 signal.verifier.close()
 
     def score(self, samples: Sequence[Sample], completions: Sequence[str],
-              meanwhile: Optional[Callable[[], None]] = None) -> SignalScores:
+              meanwhile: Optional[Callable[[], None]] = None,
+              group_size: Optional[int] = None) -> SignalScores:
         """Every signal's scores. `meanwhile` runs in this process while the pool's workers
-        score (the trainer's reference pass), so the two overlap."""
+        score (the trainer's reference pass), so the two overlap.
+
+        `group_size` (training rollouts, in groups of that many): a gated signal that runs in
+        this process (the reward model) scores only what the reward can use, the completions
+        that passed its gate, and, in `gate_failures_scored` of the groups, the ones that failed
+        it too (None elsewhere), so the hacking watch still compares it with the verifier on
+        wrong answers. Evaluations pass no group size and get every score."""
         values = {name: [None] * len(samples) for name in self.signal_names}
         errors = {name: 0 for name in self.signal_names}
         timeouts = {name: 0 for name in self.signal_names}
@@ -129,15 +141,21 @@ class RewardScorer:
                 meanwhile()
         finally:
             outcomes = self.pool.finish(job) if job is not None else []
-        for k, (task, signal, rows) in enumerate(plan):
+        by_plan = {}  # plan index -> its chunks' outcomes
+        for k, k_chunks in chunks.items():
+            by_plan[k], outcomes = outcomes[: len(k_chunks)], outcomes[len(k_chunks):]
+        # Gated signals scored here go last, once their gates' scores are in.
+        for k in sorted(range(len(plan)), key=lambda k: k not in chunks and self._gated(plan[k])):
+            task, signal, rows = plan[k]
+            if k not in chunks and group_size:
+                rows = self._worth_scoring(task, signal, rows, values, group_size)
             picked, texts = [samples[i] for i in rows], [completions[i] for i in rows]
             if k in chunks:
-                mine, outcomes = outcomes[: len(chunks[k])], outcomes[len(chunks[k]):]
                 scores, failures = self._finish_in_worker_pool(
-                    signal, chunks[k], mine, picked, texts
+                    signal, chunks[k], by_plan[k], picked, texts
                 )
             else:
-                scores, failures = self._run(signal, picked, texts)
+                scores, failures = self._run(signal, picked, texts) if rows else ([], [])
             for i, v in zip(rows, scores):
                 values[signal.name][i] = v
                 if isinstance(v, Flagged) and v.record:  # a valid score with a reason to doubt it
@@ -153,6 +171,22 @@ class RewardScorer:
             errors[signal.name] += len(reasons) - timed_out
             self._check_rate(signal.name, task, len(rows), failures, scores)
         return SignalScores(values, errors, timeouts, recorded)
+
+    def _gated(self, entry: tuple[str, Signal, list[int]]) -> bool:
+        task, signal, _ = entry
+        return signal.name in self.gates.get(task, {})
+
+    def _worth_scoring(self, task: str, signal: Signal, rows: list[int], values: dict,
+                       group_size: int) -> list[int]:
+        """The rows a gated signal's score can matter for (see `score`)."""
+        gate = self.gates.get(task, {}).get(signal.name)
+        if gate is None or gate[0] not in values:
+            return rows
+        gate_values, pass_mark = values[gate[0]], gate[1]
+        share = self.gate_failures_scored
+        return [i for i in rows
+                if (gate_values[i] is not None and gate_values[i] >= pass_mark)
+                or math.fmod(i // group_size * share, 1.0) < share]
 
     def _check_rate(self, name: str, task: str, scored: int, failures: list[str],
                     scores: list) -> None:

@@ -98,7 +98,8 @@ def sample_groups(
             batch.reference_logprobs = reference_logprobs(batch)
 
         scores = scorer.score(group_samples, batch.texts,
-                              meanwhile=compute_reference if reference_logprobs else None)
+                              meanwhile=compute_reference if reference_logprobs else None,
+                              group_size=group_size)
         reward, shares = composer.combine(
             scores.values, [s.task for s in group_samples], group_size
         )

@@ -115,6 +115,23 @@ def test_scores_are_batch_independent(trained_rm):
     assert torch.allclose(torch.tensor(together), torch.tensor(alone), atol=1e-5)
 
 
+def test_a_repeated_answer_is_scored_once(trained_rm):
+    """A group's samples often repeat an answer: the model sees each distinct pair once, and
+    every copy gets the score the pair gets alone."""
+    _, folder, _ = trained_rm
+    rm = RewardModel.load(folder)
+    seen = []
+    forward = rm.forward
+    rm.forward = lambda p, r: seen.append(len(p)) or forward(p, r)
+    prompts = ["1+2="] * 4 + ["3+4="] * 2
+    responses = ["3", "3", "Answer: 3", "3", "7", "3"]
+    scores = rm.score(prompts, responses, batch_size=2)
+    assert sum(seen) == 4  # (1+2=, 3), (1+2=, Answer: 3), (3+4=, 7), (3+4=, 3)
+    alone = {pair: forward([pair[0]], [pair[1]]).item() for pair in zip(prompts, responses)}
+    assert scores == pytest.approx([alone[pair] for pair in zip(prompts, responses)], abs=1e-5)
+    assert scores[0] == scores[1] == scores[3] and scores[5] != scores[4]
+
+
 def test_evaluate_judges_win_rate_with_the_reward_model(trained_rm, tmp_path):
     base, folder, _ = trained_rm
     run_entry("evaluate.py", tmp_path / "eval", "task=math_hybrid", f"reward_model.path={folder}",

@@ -102,13 +102,16 @@ class RewardModel:
     @torch.no_grad()
     def score(self, prompts: Sequence[str], responses: Sequence[str],
               batch_size: int = 128) -> list[float]:
-        """Scores in input order; batches hold similar lengths, so padding costs little."""
+        """Scores in input order. Each distinct (prompt, response) is scored once: the G
+        samples of a prompt often repeat one answer (a policy that has learned a task mostly
+        does), and the model's score is a function of the text. Batches hold similar lengths,
+        so padding costs little."""
         self.model.eval()
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(responses[i]))
-        out = [0.0] * len(prompts)
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            values = self.forward([prompts[i] for i in rows], [responses[i] for i in rows])
-            for i, v in zip(rows, values.tolist()):
-                out[i] = v
-        return out
+        distinct = sorted(dict.fromkeys(zip(prompts, responses)),
+                          key=lambda pair: len(pair[0]) + len(pair[1]))
+        scores: dict[tuple[str, str], float] = {}
+        for start in range(0, len(distinct), batch_size):
+            pairs = distinct[start : start + batch_size]
+            values = self.forward([p for p, _ in pairs], [r for _, r in pairs])
+            scores.update(zip(pairs, values.tolist()))
+        return [scores[pair] for pair in zip(prompts, responses)]
