@@ -217,7 +217,9 @@ def test_an_unknown_task_in_a_mixture_file_is_named(tmp_path):
 
 @pytest.mark.slow
 def test_the_default_mixture_trains_with_per_task_metrics_evaluations_and_plot(tmp_path):
-    proc = train(tmp_path / "run", cache=tmp_path / "cache")
+    # Every completion scored by the gated preference too, so each step logs it (by default
+    # it scores what passed its gate and a quarter of the groups: tests/test_rewards.py).
+    proc = train(tmp_path / "run", "reward.gate_failures_scored=1", cache=tmp_path / "cache")
     rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     steps = [r for r in rows if "loss" in r]
     assert [r["step"] for r in steps] == [1, 2, 3, 4]
