@@ -151,10 +151,11 @@ def test_micro_batches_give_the_full_batch_gradient(loss_type):
 
 
 def test_entropy_of_uniform_and_peaked():
-    uniform = torch.zeros(1, 1, 4)
-    assert grpo.token_entropy(uniform).item() == pytest.approx(math.log(4))
-    peaked = torch.tensor([[[100.0, 0.0, 0.0]]])
-    assert grpo.token_entropy(peaked).item() == pytest.approx(0.0, abs=1e-6)
+    def entropy(logits):
+        return grpo.entropy_of_log_softmax(torch.log_softmax(logits, -1)).item()
+
+    assert entropy(torch.zeros(1, 1, 4)) == pytest.approx(math.log(4))  # uniform
+    assert entropy(torch.tensor([[[100.0, 0.0, 0.0]]])) == pytest.approx(0.0, abs=1e-6)  # peaked
 
 
 def test_truncated_importance_weights_cap():

@@ -125,9 +125,7 @@ def test_a_gated_learned_signal_scores_only_what_the_reward_can_use(workers):
     preference = CountingPreference()
     signals = {"t": [Signal("preference", preference, 1.0), Signal("correct", exact, 1.0)]}
     rules = {"t": {"correct": SignalRule(1.0), "preference": SignalRule(0.5, "group", "correct")}}
-    scorer = RewardScorer(signals, num_workers=workers, gates={"t": {"preference": ("correct",
-                                                                                   1.0)}},
-                          gate_failures_scored=0.5)
+    scorer = RewardScorer(signals, num_workers=workers, rules=rules, gate_failures_scored=0.5)
     samples = [Sample(f"p{i // 2}", "ok", "t") for i in range(8)]
     texts = ["ok", "no", "no", "nope", "ok", "ok", "x", "ok"]
     try:

@@ -158,13 +158,8 @@ def policy_loss(
     return loss, stats
 
 
-def token_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """[S, T, V] logits -> [S, T] entropy -sum_v p log p, computed stably."""
-    return entropy_of_log_softmax(torch.log_softmax(logits.float(), dim=-1))
-
-
 def entropy_of_log_softmax(logp: torch.Tensor) -> torch.Tensor:
-    """[S, T, V] log-probabilities -> [S, T] entropy -sum_v p log p."""
+    """[S, T, V] log-probabilities (a log-softmax: stable) -> [S, T] entropy -sum_v p log p."""
     return -(logp.exp() * logp).sum(-1)
 
 

@@ -260,12 +260,9 @@ def build_scorer(cfg, run_dir: Optional[Path]) -> RewardScorer:
         for task_name, task in cfg.tasks().items()
     }
     failures = Path(run_dir) / cfg.reward.failures_file if run_dir is not None else None
-    gates = {task_name: {name: (sig.gate, sig.gate_min)
-                         for name, sig in task.signals().items() if sig.gate is not None}
-             for task_name, task in cfg.tasks().items()}
     return RewardScorer(signals_by_task, failures, cfg.reward.max_error_rate,
                         num_workers=cfg.reward.num_workers, timeout_s=cfg.reward.timeout_s,
-                        error_window=cfg.reward.error_window, gates=gates,
+                        error_window=cfg.reward.error_window, rules=signal_rules(cfg),
                         gate_failures_scored=cfg.reward.gate_failures_scored)
 
 
@@ -284,10 +281,15 @@ def report_isolation(scorer: RewardScorer, metrics=None, step: int = 0) -> None:
 def build_composer(cfg: Config) -> RewardComposer:
     """How the task's signals combine into one reward per sample (gates, normalisation,
     weights); training only."""
-    rules = {task_name: {name: SignalRule(sig.weight, sig.normalize, sig.gate, sig.gate_min)
-                         for name, sig in task.signals().items()}
-             for task_name, task in cfg.tasks().items()}
-    return RewardComposer(rules, eps=cfg.trainer.advantage_eps)
+    return RewardComposer(signal_rules(cfg), eps=cfg.trainer.advantage_eps)
+
+
+def signal_rules(cfg) -> dict[str, dict[str, SignalRule]]:
+    """task -> signal -> its weight, normalisation and gate: what the composer applies, and what
+    tells the scorer which scores the reward can use."""
+    return {task_name: {name: SignalRule(sig.weight, sig.normalize, sig.gate, sig.gate_min)
+                        for name, sig in task.signals().items()}
+            for task_name, task in cfg.tasks().items()}
 
 
 def vllm_context(policy, tokenizer, prompts: Sequence[str], max_new_tokens: int) -> int:

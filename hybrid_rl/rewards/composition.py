@@ -34,6 +34,10 @@ class SignalRule:
     gate: Optional[str] = None  # another signal of the task that must pass for this one to count
     gate_min: float = 1.0  # the gating signal passes at or above this value
 
+    def passes_gate(self, gate_value: Optional[float]) -> bool:
+        """Whether a sample's gating-signal score lets this signal count (None: no opinion)."""
+        return gate_value is not None and gate_value >= self.gate_min
+
     def __post_init__(self):
         if self.normalize not in NORMALIZATIONS:
             raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
@@ -127,6 +131,7 @@ class RewardComposer:
         gate = raw.get(rule.gate)
         if gate is None:  # the gating signal produced nothing in this batch
             return torch.full_like(x, math.nan)
+        # rule.passes_gate, for a whole batch (NaN is no opinion)
         passed = ~torch.isnan(gate) & (torch.nan_to_num(gate, nan=-math.inf) >= rule.gate_min)
         return torch.where(passed, x, torch.full_like(x, math.nan))
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from hybrid_rl.data.samples import Sample
+from hybrid_rl.rewards.composition import SignalRule
 from verifiers import Flagged, Verifier
 from verifiers.pool import WorkerPool
 
@@ -69,12 +70,13 @@ class RewardScorer:
     def __init__(
         self, signals_by_task: dict[str, list[Signal]], failures_path: Optional[Path] = None,
         max_error_rate: float = 1.0, num_workers: int = 0, timeout_s: float = 2.0,
-        error_window: int = 1, gates: Optional[dict[str, dict[str, tuple[str, float]]]] = None,
+        error_window: int = 1, rules: Optional[dict[str, dict[str, SignalRule]]] = None,
         gate_failures_scored: float = 1.0,
     ):
         self.signals_by_task = signals_by_task
-        # task -> gated signal -> (its gate, the gate's pass mark), as the composer applies them
-        self.gates = gates or {}
+        # task -> signal -> how it enters the reward: the composer's rules, whose gates say
+        # which scores the reward can use
+        self.rules = rules or {}
         # share of groups in which a gated signal also scores the completions that failed its gate
         self.gate_failures_scored = gate_failures_scored
         self.failures_path = failures_path
@@ -145,7 +147,8 @@ class RewardScorer:
         for k, k_chunks in chunks.items():
             by_plan[k], outcomes = outcomes[: len(k_chunks)], outcomes[len(k_chunks):]
         # Gated signals scored here go last, once their gates' scores are in.
-        for k in sorted(range(len(plan)), key=lambda k: k not in chunks and self._gated(plan[k])):
+        for k in sorted(range(len(plan)),
+                        key=lambda k: k not in chunks and self._gate(*plan[k][:2]) is not None):
             task, signal, rows = plan[k]
             if k not in chunks and group_size:
                 rows = self._worth_scoring(task, signal, rows, values, group_size)
@@ -172,20 +175,19 @@ class RewardScorer:
             self._check_rate(signal.name, task, len(rows), failures, scores)
         return SignalScores(values, errors, timeouts, recorded)
 
-    def _gated(self, entry: tuple[str, Signal, list[int]]) -> bool:
-        task, signal, _ = entry
-        return signal.name in self.gates.get(task, {})
+    def _gate(self, task: str, signal: Signal) -> Optional[SignalRule]:
+        """The signal's rule when it is gated on another signal, else None."""
+        rule = self.rules.get(task, {}).get(signal.name)
+        return rule if rule is not None and rule.gate is not None else None
 
     def _worth_scoring(self, task: str, signal: Signal, rows: list[int], values: dict,
                        group_size: int) -> list[int]:
         """The rows a gated signal's score can matter for (see `score`)."""
-        gate = self.gates.get(task, {}).get(signal.name)
-        if gate is None or gate[0] not in values:
+        rule = self._gate(task, signal)
+        if rule is None or rule.gate not in values:
             return rows
-        gate_values, pass_mark = values[gate[0]], gate[1]
-        share = self.gate_failures_scored
-        return [i for i in rows
-                if (gate_values[i] is not None and gate_values[i] >= pass_mark)
+        gate_values, share = values[rule.gate], self.gate_failures_scored
+        return [i for i in rows if rule.passes_gate(gate_values[i])
                 or math.fmod(i // group_size * share, 1.0) < share]
 
     def _check_rate(self, name: str, task: str, scored: int, failures: list[str],
