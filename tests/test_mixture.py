@@ -237,6 +237,26 @@ def test_the_default_mixture_trains_with_per_task_metrics_evaluations_and_plot(t
     assert (tmp_path / "run" / "training_curves.png").stat().st_size > 10_000
     out = proc.stdout + proc.stderr
     assert "explain held-out accuracy" in out and "explain_hybrid held-out accuracy" in out
+    # evaluate.py on the mixture: one report per task, each judged by its own signals
+    from dataclasses import fields
+
+    from hybrid_rl.config.schema import EvaluateRecipeConfig
+
+    sections = {f.name for f in fields(EvaluateRecipeConfig)}
+    run_entry("evaluate.py", tmp_path / "eval", f"evaluate.checkpoint={tmp_path / 'run'}",
+              "eval.samples_per_prompt=0",
+              *[o for o in MIX_TINY if o.split("=")[0].split(".")[0] in sections],
+              cache=tmp_path / "cache")
+    judges = {"math": "correctness", "explain": "preference", "explain_hybrid": "preference"}
+    for task, judge in judges.items():
+        result = json.loads((tmp_path / "eval" / task / "results.json").read_text())
+        assert result["task"] == task and result["judge_signal"] == judge
+        (model,) = result["models"]
+        assert model["name"] == "step_000004" and sum(
+            model["win_rate"][k] for k in ("wins", "ties", "losses")) == 8
+        assert 0.0 <= model["preferred_style"] <= 1.0
+        assert model["accuracy"] == model["signal_means"]["correctness"]
+        assert (tmp_path / "eval" / task / "report.md").is_file()
 
 
 @pytest.mark.slow

@@ -117,26 +117,38 @@ class CountingPreference:
         return [len(c) / 10 for c in completions]
 
 
+def starts_ok(completions, references, **_):
+    return [float(c.startswith("ok")) for c in completions]
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_gated_learned_signal_scores_only_what_the_reward_can_use(workers):
-    """Four groups of two; the preference is gated on correctness. In training it scores the
-    correct completions, and the failing ones of every second group (share 0.5) for the
-    hacking watch; the composed reward is the same as with every completion scored."""
+    """Five groups of two; the preference is gated on correctness (an answer starting "ok")
+    and z-scored per group. In training it scores correct completions where a group has two
+    different ones, and every completion of every second group (share 0.5) for the hacking
+    watch; the composed reward is the same as with every completion scored."""
     preference = CountingPreference()
-    signals = {"t": [Signal("preference", preference, 1.0), Signal("correct", exact, 1.0)]}
+    signals = {"t": [Signal("preference", preference, 1.0), Signal("correct", starts_ok, 1.0)]}
     rules = {"t": {"correct": SignalRule(1.0), "preference": SignalRule(0.5, "group", "correct")}}
     scorer = RewardScorer(signals, num_workers=workers, rules=rules, gate_failures_scored=0.5)
-    samples = [Sample(f"p{i // 2}", "ok", "t") for i in range(8)]
-    texts = ["ok", "no", "no", "nope", "ok", "ok", "x", "ok"]
+    samples = [Sample(f"p{i // 2}", "ok", "t") for i in range(10)]
+    # groups: 0 watched; 1 both wrong; 2 watched; 3 one right answer; 4 two different right ones
+    texts = ["ok", "no", "no", "nope", "ok", "ok", "x", "ok", "ok", "okay"]
     try:
         trained = scorer.score(samples, texts, group_size=2)
-        assert trained.values["preference"] == [0.2, 0.2, None, None, 0.2, 0.2, None, 0.2]
-        assert preference.seen == ["ok", "no", "ok", "ok", "ok"]  # groups 0 and 2 fully
+        assert trained.values["preference"] == [0.2, 0.2, None, None, 0.2, 0.2, None, None,
+                                                0.2, 0.4]
+        assert preference.seen == ["ok", "no", "ok", "ok", "ok", "okay"]
         assert trained.errors["preference"] == 0  # skipped is not failed
         everything = scorer.score(samples, texts)  # an evaluation: every completion
         assert None not in everything.values["preference"]
         composer = RewardComposer(rules)
-        assert torch.equal(composer.combine(trained.values, ["t"] * 8, 2)[0],
-                           composer.combine(everything.values, ["t"] * 8, 2)[0])
+        reward = composer.combine(trained.values, ["t"] * 10, 2)[0]
+        assert torch.equal(reward, composer.combine(everything.values, ["t"] * 10, 2)[0])
+        assert reward[9] > reward[8] > 0  # the better written right answer is preferred
+        # unnormalised, a right answer's raw score counts on its own: all of them are scored
+        rules["t"]["preference"] = SignalRule(0.5, "none", "correct")
+        raw = scorer.score(samples, texts, group_size=2).values["preference"]
+        assert raw[7] == 0.2 and raw[2] is None
     finally:
         scorer.close()

@@ -2,8 +2,10 @@
 
 `evaluate_model` looks through several lenses at once: greedy accuracy (the task's accuracy
 signal), the mean of every reward signal, unbiased pass@k from sampled completions, the mean
-completion length, and a win rate against a reference policy judged by a chosen signal. The
-proxy reward alone is what gets gamed, so no single number is reported on its own.
+completion length, the share of completions in the rubric's preferred style (the written
+rubric that labels the default reward model's data), and a win rate against a reference policy
+judged by a chosen signal. The proxy reward alone is what gets gamed, so no single number is
+reported on its own.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Optional, Sequence
 
 from hybrid_rl.data.samples import Sample
 from hybrid_rl.evaluation.heldout import greedy_scores, mean_applicable, sampled_pass_at_k
+from hybrid_rl.rewards.learned.rubric import preferred_style
 from hybrid_rl.rewards.scorer import RewardScorer
 from hybrid_rl.rollout import RolloutBackend
 
@@ -29,6 +32,8 @@ class ModelReport:
     mean_length: float  # completion tokens, greedy
     lengths: list[int] = field(default_factory=list)  # per problem, for the plot
     win_rate: Optional[dict] = None  # against the reference policy (see `win_rate`)
+    # greedy completions with the rubric's top mark (one answer, brief working, no fault)
+    preferred_style: float = math.nan
 
 
 def win_rate(candidate: Sequence[Optional[float]], reference: Sequence[Optional[float]]) -> dict:
@@ -50,9 +55,10 @@ def evaluate_model(
     name: str, location: str, rollout: RolloutBackend, samples: Sequence[Sample],
         scorer: RewardScorer, *,
         accuracy_signal: str, samples_per_prompt: int, pass_k: Sequence[int], batch_size: int,
+        response_style: str = "answer",
 ) -> tuple[ModelReport, dict[str, list]]:
     """The report of one model, and its per-problem greedy scores (for win rates)."""
-    _, values, lengths = greedy_scores(rollout, samples, scorer, batch_size)
+    texts, values, lengths = greedy_scores(rollout, samples, scorer, batch_size)
     passes = {}
     if samples_per_prompt:
         passes = sampled_pass_at_k(rollout, samples, scorer, accuracy_signal, samples_per_prompt,
@@ -61,6 +67,7 @@ def evaluate_model(
         name, location, mean_applicable(values[accuracy_signal]), {k: mean_applicable(v) for k,
                                                                    v in values.items()}, passes,
         sum(lengths) / max(len(lengths), 1), lengths,
+        preferred_style=sum(preferred_style(t, response_style) for t in texts) / max(len(texts), 1),
     )
     return report, values
 
@@ -82,6 +89,8 @@ def markdown_report(task: str, num_problems: int, reports: Sequence[ModelReport]
             (f"pass@{k} (unbiased, sampled)", [fmt(r.pass_at_k.get(k, math.nan)) for r in reports])
         )
     rows.append(("mean completion length (tokens)", [f"{r.mean_length:.1f}" for r in reports]))
+    rows.append(("share in the rubric's preferred style",
+                 [fmt(r.preferred_style) for r in reports]))
     if judge is not None:
         rows.append((f"win rate vs reference (judged by `{judge}`)",
                      [f"{fmt(r.win_rate['win_rate'])} "

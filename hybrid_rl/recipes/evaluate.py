@@ -20,6 +20,7 @@ from hybrid_rl.evaluation.report import evaluate_model, win_rate, write_outputs
 from hybrid_rl.models.loading import load_policy, load_tokenizer
 from hybrid_rl.recipes import build
 from hybrid_rl.recipes.reward_model import prepare_reward_model
+from hybrid_rl.rollout import completion_limit
 from hybrid_rl.runtime.checkpoint import MANIFEST, find_checkpoint, verify_manifest
 
 log = logging.getLogger("hybrid_rl")
@@ -42,13 +43,14 @@ def model_folder(path: str) -> str:
                       "or a run folder with checkpoints")
 
 
-def judge_signal(cfg) -> str:
+def judge_signal(cfg, name: str, task) -> str:
     judge = cfg.evaluate.judge_signal or (
-        "preference" if "preference" in cfg.task.rewards else cfg.task.accuracy_signal
+        "preference" if "preference" in task.rewards else task.accuracy_signal
     )
-    if judge not in cfg.task.rewards:
+    if judge not in task.rewards:
+        where = f" (task {name!r})" if cfg.mixed else ""
         raise ConfigError(f"evaluate.judge_signal: {judge!r} is not one of the task's signals "
-                          f"{sorted(cfg.task.rewards)}")
+                          f"{sorted(task.rewards)}{where}")
     return judge
 
 
@@ -66,13 +68,17 @@ def labelled(locations: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def main(dcfg: DictConfig) -> float:
+    """Every model on every task of the run (a mixture's tasks each get their own report, in
+    <out>/<task>/); returns the first model's accuracy (pooled over a mixture's problems)."""
     cfg = build.to_config(dcfg)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     build.seed_everything(cfg.seed, cfg.num_threads)
     train, held = build.task_samples(cfg)
     start, tokenizer, train, held = build.prepare_start(cfg, train, held)
-    judge = judge_signal(cfg) if cfg.evaluate.reference is not None else None
-    e, ev = cfg.evaluate, cfg.eval
+    tasks, held = cfg.tasks(), build.by_task(held)
+    e = cfg.evaluate
+    judges = ({name: judge_signal(cfg, name, task) for name, task in tasks.items()}
+              if e.reference is not None else {})
     roles = [("checkpoint" if e.checkpoint else "start",
               model_folder(e.checkpoint) if e.checkpoint else start)]
     if e.compare:
@@ -84,44 +90,65 @@ def main(dcfg: DictConfig) -> float:
     )
     scorer = build.build_scorer(cfg, out_dir)
     build.report_isolation(scorer)
-    # the `preference` judge, when the task has it
+    # the `preference` judge, when a task has it
     prepare_reward_model(cfg, start, tokenizer, train, scorer)
     try:
-        reference_values = None
-        if reference is not None:
-            policy = load_policy(reference, dtype=cfg.model.dtype)
-            _, reference_values, _ = greedy_scores(
-                build.build_rollout(cfg, policy, load_tokenizer(reference),
-                                    prompts=[s.prompt for s in held]),
-                held,
-                scorer,
-                ev.batch_size,
-            )
-        reports = []
+        reference_values = (None if reference is None
+                            else greedy_values(cfg, reference, tasks, held, scorer))
+        reports = {name: [] for name in tasks}  # task -> one report per model
         for name, location in labelled(roles):
-            # every model samples from the same RNG state
-            build.seed_everything(cfg.seed, cfg.num_threads)
-            policy = load_policy(location, dtype=cfg.model.dtype)
-            rollout = build.build_rollout(cfg, policy, load_tokenizer(location),
-                                          prompts=[s.prompt for s in held])
-            report, values = evaluate_model(
-                name, location, rollout, held, scorer,
-                accuracy_signal=cfg.task.accuracy_signal,
-                samples_per_prompt=ev.samples_per_prompt, pass_k=ev.pass_k,
-                batch_size=ev.batch_size,
-            )
-            if reference_values is not None:
-                report.win_rate = win_rate(values[judge], reference_values[judge])
-            reports.append(report)
-            log.info(
-                "%s: greedy accuracy %.3f, %s, mean length %.1f%s", name, report.accuracy,
-                ", ".join(f"pass@{k} {v:.3f}" for k, v in report.pass_at_k.items())
-                or "no sampling", report.mean_length,
-                f", win rate {report.win_rate['win_rate']:.3f}" if report.win_rate else "",
-            )
+            for task, (report, values) in model_reports(cfg, name, location, tasks, held,
+                                                        scorer).items():
+                if reference_values is not None:
+                    judge = judges[task]
+                    report.win_rate = win_rate(values[judge], reference_values[task][judge])
+                reports[task].append(report)
+                log.info(
+                    "%s%s: greedy accuracy %.3f, %s, mean length %.1f, preferred style %.3f%s",
+                    name, f" on {task}" if cfg.mixed else "", report.accuracy,
+                    ", ".join(f"pass@{k} {v:.3f}" for k, v in report.pass_at_k.items())
+                    or "no sampling", report.mean_length, report.preferred_style,
+                    f", win rate {report.win_rate['win_rate']:.3f}" if report.win_rate else "",
+                )
     finally:
         scorer.close()
-    paths = write_outputs(out_dir, cfg.task.name, len(held), reports, judge, reference)
-    log.info("report: %s", paths["markdown"])
-    return reports[0].accuracy
+    for task, task_reports in reports.items():
+        paths = write_outputs(out_dir / task if cfg.mixed else out_dir, task, len(held[task]),
+                              task_reports, judges.get(task), reference)
+        log.info("report: %s", paths["markdown"])
+    firsts = [(task_reports[0].accuracy, len(held[task])) for task, task_reports in
+              reports.items()]
+    return sum(a * n for a, n in firsts) / max(sum(n for _, n in firsts), 1)
 
+
+def model_reports(cfg, name: str, location: str, tasks: dict, held: dict, scorer) -> dict:
+    """task -> (report, per-problem greedy scores) of one model; every model samples from the
+    same RNG state, and each task at its own completion limit."""
+    build.seed_everything(cfg.seed, cfg.num_threads)
+    rollout = policy_rollout(cfg, location, held)
+    ev, out = cfg.eval, {}
+    for task_name, task in tasks.items():
+        with completion_limit(rollout, task.max_new_tokens):
+            out[task_name] = evaluate_model(
+                name, location, rollout, held[task_name], scorer,
+                accuracy_signal=task.accuracy_signal, samples_per_prompt=ev.samples_per_prompt,
+                pass_k=ev.pass_k, batch_size=ev.batch_size, response_style=task.response_style,
+            )
+    return out
+
+
+def greedy_values(cfg, location: str, tasks: dict, held: dict, scorer) -> dict:
+    """task -> signal -> per-problem greedy scores of the reference policy."""
+    rollout = policy_rollout(cfg, location, held)
+    out = {}
+    for task_name, task in tasks.items():
+        with completion_limit(rollout, task.max_new_tokens):
+            _, out[task_name], _ = greedy_scores(rollout, held[task_name], scorer,
+                                                 cfg.eval.batch_size)
+    return out
+
+
+def policy_rollout(cfg, location: str, held: dict):
+    policy = load_policy(location, dtype=cfg.model.dtype)
+    return build.build_rollout(cfg, policy, load_tokenizer(location),
+                               prompts=[s.prompt for samples in held.values() for s in samples])

@@ -77,7 +77,10 @@ def _group_zscore(values: torch.Tensor, group_size: int, eps: float) -> torch.Te
         1, keepdim=True
     ) / (count - 1).clamp(min=1)
     z = (groups - mean) / (var.sqrt() + eps)
-    z = torch.where(count >= 2, z, torch.zeros_like(z))
+    # equal values give exactly 0 (the float mean of equal values can miss them by an ulp)
+    spread = (torch.where(present, groups, -math.inf).amax(1, keepdim=True)
+              - torch.where(present, groups, math.inf).amin(1, keepdim=True))
+    z = torch.where((count >= 2) & (spread > 0), z, torch.zeros_like(z))
     return torch.where(present, z, groups).view(-1)
 
 

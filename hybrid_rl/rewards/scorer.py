@@ -115,10 +115,12 @@ class RewardScorer:
         score (the trainer's reference pass), so the two overlap.
 
         `group_size` (training rollouts, in groups of that many): a gated signal that runs in
-        this process (the reward model) scores only what the reward can use, the completions
-        that passed its gate, and, in `gate_failures_scored` of the groups, the ones that failed
-        it too (None elsewhere), so the hacking watch still compares it with the verifier on
-        wrong answers. Evaluations pass no group size and get every score."""
+        this process (the reward model) scores only what can change the reward: the completions
+        that passed its gate, and, when it is z-scored per group, only in groups where they
+        differ (a group's one distinct passing answer has z-score 0 whatever its score). In
+        `gate_failures_scored` of the groups it scores every completion (None elsewhere), so
+        the hacking watch still compares it with the verifier, wrong answers included.
+        Evaluations pass no group size and get every score."""
         values = {name: [None] * len(samples) for name in self.signal_names}
         errors = {name: 0 for name in self.signal_names}
         timeouts = {name: 0 for name in self.signal_names}
@@ -151,7 +153,7 @@ class RewardScorer:
                         key=lambda k: k not in chunks and self._gate(*plan[k][:2]) is not None):
             task, signal, rows = plan[k]
             if k not in chunks and group_size:
-                rows = self._worth_scoring(task, signal, rows, values, group_size)
+                rows = self._worth_scoring(task, signal, rows, values, completions, group_size)
             picked, texts = [samples[i] for i in rows], [completions[i] for i in rows]
             if k in chunks:
                 scores, failures = self._finish_in_worker_pool(
@@ -181,14 +183,24 @@ class RewardScorer:
         return rule if rule is not None and rule.gate is not None else None
 
     def _worth_scoring(self, task: str, signal: Signal, rows: list[int], values: dict,
-                       group_size: int) -> list[int]:
+                       completions: Sequence[str], group_size: int) -> list[int]:
         """The rows a gated signal's score can matter for (see `score`)."""
         rule = self._gate(task, signal)
         if rule is None or rule.gate not in values:
             return rows
         gate_values, share = values[rule.gate], self.gate_failures_scored
-        return [i for i in rows if rule.passes_gate(gate_values[i])
-                or math.fmod(i // group_size * share, 1.0) < share]
+        passed = {i for i in rows if rule.passes_gate(gate_values[i])}
+        passing_texts: dict[int, set] = {}  # group -> its distinct passing completions
+        for i in passed:
+            passing_texts.setdefault(i // group_size, set()).add(completions[i])
+
+        def matters(i: int) -> bool:
+            group = i // group_size
+            if math.fmod(group * share, 1.0) < share:  # watched: every completion
+                return True
+            return i in passed and (rule.normalize != "group" or len(passing_texts[group]) > 1)
+
+        return [i for i in rows if matters(i)]
 
     def _check_rate(self, name: str, task: str, scored: int, failures: list[str],
                     scores: list) -> None:

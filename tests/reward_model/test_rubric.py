@@ -3,6 +3,7 @@ import random
 
 from hybrid_rl.rewards.learned.rubric import (
     candidate_responses,
+    preferred_style,
     rubric_pairs,
     rubric_points,
     rubric_score,
@@ -17,6 +18,16 @@ def test_rubric_prefers_one_marked_answer_with_brief_working():
                   "Let me think about this carefully. Basically it is 936. Answer: 936",
                   "Answer: 936\nAnswer: 935", "936 12", ""):
         assert rubric_score(worse, "answer") < 1.0, worse
+
+
+def test_the_preferred_style_is_the_rubrics_top_mark_only():
+    # what evaluate.py counts as "in the rubric's preferred style"
+    assert preferred_style("47+85=132. Answer: 132", "answer")
+    assert preferred_style("x*8  # from the examples", "code")
+    for short_of_it in ("132", "Answer: 132", "47+85=132. Answer: 132. Answer: 132",
+                        "Let me think. 47+85=132. Answer: 132", "47+85=132. Answer: 132, or maybe 133",
+                        "x*8", ""):
+        assert not preferred_style(short_of_it, "code" if "x" in short_of_it else "answer")
 
 
 def test_rubric_names_the_rules_it_applied():

@@ -75,6 +75,11 @@ def rubric_score(response: str, style: str) -> float:
     return sum(rubric_points(response, style).values())
 
 
+def preferred_style(response: str, style: str) -> bool:
+    """The rubric's top mark: one final answer with brief working and no fault."""
+    return "shown_working" in rubric_points(response, style)
+
+
 # --------------------------------------------------------------- styles ----
 _RAMBLE = [
     "Let me think about this carefully.",
