@@ -1,17 +1,17 @@
 """Side by side: what the learned reward adds to a GRPO step. `task=math_hybrid` (the verifier
 plus the reward model's gated preference) against `task=math` (the verifier alone), each on
-the built-in model after its own warm-up and with its own default settings (32 prompts x 8
-samples), in alternating blocks of fresh processes.
+the built-in model after the same length of warm-up (1,500 steps) and with its own default
+settings (32 prompts x 8 samples), in alternating blocks of fresh processes.
 
     .venv/bin/python bench/hybrid_step_bench.py [--rounds 3] [--steps 12] [--warmup 2]
 
 A third variant, `math_hybrid` with `reward.gate_failures_scored=1`, has the reward model
-score every completion (the default scores those that passed the gate, and the failing ones
-in a quarter of the groups for the hacking watch). Per variant: the median step, the reward
-model's share of it, how many (prompt, completion) pairs it ran on per step (of 256), and the
-step's accuracy (the share of completions that passed the gate). The first use trains each
-task's warm-up and the default reward model (about 15 minutes in all on 2 cores); later runs
-take them from the cache.
+score every completion (the default scores what can change the reward: right answers where a
+group has two different ones, and every completion of a quarter of the groups for the hacking
+watch). Per variant: the median step, the reward model's share of it, how many distinct
+(prompt, completion) pairs it ran on per step (of 256), and the step's accuracy (the share of
+completions that passed the gate). The first use trains each task's warm-up and the default
+reward model (about 13 minutes in all on 2 cores); later runs take them from the cache.
 """
 from __future__ import annotations
 

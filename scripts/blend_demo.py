@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import subprocess
 import sys
@@ -43,7 +44,7 @@ BLENDS = {
     "hybrid": [
         "+mix.tasks.math.rewards.preference=" + PREFERENCE % (0.5, ",gate:correctness"),
         "mix.tasks.explain.rewards.correctness.weight=1",
-        "mix.tasks.explain.rewards.preference.gate=correctness",
+        "+mix.tasks.explain.rewards.preference.gate=correctness",
         "mix.tasks.explain.rewards.preference.weight=0.5",
     ],
     "per-task (as shipped)": [],
@@ -61,6 +62,13 @@ def run(script: str, *overrides: str) -> str:
     return proc.stdout + proc.stderr
 
 
+def train(folder: Path, overrides: list[str], extra: list[str]) -> None:
+    """One blend's run; a run that finished before (its plot is written last) is kept, so an
+    interrupted demonstration picks up where it stopped."""
+    if not (folder / "training_curves.png").is_file():
+        run("train.py", *overrides, f"hydra.run.dir={folder}", *extra)
+
+
 def reward_model_folder(log: str) -> str:
     """The default reward model a run trained or reused, as its log names it."""
     found = re.search(r"\[reward model\] (?:reusing the cached default reward model|"
@@ -76,10 +84,14 @@ def evaluation(folder: Path) -> dict:
 
 
 def watch_verdict(rows: list[dict], task: str) -> str:
+    """The hacking watch runs on a task that has the reward model's signal (its held-out
+    score is then a number, not NaN or null)."""
     alarms = [r["step"] for r in rows if r.get(f"hacking/{task}/alarm")]
     if alarms:
         return f"alarm at step {alarms[0]}"
-    return "quiet" if any(f"eval/{task}/reward/preference" in r for r in rows) else "not watched"
+    scored = [r[f"eval/{task}/reward/preference"] for r in rows
+              if f"eval/{task}/reward/preference" in r]
+    return "quiet" if any(v is not None and not math.isnan(v) for v in scored) else "not watched"
 
 
 def main() -> None:
@@ -89,13 +101,13 @@ def main() -> None:
     out = (ROOT / args.out).resolve()
     # the shipped mixture first: it trains (or reuses) the warm-up and the reward model
     first = "per-task (as shipped)"
-    log = run("train.py", *BLENDS[first], f"hydra.run.dir={out / 'per-task'}", *extra)
-    judge = [f"reward_model.path={reward_model_folder(log)}"]
-    runs = {first: out / "per-task"}
+    runs = {name: out / ("per-task" if name == first else name.replace(" ", "_"))
+            for name in BLENDS}
+    train(runs[first], BLENDS[first], extra)
+    judge = [f"reward_model.path={reward_model_folder((runs[first] / 'train.log').read_text())}"]
     for name, overrides in BLENDS.items():
         if name != first:
-            runs[name] = out / name.replace(" ", "_")
-            run("train.py", *overrides, *judge, f"hydra.run.dir={runs[name]}", *extra)
+            train(runs[name], [*overrides, *judge], extra)
     quick = ["eval.samples_per_prompt=0", *JUDGED, *judge]
     run("evaluate.py", *quick, f"hydra.run.dir={out / 'eval' / 'start'}")
     start = evaluation(out / "eval" / "start")
@@ -116,8 +128,8 @@ def main() -> None:
 def row(task: str, blend: str, start: dict, end: dict, verdict: str) -> str:
     return (f"| {task} | {blend} | {start['accuracy']:.1%} -> {end['accuracy']:.1%} | "
             f"{start['signal_means']['preference']:.2f} -> {end['signal_means']['preference']:.2f}"
-            f" | {end['win_rate']['win_rate']:.2f} | {start['preferred_style']:.1%} -> "
-            f"{end['preferred_style']:.1%} | {verdict} |")
+            f" | {end['win_rate']['win_rate']:.2f} | {start['preferred_style']:.0%} -> "
+            f"{end['preferred_style']:.0%} | {verdict} |")
 
 
 if __name__ == "__main__":

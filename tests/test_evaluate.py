@@ -30,7 +30,7 @@ def test_win_rate_counts_wins_ties_and_losses_by_hand():
 
 def test_markdown_report_puts_models_side_by_side():
     a = ModelReport("step_10", "/a", 0.5, {"correctness": 0.5}, {1: 0.25, 4: 0.75}, 3.0, [3, 3],
-                    {"win_rate": 0.6, "wins": 3, "ties": 0, "losses": 2})
+                    {"win_rate": 0.6, "wins": 3, "ties": 0, "losses": 2}, preferred_style=0.25)
     b = ModelReport("start", "/b", 0.25, {"correctness": 0.25}, {1: 0.125, 4: 0.5}, 4.5, [4, 5],
                     {"win_rate": 0.5, "wins": 0, "ties": 4, "losses": 0})
     text = markdown_report("math", 4, [a, b], "correctness", "/ref")
@@ -42,6 +42,7 @@ def test_markdown_report_puts_models_side_by_side():
         in text
     )
     assert "| mean completion length (tokens) | 3.0 | 4.5 |" in text
+    assert "| share in the rubric's preferred style | 0.250 | n/a |" in text
 
 
 @pytest.fixture(scope="module")

@@ -237,6 +237,7 @@ def test_the_default_mixture_trains_with_per_task_metrics_evaluations_and_plot(t
     assert (tmp_path / "run" / "training_curves.png").stat().st_size > 10_000
     out = proc.stdout + proc.stderr
     assert "explain held-out accuracy" in out and "explain_hybrid held-out accuracy" in out
+    assert "Next: python evaluate.py mix=reasoning_and_style model=tiny evaluate.checkpoint=" in out
     # evaluate.py on the mixture: one report per task, each judged by its own signals
     from dataclasses import fields
 

@@ -65,7 +65,8 @@ def test_the_best_evaluation_is_kept_and_named_in_the_summary(two_step_run):
         assert r["eval/accuracy_ci95_low"] <= r["eval/accuracy"] <= r["eval/accuracy_ci95_high"]
     out = proc.stderr + proc.stdout
     assert f"best {top:.3f}" in out and f"at step {best_step}" in out
-    assert f"best checkpoint {best}. Next: python evaluate.py evaluate.checkpoint={best}" in out
+    assert (f"best checkpoint {best}. Next: python evaluate.py task=math model=tiny "
+            f"evaluate.checkpoint={best}") in out
     assert "(8 problems, 95% intervals)" in out
 
 

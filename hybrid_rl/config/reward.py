@@ -39,9 +39,10 @@ class RewardConfig:
     max_error_rate: float = 0.5
     error_window: int = 4  # scoring calls (training steps, evaluations) the rate is taken over
     failures_file: str = "reward_failures.jsonl"  # offending samples are appended here (run folder)
-    # A gated signal scored in the trainer (the reward model) scores, in training rollouts, the
-    # completions that passed its gate (the only ones the reward uses) and, in this share of the
-    # groups, the ones that failed it too, for the hacking watch; 1 scores everything
+    # A gated signal scored in the trainer (the reward model) scores, in training rollouts, only
+    # what can change the reward: the completions that passed its gate (when it is z-scored per
+    # group, only where they differ) and, in this share of the groups, every completion, the
+    # failing ones too, for the hacking watch; 1 scores everything
     gate_failures_scored: float = 0.25
     # proxy vs verifier
     hacking_watch: HackingWatchConfig = field(default_factory=HackingWatchConfig)

@@ -16,6 +16,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from hybrid_rl.config.checks import ConfigError, positive
+from hybrid_rl.config.dpo import DPOConfig
 from hybrid_rl.config.model import ModelConfig
 from hybrid_rl.config.reward import RewardConfig, RewardModelConfig
 from hybrid_rl.config.rollout import RolloutConfig
@@ -99,6 +100,14 @@ class Config(RecipeConfig):
 
 
 @dataclass
+class DPORecipeConfig(Config):
+    """dpo.py (conf/dpo.yaml): train.py's sections (its trainer values: steps, prompts and
+    completions a step, learning rate) plus the preference loss and its pairs."""
+
+    dpo: DPOConfig = field(default_factory=DPOConfig)
+
+
+@dataclass
 class RewardModelRecipeConfig(RecipeConfig):
     """train_rm.py (conf/train_rm.yaml): the shared sections are all it reads."""
 
@@ -137,3 +146,4 @@ def register_configs() -> None:
     cs.store(name="hybrid_rl_schema", node=Config)
     cs.store(name="hybrid_rl_reward_model_schema", node=RewardModelRecipeConfig)
     cs.store(name="hybrid_rl_evaluate_schema", node=EvaluateRecipeConfig)
+    cs.store(name="hybrid_rl_dpo_schema", node=DPORecipeConfig)

@@ -204,12 +204,16 @@ def completion_tokens(cfg: RecipeConfig, task) -> int:
     return task.max_new_tokens or cfg.rollout.max_new_tokens
 
 
-def load_models(cfg: Config, location: str, policy_location: Optional[str] = None):
+def load_models(cfg: Config, location: str, policy_location: Optional[str] = None,
+                with_reference: Optional[bool] = None):
     """(policy, reference or None) on this process's device. The reference is always the
-    starting model; the policy comes from `policy_location` when resuming."""
+    starting model (loaded when `with_reference`, by default when the KL term needs it); the
+    policy comes from `policy_location` when resuming."""
     start = load_policy(location, dtype=cfg.model.dtype,
                         trust_remote_code=cfg.model.trust_remote_code)
-    reference = frozen_copy(start) if cfg.trainer.beta > 0 else None
+    if with_reference is None:
+        with_reference = cfg.trainer.beta > 0
+    reference = frozen_copy(start) if with_reference else None
     policy = start if policy_location is None else load_policy(policy_location,
                                                                dtype=cfg.model.dtype)
     if cfg.model.gradient_checkpointing:

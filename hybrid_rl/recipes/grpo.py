@@ -9,6 +9,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 from omegaconf import DictConfig
@@ -48,6 +49,18 @@ from hybrid_rl.runtime.metrics import MetricsWriter, plot_training
 log = logging.getLogger("hybrid_rl")
 
 
+@dataclass(frozen=True)
+class Loop:
+    """What a recipe that runs this loop supplies (train.py: GRPO_LOOP; dpo.py its own)."""
+
+    label: str  # the progress bar's name
+    step: Callable[["Run"], dict]  # one training step -> its metrics
+    # (cfg, starting model folder, tokenizer, training samples) -> the resumable training stream
+    stream: Callable[..., object]
+    with_reference: Callable[[Config], bool]  # whether the frozen starting model is loaded
+    evaluate: Callable[["Run"], dict]  # metrics of its own at each held-out evaluation
+
+
 @dataclass
 class Run:
     """Everything the loop touches, built once by `setup`."""
@@ -76,11 +89,12 @@ class Run:
     stop_reason: str | None = None  # set when the hacking watch ends training
     best: dict | None = None  # the best held-out evaluation: step, accuracy, num_problems
     eval_problems: int = 0  # held-out problems the accuracy signal scored, last evaluation
+    loop: Loop | None = None  # the recipe's step and data (None: GRPO)
 
 
-def setup(cfg: Config, run_dir: Path) -> Run:
+def setup(cfg: Config, run_dir: Path, loop: Loop | None = None) -> Run:
     """Data, starting model (SFT warm-up if configured), rewards, rollouts, optimizer; resume."""
-    t = cfg.trainer
+    t, loop = cfg.trainer, loop or GRPO_LOOP
     # Verifiers first: an unknown name fails before minutes of data and model work, and the
     # worker processes fork from a small process, before any model is loaded.
     scorer, composer = build.build_scorer(cfg, run_dir), build.build_composer(cfg)
@@ -90,7 +104,8 @@ def setup(cfg: Config, run_dir: Path) -> Run:
         prepare_reward_model(cfg, location, tokenizer, train, scorer)
     ckpt = resolve_resume(cfg.checkpoint.resume, run_dir)
     state = load_trainer_state(ckpt) if ckpt else {}
-    policy, reference = build.load_models(cfg, location, str(ckpt / "policy") if ckpt else None)
+    policy, reference = build.load_models(cfg, location, str(ckpt / "policy") if ckpt else None,
+                                          with_reference=loop.with_reference(cfg))
     optimizer = build.make_policy_optimizer(cfg, policy)
     scheduler = make_scheduler(optimizer, t.lr_schedule, t.warmup_steps, t.max_steps * t.mu)
     engine = make_engine(policy, optimizer, scheduler, deepspeed=build.deepspeed_settings(cfg),
@@ -100,7 +115,7 @@ def setup(cfg: Config, run_dir: Path) -> Run:
         build.build_rollout(cfg, engine.module, tokenizer, gather=engine.gathered,
                             prompts=[s.prompt for s in train + held]), scorer,
         composer, engine, scheduler,
-        build.prompt_stream(cfg, train), held,
+        loop.stream(cfg, location, tokenizer, train), held,
         MetricsWriter(run_dir, cfg.logging.tensorboard,
                       resume_step=state.get("step") if ckpt else None,
                       enabled=distributed.is_main()),
@@ -108,6 +123,7 @@ def setup(cfg: Config, run_dir: Path) -> Run:
                        cfg.rollout.max_new_tokens, cfg.rollout.temperature,
                        t.mask_truncated_completions, t.tis_cap, cfg.rollout.top_k,
                        cfg.rollout.top_p),
+        loop=loop,
     )
     w = cfg.reward.hacking_watch
     run.watches = {name: HackingWatch(w.window, w.min_proxy_rise, w.min_accuracy_drop, w.z)
@@ -174,6 +190,7 @@ def evaluate(run: Run) -> float:
         metrics.update({"eval/accuracy": accuracy, "eval/accuracy_ci95_low": low,
                         "eval/accuracy_ci95_high": high})
     run.eval_problems = scored
+    metrics.update(run.loop.evaluate(run) if run.loop else {})
     run.metrics.log(run.step, metrics)
     keep_if_best(run, accuracy, scored)
     proxy = run.cfg.reward.hacking_watch.proxy_signal
@@ -337,23 +354,25 @@ def every(n: int, step: int) -> bool:
     return n > 0 and step % n == 0
 
 
-def main(dcfg: DictConfig) -> float:
+def main(dcfg: DictConfig, loop: Loop | None = None) -> float:
     started = time.time()
+    loop = loop or GRPO_LOOP
     build.start_processes(dcfg)
     cfg, run_dir = build.start_run(dcfg)
-    run = setup(cfg, run_dir)
+    run = setup(cfg, run_dir, loop)
     t = cfg.trainer
     if run.start_accuracy is None and cfg.eval.at_start:
         run.start_accuracy = evaluate(run)
 
     # disable=None: tqdm draws only on a terminal, so logs and CI output stay readable.
     draw = cfg.logging.progress_bar and distributed.is_main()
-    bar = tqdm(total=t.max_steps, initial=run.step, desc="GRPO", disable=None if draw else True)
+    bar = tqdm(total=t.max_steps, initial=run.step, desc=loop.label,
+               disable=None if draw else True)
     while not finished(run):
-        m = distributed.mean_over_ranks(train_step(run))
+        m = distributed.mean_over_ranks(loop.step(run))
         run.step += 1
         bar.update(1)
-        bar.set_postfix(reward=f"{m['reward/total/mean']:.3f}", acc=f"{m['accuracy']:.3f}")
+        bar.set_postfix({short: f"{m[key]:.3f}" for key, short in PROGRESS.items() if key in m})
         if every(cfg.logging.every_steps, run.step):
             run.metrics.log(run.step, m)
         last = finished(run)
@@ -393,7 +412,28 @@ def summary(run: Run, final: float, plot, wall_s: float) -> str:
             f"{wall_s:.0f} s in this process ({run.elapsed:.0f} s of training steps); plot {plot}")
     if run.best and run.cfg.checkpoint.keep_best:
         where = run.run_dir / "checkpoints" / BEST
-        line += (f"; best checkpoint {where}. Next: python evaluate.py "
+        line += (f"; best checkpoint {where}. Next: python evaluate.py {selection()}"
                  f"evaluate.checkpoint={where}")
     return line
 
+
+def selection() -> str:
+    """The task (or mixture), model and preset this run was started with, as evaluate.py takes
+    them ("" outside a Hydra command)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return ""
+    choices = HydraConfig.get().runtime.choices
+    picked = ([f"mix={choices['mix']}"] if choices.get("mix", "none") != "none"
+              else [f"task={choices.get('task')}"])
+    preset = choices.get("preset", "none")  # a preset picks its model itself
+    picked.append(f"preset={preset}" if preset != "none" else f"model={choices.get('model')}")
+    return " ".join(picked) + " "
+
+
+# the progress bar's figures, where a step has them
+PROGRESS = {"reward/total/mean": "reward", "accuracy": "acc", "loss": "loss"}
+GRPO_LOOP = Loop("GRPO", train_step, lambda cfg, location, tokenizer, train:
+                 build.prompt_stream(cfg, train), lambda cfg: cfg.trainer.beta > 0,
+                 lambda run: {})

@@ -18,6 +18,7 @@ from typing import Optional
 
 from omegaconf import DictConfig
 
+from hybrid_rl.config.reward import PreferenceDataConfig
 from hybrid_rl.config.schema import RecipeConfig
 from hybrid_rl.data.samples import DataError, Sample
 from hybrid_rl.models.loading import load_policy, publish_folder, settings_key
@@ -100,11 +101,14 @@ def policy_samples(cfg: RecipeConfig, location: str, tokenizer, prompts: list[st
     return [texts[j * n : (j + 1) * n] for j in range(len(prompts))]
 
 
-def preference_pairs(cfg: RecipeConfig, location: Optional[str], tokenizer, train: list[Sample]):
-    """(training pairs, validation pairs): read from reward_model.data, or generated from the
-    starting policy's own samples and labelled by the rubric
-    (hybrid_rl/rewards/learned/rubric.py)."""
-    d = cfg.reward_model.data
+def preference_pairs(cfg: RecipeConfig, location: Optional[str], tokenizer, train: list[Sample],
+                     data: Optional[PreferenceDataConfig] = None,
+                     eval_fraction: Optional[float] = None):
+    """(training pairs, validation pairs): read from `data` (default reward_model.data), or
+    generated from the starting policy's own samples and labelled by the rubric
+    (hybrid_rl/rewards/learned/rubric.py); `eval_fraction` (default
+    reward_model.eval_fraction) is split off when no validation file or split is given."""
+    d = data or cfg.reward_model.data
     held = None
     if d.source == "generator":
         tasks = preference_tasks(cfg) or cfg.tasks()  # train_rm.py: the task it was given
@@ -123,11 +127,12 @@ def preference_pairs(cfg: RecipeConfig, location: Optional[str], tokenizer, trai
         pairs, held = load_pairs(d, skipped)
         if skipped:
             log.warning("skipped %d bad preference rows "
-                        "(reward_model.data.on_bad_row=skip); first: %s", len(skipped), skipped[0])
+                        "(data.on_bad_row=skip); first: %s", len(skipped), skipped[0])
     if held is None:
-        pairs, held = split_pairs(pairs, cfg.reward_model.eval_fraction, d.seed)
+        share = cfg.reward_model.eval_fraction if eval_fraction is None else eval_fraction
+        pairs, held = split_pairs(pairs, share, d.seed)
     if not pairs or not held:
-        raise DataError(f"reward model: {len(pairs)} training and "
+        raise DataError(f"preference data: {len(pairs)} training and "
                         f"{len(held)} validation pairs; need both")
     return pairs, held
 

@@ -25,7 +25,8 @@ def test_the_preferred_style_is_the_rubrics_top_mark_only():
     assert preferred_style("47+85=132. Answer: 132", "answer")
     assert preferred_style("x*8  # from the examples", "code")
     for short_of_it in ("132", "Answer: 132", "47+85=132. Answer: 132. Answer: 132",
-                        "Let me think. 47+85=132. Answer: 132", "47+85=132. Answer: 132, or maybe 133",
+                        "Let me think. 47+85=132. Answer: 132",
+                        "47+85=132. Answer: 132, or maybe 133",
                         "x*8", ""):
         assert not preferred_style(short_of_it, "code" if "x" in short_of_it else "answer")
 
