@@ -83,7 +83,7 @@ class PreferenceDataConfig:
         yield from choice("source", self.source, {"generator", "jsonl", "json", "parquet", "hf"})
         yield from choice("on_bad_row", self.on_bad_row, {"error", "skip"})
         if self.source != "generator" and not self.path:
-            yield f"path: source={self.source} needs reward_model.data.path"
+            yield f"path: source={self.source} needs a file, folder or dataset id"
         for f in ("num_prompts", "samples_per_prompt", "pairs_per_prompt"):
             yield from positive(f, getattr(self, f))
         if not 0.0 <= self.label_noise < 0.5:

@@ -16,9 +16,9 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from hybrid_rl.config.checks import ConfigError, positive
-from hybrid_rl.config.dpo import DPOConfig
 from hybrid_rl.config.model import ModelConfig
 from hybrid_rl.config.reward import RewardConfig, RewardModelConfig
+from hybrid_rl.config.rl_free import DPOConfig, RejectionSamplingConfig
 from hybrid_rl.config.rollout import RolloutConfig
 from hybrid_rl.config.run import (
     CheckpointConfig,
@@ -108,6 +108,15 @@ class DPORecipeConfig(Config):
 
 
 @dataclass
+class RejectionSamplingRecipeConfig(Config):
+    """rejection_sampling.py (conf/rejection_sampling.yaml): train.py's sections (rounds are
+    trainer.max_steps, a round's prompts and samples trainer.prompts_per_step and
+    num_generations) plus what a round keeps and how it fine-tunes."""
+
+    rejection: RejectionSamplingConfig = field(default_factory=RejectionSamplingConfig)
+
+
+@dataclass
 class RewardModelRecipeConfig(RecipeConfig):
     """train_rm.py (conf/train_rm.yaml): the shared sections are all it reads."""
 
@@ -147,3 +156,4 @@ def register_configs() -> None:
     cs.store(name="hybrid_rl_reward_model_schema", node=RewardModelRecipeConfig)
     cs.store(name="hybrid_rl_evaluate_schema", node=EvaluateRecipeConfig)
     cs.store(name="hybrid_rl_dpo_schema", node=DPORecipeConfig)
+    cs.store(name="hybrid_rl_rejection_sampling_schema", node=RejectionSamplingRecipeConfig)

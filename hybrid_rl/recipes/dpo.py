@@ -125,20 +125,23 @@ def pair_metrics(p: PairLogprobs, loss: torch.Tensor, beta: float, prefix: str) 
             f"{prefix}logps/rejected": p.rejected.detach().mean().item()}
 
 
-def dpo_update(run: grpo.Run, chosen: RolloutBatch, rejected: RolloutBatch) -> dict:
-    """One optimizer step on the pairs; raises NonFiniteLoss (nothing applied) on NaN/inf."""
+def dpo_update(run: grpo.Run, chosen: RolloutBatch, rejected: RolloutBatch,
+               weight: float = 1.0) -> dict:
+    """One optimizer step on the pairs, the loss times `weight` (0: this process has no pair
+    but takes part, as every process must in a DeepSpeed step). Raises NonFiniteLoss, with
+    nothing applied on any process, when a loss is not finite."""
     cfg = run.cfg
     run.engine.model.train()
     run.engine.zero_grad()
     p = pair_logprobs(run, chosen, rejected)
     loss = LOSSES[cfg.dpo.loss](p, loss_settings(cfg)).mean()
-    if not torch.isfinite(loss):
+    if not distributed.all_ranks_true(bool(torch.isfinite(loss))):
         run.engine.discard_step(loss)
-        raise NonFiniteLoss(f"non-finite {cfg.dpo.loss} loss {loss.item()}")
-    run.engine.backward(loss, last=True)
+        raise NonFiniteLoss(f"non-finite {cfg.dpo.loss} loss {loss.item()}; update skipped")
+    run.engine.backward(loss * weight, last=True)
     grad_norm = run.engine.step()
     return {**pair_metrics(p, loss, cfg.dpo.beta, ""), "grad_norm": grad_norm,
-            "pairs": float(len(chosen))}
+            "pairs": float(len(chosen)) * weight}
 
 
 def dpo_step(run: grpo.Run) -> dict:
@@ -146,7 +149,7 @@ def dpo_step(run: grpo.Run) -> dict:
     cfg, t = run.cfg, run.cfg.trainer
     start = time.time()
     if cfg.dpo.pairs == "on_policy":
-        m, chosen, rejected = on_policy_pairs(run)
+        m, chosen, rejected, sampled_batch = on_policy_pairs(run)
     else:
         pairs = run.stream.next(t.prompts_per_step)
         prompts = [p.prompt for p in pairs]
@@ -154,8 +157,12 @@ def dpo_step(run: grpo.Run) -> dict:
         rejected = encode_pairs(run.tokenizer, prompts, [p.rejected for p in pairs])
         m = {}
     sampled = time.time()
-    if len(chosen):
-        m.update(guarded(run, chosen, rejected))
+    if distributed.sum_over_ranks(len(chosen)) > 0:  # one decision for every process
+        weight = 1.0
+        if not len(chosen):  # its prompts' samples all tied: a stand-in pair that weighs 0
+            chosen = rejected = sampled_batch.select(torch.tensor([0]))
+            weight = 0.0
+        m.update(guarded(run, chosen, rejected, weight))
         grpo.sync_rollout_weights(run)
     m.update({"lr": run.scheduler.get_last_lr()[0], "time/step_s": time.time() - start,
               "time/rollout_s": sampled - start, "time/update_s": time.time() - sampled})
@@ -163,7 +170,8 @@ def dpo_step(run: grpo.Run) -> dict:
     return m
 
 
-def on_policy_pairs(run: grpo.Run) -> tuple[dict, RolloutBatch, RolloutBatch]:
+def on_policy_pairs(run: grpo.Run) -> tuple[dict, RolloutBatch, RolloutBatch, RolloutBatch]:
+    """(metrics, chosen, rejected, everything sampled) of one step's groups."""
     cfg, t = run.cfg, run.cfg.trainer
     scored = sample_groups(
         run.stream, run.rollout, run.scorer, run.composer, prompts_per_step=t.prompts_per_step,
@@ -177,13 +185,13 @@ def on_policy_pairs(run: grpo.Run) -> tuple[dict, RolloutBatch, RolloutBatch]:
                               t.num_generations))
     best, worst = best_and_worst(scored.reward, t.num_generations)
     m["pairs/kept_fraction"] = len(best) / max(len(scored.reward) // t.num_generations, 1)
-    return m, scored.batch.select(best), scored.batch.select(worst)
+    return m, scored.batch.select(best), scored.batch.select(worst), scored.batch
 
 
-def guarded(run: grpo.Run, chosen: RolloutBatch, rejected: RolloutBatch) -> dict:
+def guarded(run: grpo.Run, chosen: RolloutBatch, rejected: RolloutBatch, weight: float) -> dict:
     """The update, skipped (and counted) when its loss is not finite, as train.py does."""
     try:
-        stats = dpo_update(run, chosen, rejected)
+        stats = dpo_update(run, chosen, rejected, weight)
     except NonFiniteLoss as exc:
         run.nonfinite_in_a_row += 1
         if run.nonfinite_in_a_row > run.cfg.trainer.max_nonfinite_steps:

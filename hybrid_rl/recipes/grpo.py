@@ -147,8 +147,9 @@ def setup(cfg: Config, run_dir: Path, loop: Loop | None = None) -> Run:
     build.report_isolation(run.scorer, run.metrics, run.step)
     # ZeRO-3 shards hold ds_numel
     n_params = sum(getattr(p, "ds_numel", p.numel()) for p in run.policy.parameters())
-    log.info("policy %s (%.2fM parameters) from %s; run folder %s", cfg.model.name, n_params / 1e6,
-             location, run_dir)
+    log.info("policy %s (%.2fM parameters) from %s; %s; run folder %s", cfg.model.name,
+             n_params / 1e6, location, "reference: the frozen starting model"
+             if run.reference is not None else "no reference model", run_dir)
     return run
 
 

@@ -113,3 +113,27 @@ def test_zero2_with_the_optimizer_offloaded_trains_and_resumes_plainly(tmp_path)
         "train.py", resumed, "trainer.max_steps=3", f"checkpoint.resume={ckpt}", cache=cache
     )
     assert "resumed from" in proc.stderr + proc.stdout
+
+
+def test_torchrun_zero3_dpo_trains_and_resumes_in_one_plain_process(tmp_path):
+    """dpo.py runs train.py's loop, DeepSpeed included: two ZeRO-3 processes (the reference
+    sharded too) on offline pairs, then the checkpoint resumed in one plain process."""
+    import json
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"{a}+{b}=", "chosen": str(a + b),
+                                         "rejected": "x"}) + "\n"
+                             for a in range(1, 7) for b in range(1, 7)))
+    offline = ["dpo.pairs=offline", "dpo.data.source=jsonl", f"dpo.data.path={pairs}"]
+    cache, run_dir = tmp_path / "cache", tmp_path / "zero3"
+    proc = torchrun([str(ROOT / "dpo.py"), *TINY_OVERRIDES, f"hydra.run.dir={run_dir}",
+                     "deepspeed=zero3", *offline, "trainer.max_steps=2",
+                     "checkpoint.every_steps=1"], env={"HYBRID_RL_CACHE": str(cache)})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    rows = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "loss" in r]
+    assert [r["step"] for r in rows] == [1, 2] and all(r["grad_norm"] > 0 for r in rows)
+    resumed = tmp_path / "resumed"
+    proc = run_entry("dpo.py", resumed, *offline, "trainer.max_steps=3",
+                     f"checkpoint.resume={run_dir / 'checkpoints' / 'step_000002'}", cache=cache)
+    assert "resumed from" in proc.stderr + proc.stdout
+    assert [r["step"] for r in read_jsonl(resumed / "metrics.jsonl") if "loss" in r] == [3]

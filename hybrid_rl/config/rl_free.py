@@ -1,8 +1,9 @@
-"""dpo.py's own section: which preference loss, its settings, and where the pairs come from."""
+"""The sections of the RL-free recipes: dpo.py (which preference loss, its settings, where the
+pairs come from) and rejection_sampling.py (what a round keeps and how it fine-tunes)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterator, Optional
 
 from hybrid_rl.config.checks import choice, positive
 from hybrid_rl.config.reward import PreferenceDataConfig
@@ -42,3 +43,24 @@ class DPOConfig:
         if not 0.0 < self.eval_fraction < 1.0:
             yield f"eval_fraction: must be in (0, 1), got {self.eval_fraction}"
         yield from (f"data.{p}" for p in self.data.problems())
+
+
+@dataclass
+class RejectionSamplingConfig:
+    """rejection_sampling.py: rounds of best-of-N then fine-tuning on the kept answers. A round
+    samples trainer.num_generations completions of trainer.prompts_per_step prompts."""
+
+    rounds: int = 30  # the recipe runs train.py's loop with trainer.max_steps = rounds
+    eval_every_rounds: int = 5  # held-out evaluation (eval.every_steps is set to it)
+    keep_top: int = 1  # distinct completions kept per prompt, best reward first
+    # also drop completions whose composed reward is below this (None: no floor). Beside it, a
+    # completion must pass its task's gates and, where the accuracy signal counts in the reward
+    # (weight > 0), that signal too
+    min_reward: Optional[float] = None
+    epochs: int = 2  # SFT passes over a round's kept completions
+    batch_size: int = 16  # kept completions per SFT optimizer step
+
+    def problems(self) -> Iterator[str]:
+        for f in ("rounds", "keep_top", "epochs", "batch_size"):
+            yield from positive(f, getattr(self, f))
+        yield from positive("eval_every_rounds", self.eval_every_rounds, allow_zero=True)
