@@ -108,7 +108,7 @@ def test_other_recipes_carry_no_training_fields(root, option):
 
 
 @pytest.mark.parametrize("overrides, tuned", [
-    ([], True), (["task=math_hybrid"], False), (["model=smollm2_135m"], False),
+    ([], True), (["task=explain"], False), (["model=smollm2_135m"], False),
     (["preset=qwen2.5-0.5b-instruct"], False), (["preset=llama-3.2-1b-instruct"], False),
 ])
 def test_values_tuned_for_the_builtin_model_on_math_reach_only_that_pair(overrides, tuned):
@@ -120,6 +120,15 @@ def test_values_tuned_for_the_builtin_model_on_math_reach_only_that_pair(overrid
     assert all((OmegaConf.select(composed, k) == v) == tuned for k, v in values), values
     for root in ("evaluate", "train_rm"):
         assert _compose(overrides, root).sft == composed.sft
+
+
+def test_math_hybrid_on_the_builtin_model_takes_only_the_math_warm_up_length():
+    """conf/model_task/tiny_math_hybrid.yaml: the same 1,500-step warm-up as task=math, so the
+    two start equally trained; task=math's GRPO values stay its own."""
+    hybrid, math = _compose(["task=math_hybrid"]), _compose([])
+    assert hybrid.sft.steps == math.sft.steps == 1500
+    tuned = _values_set_by("model_task_training", "tiny_math")
+    assert all(OmegaConf.select(hybrid, k) != v for k, v in tuned), tuned
 
 
 @pytest.mark.parametrize("overrides, tuned", [

@@ -1,13 +1,10 @@
 """dpo.py: pairs from the policy's own ranked samples or from files, the loss update, the real
 entry point with tiny settings (online and offline, resume), and bad input named."""
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
-from helpers.runs import ROOT, kill_once_written, read_jsonl, run_entry, tiny_overrides
+from helpers.runs import killed_and_resumed, read_jsonl, rows_without_timing, run_entry
 
 from hybrid_rl.recipes.dpo import best_and_worst, encode_pairs
 
@@ -75,23 +72,10 @@ def test_sigkill_resume_of_offline_dpo_matches_the_uninterrupted_run(tmp_path):
     extra = ["dpo.pairs=offline", "dpo.data.source=jsonl", f"dpo.data.path={data}",
              "trainer.max_steps=6", "checkpoint.every_steps=2", "checkpoint.keep_last=5",
              "eval.every_steps=0", "logging.tensorboard=false"]
-    cache = tmp_path / "cache"
-    run_entry("dpo.py", tmp_path / "whole", *extra, cache=cache)
-    timing = ("time", "time/step_s", "time/rollout_s", "time/update_s")
-
-    def rows(run_dir):
-        return [{k: v for k, v in r.items() if k not in timing}
-                for r in read_jsonl(run_dir / "metrics.jsonl")]
-
-    killed = tmp_path / "killed"
-    cmd = [sys.executable, str(ROOT / "dpo.py"), *tiny_overrides("dpo.py"), *extra,
-           f"hydra.run.dir={killed}"]
-    env = {**os.environ, "HYBRID_RL_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
-    kill_once_written(cmd, env, killed / "checkpoints" / "step_000002")
-    assert len([r for r in rows(killed) if "loss" in r]) < 6, "the kill came too late"
-    subprocess.run([*cmd, "checkpoint.resume=auto"], cwd=ROOT, env=env, check=True,
-                   capture_output=True, timeout=600)
-    assert rows(killed) == rows(tmp_path / "whole")
+    run_entry("dpo.py", tmp_path / "whole", *extra, cache=tmp_path / "cache")
+    resumed = killed_and_resumed("dpo.py", tmp_path / "killed", *extra, cache=tmp_path / "cache",
+                                 kill_at_step=2, total_steps=6)
+    assert resumed == rows_without_timing(tmp_path / "whole")
 
 
 @pytest.mark.parametrize("override, named", [

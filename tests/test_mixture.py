@@ -2,21 +2,17 @@
 bad input named, and the real train.py on the default mixture (per-task metrics, evaluations,
 plot, and a SIGKILL resume that reproduces the uninterrupted run)."""
 import json
-import os
 import random
-import subprocess
-import sys
 from collections import Counter
 
 import pytest
 import torch
 from helpers.runs import (
-    ROOT,
     TINY_OVERRIDES,
-    kill_once_written,
+    killed_and_resumed,
     read_jsonl,
+    rows_without_timing,
     run_entry,
-    tiny_overrides,
 )
 
 from hybrid_rl.data.mixture import MixedPromptStream, quotas
@@ -262,22 +258,9 @@ def test_the_default_mixture_trains_with_per_task_metrics_evaluations_and_plot(t
 
 @pytest.mark.slow
 def test_sigkill_resume_of_a_mixture_run_matches_the_uninterrupted_run(tmp_path):
-    timing = ("time", "time/step_s", "time/rollout_s", "time/update_s", "throughput/tokens_per_s")
     extra = ["trainer.max_steps=6", "checkpoint.every_steps=2", "checkpoint.keep_last=5",
              "eval.every_steps=0", "logging.samples_every_steps=0"]
-    cache = tmp_path / "cache"
-    train(tmp_path / "whole", *extra, cache=cache)  # also fills the warm-up and RM caches
-
-    def rows(run_dir):
-        return [{k: v for k, v in r.items() if k not in timing}
-                for r in read_jsonl(run_dir / "metrics.jsonl")]
-
-    killed = tmp_path / "killed"
-    cmd = [sys.executable, str(ROOT / "train.py"), *tiny_overrides("train.py"), *MIX_TINY,
-           *extra, f"hydra.run.dir={killed}"]
-    env = {**os.environ, "HYBRID_RL_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
-    kill_once_written(cmd, env, killed / "checkpoints" / "step_000002")
-    assert len([r for r in rows(killed) if "loss" in r]) < 6, "the kill came too late"
-    subprocess.run([*cmd, "checkpoint.resume=auto"], cwd=ROOT, env=env, check=True,
-                   capture_output=True, timeout=600)
-    assert rows(killed) == rows(tmp_path / "whole")
+    train(tmp_path / "whole", *extra, cache=tmp_path / "cache")  # also fills the caches
+    resumed = killed_and_resumed("train.py", tmp_path / "killed", *MIX_TINY, *extra,
+                                 cache=tmp_path / "cache", kill_at_step=2, total_steps=6)
+    assert resumed == rows_without_timing(tmp_path / "whole")

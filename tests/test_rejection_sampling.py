@@ -1,12 +1,8 @@
 """rejection_sampling.py: what a round keeps (by hand), the real entry point with tiny
 settings, resume between rounds, and bad settings named."""
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
-from helpers.runs import ROOT, kill_once_written, read_jsonl, run_entry, tiny_overrides
+from helpers.runs import ROOT, killed_and_resumed, read_jsonl, rows_without_timing, run_entry
 
 from hybrid_rl.recipes.rejection_sampling import kept_rows
 from hybrid_rl.rewards.composition import SignalRule
@@ -58,23 +54,12 @@ def test_rounds_keep_fine_tune_and_evaluate(tmp_path):
 def test_sigkill_between_rounds_resumes_exactly(tmp_path):
     extra = [*RS_TINY, "rejection.rounds=4", "rejection.eval_every_rounds=0",
              "checkpoint.every_steps=1", "checkpoint.keep_last=5"]
-    cache = tmp_path / "cache"
-    run_entry("rejection_sampling.py", tmp_path / "whole", *extra, cache=cache, env=HELPERS)
-    timing = ("time", "time/step_s", "time/rollout_s", "time/update_s", "throughput/tokens_per_s")
-
-    def rows(run_dir):
-        return [{k: v for k, v in r.items() if k not in timing}
-                for r in read_jsonl(run_dir / "metrics.jsonl")]
-
-    killed = tmp_path / "killed"
-    cmd = [sys.executable, str(ROOT / "rejection_sampling.py"),
-           *tiny_overrides("rejection_sampling.py"), *extra, f"hydra.run.dir={killed}"]
-    env = {**os.environ, "HYBRID_RL_CACHE": str(cache), "PYTHONUNBUFFERED": "1", **HELPERS}
-    kill_once_written(cmd, env, killed / "checkpoints" / "step_000002")
-    assert len([r for r in rows(killed) if "rejection/kept" in r]) < 4, "the kill came too late"
-    subprocess.run([*cmd, "checkpoint.resume=auto"], cwd=ROOT, env=env, check=True,
-                   capture_output=True, timeout=600)
-    assert rows(killed) == rows(tmp_path / "whole")
+    run_entry("rejection_sampling.py", tmp_path / "whole", *extra, cache=tmp_path / "cache",
+              env=HELPERS)
+    resumed = killed_and_resumed("rejection_sampling.py", tmp_path / "killed", *extra,
+                                 cache=tmp_path / "cache", kill_at_step=2, total_steps=4,
+                                 env=HELPERS)
+    assert resumed == rows_without_timing(tmp_path / "whole")
 
 
 @pytest.mark.parametrize("override, named", [

@@ -32,7 +32,6 @@ from hybrid_rl.data.samples import PromptStream
 from hybrid_rl.recipes import build, grpo
 from hybrid_rl.recipes.reward_model import preference_pairs
 from hybrid_rl.rollout import RolloutBatch, concat_batches
-from hybrid_rl.rollout.scored_groups import rollout_metrics, sample_groups, task_metrics
 from hybrid_rl.runtime import distributed
 
 
@@ -172,17 +171,8 @@ def dpo_step(run: grpo.Run) -> dict:
 
 def on_policy_pairs(run: grpo.Run) -> tuple[dict, RolloutBatch, RolloutBatch, RolloutBatch]:
     """(metrics, chosen, rejected, everything sampled) of one step's groups."""
-    cfg, t = run.cfg, run.cfg.trainer
-    scored = sample_groups(
-        run.stream, run.rollout, run.scorer, run.composer, prompts_per_step=t.prompts_per_step,
-        group_size=t.num_generations, pad_token_id=run.tokenizer.pad_token_id,
-        completion_limits={name: task.max_new_tokens for name, task in cfg.tasks().items()})
-    tasks = cfg.tasks()
-    m = rollout_metrics(scored, next(iter(tasks.values())).accuracy_signal,
-                        cfg.reward.hacking_watch.proxy_signal, t.num_generations)
-    if cfg.mixed:
-        m.update(task_metrics(scored, {n: task.accuracy_signal for n, task in tasks.items()},
-                              t.num_generations))
+    t = run.cfg.trainer
+    scored, m = grpo.scored_rollout(run)
     best, worst = best_and_worst(scored.reward, t.num_generations)
     m["pairs/kept_fraction"] = len(best) / max(len(scored.reward) // t.num_generations, 1)
     return m, scored.batch.select(best), scored.batch.select(worst), scored.batch

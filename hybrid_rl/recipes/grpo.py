@@ -271,27 +271,12 @@ def train_step(run: Run) -> dict[str, float]:
     """Rollout -> rewards -> advantages -> policy update; returns the step's metrics."""
     cfg, t = run.cfg, run.cfg.trainer
     t0 = time.time()
-    scored = sample_groups(
-        run.stream, run.rollout, run.scorer, run.composer, prompts_per_step=t.prompts_per_step,
-        group_size=t.num_generations, pad_token_id=run.tokenizer.pad_token_id,
-        dynamic_sampling=t.dynamic_sampling, max_fill_rounds=t.max_fill_rounds,
+    scored, m = scored_rollout(
+        run, dynamic_sampling=t.dynamic_sampling, max_fill_rounds=t.max_fill_rounds,
         # The KL term's reference pass runs while the verifier pool scores (two cores busy)
         reference_logprobs=(lambda batch: reference_logprobs(run.reference, batch, run.settings))
-        if run.reference is not None and t.beta else None,
-        completion_limits={name: task.max_new_tokens for name, task in cfg.tasks().items()},
-    )
+        if run.reference is not None and t.beta else None)
     t1 = time.time()
-    for name, recorded in scored.recorded.items():
-        if recorded:  # loud: the console says so every step it happens, the file has the samples
-            log.warning("step %d: verifier %r: %d checks failed, %d timed out (%d recorded in %s)",
-                        run.step + 1, name, scored.errors[name], scored.timeouts.get(name, 0),
-                        recorded, cfg.reward.failures_file)
-    tasks = cfg.tasks()
-    m = rollout_metrics(scored, next(iter(tasks.values())).accuracy_signal,
-                        cfg.reward.hacking_watch.proxy_signal, t.num_generations)
-    if cfg.mixed:
-        m.update(task_metrics(scored, {n: task.accuracy_signal for n, task in tasks.items()},
-                              t.num_generations))
     batch, reward = scored.batch, scored.reward
     adv = reward
     if len(batch):
@@ -310,6 +295,30 @@ def train_step(run: Run) -> dict[str, float]:
     if every(cfg.logging.samples_every_steps, run.step + 1):
         run.metrics.log_samples(run.step + 1, sample_rows(scored, adv, cfg.logging.num_samples))
     return m
+
+
+def scored_rollout(run: Run, **sampling) -> tuple:
+    """(the step's scored groups, their metrics): trainer.prompts_per_step prompts x
+    trainer.num_generations completions, each scored by its own task's signals; a verifier
+    that failed or timed out is said on the console every step it happens."""
+    cfg, t = run.cfg, run.cfg.trainer
+    tasks = cfg.tasks()
+    scored = sample_groups(
+        run.stream, run.rollout, run.scorer, run.composer, prompts_per_step=t.prompts_per_step,
+        group_size=t.num_generations, pad_token_id=run.tokenizer.pad_token_id,
+        completion_limits={name: task.max_new_tokens for name, task in tasks.items()},
+        **sampling)
+    for name, recorded in scored.recorded.items():
+        if recorded:  # loud: the console says so every step it happens, the file has the samples
+            log.warning("step %d: verifier %r: %d checks failed, %d timed out (%d recorded in %s)",
+                        run.step + 1, name, scored.errors[name], scored.timeouts.get(name, 0),
+                        recorded, cfg.reward.failures_file)
+    m = rollout_metrics(scored, next(iter(tasks.values())).accuracy_signal,
+                        cfg.reward.hacking_watch.proxy_signal, t.num_generations)
+    if cfg.mixed:
+        m.update(task_metrics(scored, {n: task.accuracy_signal for n, task in tasks.items()},
+                              t.num_generations))
+    return scored, m
 
 
 def sync_rollout_weights(run: Run) -> None:

@@ -11,6 +11,7 @@ round resumes at the next one exactly.
 """
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -23,8 +24,9 @@ from hybrid_rl.recipes import build, grpo
 from hybrid_rl.recipes.dpo import sequence_logprobs
 from hybrid_rl.rewards.composition import SignalRule
 from hybrid_rl.rollout import RolloutBatch
-from hybrid_rl.rollout.scored_groups import rollout_metrics, sample_groups, task_metrics
 from hybrid_rl.runtime import distributed
+
+log = logging.getLogger("hybrid_rl")
 
 
 def main(dcfg: DictConfig) -> float:
@@ -105,15 +107,7 @@ def round_step(run: grpo.Run) -> dict:
     cfg, t, r = run.cfg, run.cfg.trainer, run.cfg.rejection
     start = time.time()
     tasks = cfg.tasks()
-    scored = sample_groups(
-        run.stream, run.rollout, run.scorer, run.composer, prompts_per_step=t.prompts_per_step,
-        group_size=t.num_generations, pad_token_id=run.tokenizer.pad_token_id,
-        completion_limits={name: task.max_new_tokens for name, task in tasks.items()})
-    m = rollout_metrics(scored, next(iter(tasks.values())).accuracy_signal,
-                        cfg.reward.hacking_watch.proxy_signal, t.num_generations)
-    if cfg.mixed:
-        m.update(task_metrics(scored, {n: task.accuracy_signal for n, task in tasks.items()},
-                              t.num_generations))
+    scored, m = grpo.scored_rollout(run)
     kept, groups = kept_rows(
         scored.batch.texts, scored.reward, scored.values, [s.task for s in scored.samples],
         run.composer.rules, {n: task.accuracy_signal for n, task in tasks.items()},
@@ -131,7 +125,7 @@ def round_step(run: grpo.Run) -> dict:
             m.update({"loss": sum(losses) / len(losses), "sft_steps": float(len(losses)),
                       "skipped_nonfinite": 0.0})
         except NonFiniteLoss as exc:
-            grpo.log.warning("round %d: %s", run.step + 1, exc)
+            log.warning("round %d: %s", run.step + 1, exc)
             m.update({"loss": math.nan, "skipped_nonfinite": 1.0})
         grpo.sync_rollout_weights(run)
     m.update({"lr": run.scheduler.get_last_lr()[0], "time/step_s": time.time() - start,

@@ -93,3 +93,27 @@ def kill_once_written(cmd, env, marker, timeout_s: float = 300) -> None:
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+
+
+# what differs between two runs of the same steps: wall-clock figures
+TIMING = ("time", "time/step_s", "time/rollout_s", "time/update_s", "throughput/tokens_per_s")
+
+
+def rows_without_timing(run_dir) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMING}
+            for r in read_jsonl(Path(run_dir) / "metrics.jsonl")]
+
+
+def killed_and_resumed(script, run_dir, *overrides, cache, kill_at_step: int, total_steps: int,
+                       env=None) -> list[dict]:
+    """Run `script` until its checkpoint of `kill_at_step` exists, SIGKILL it, resume it with
+    checkpoint.resume=auto to the end; its metric rows without timings."""
+    cmd = [sys.executable, str(ROOT / script), *tiny_overrides(script), *overrides,
+           f"hydra.run.dir={run_dir}"]
+    env = {**os.environ, "HYBRID_RL_CACHE": str(cache), "PYTHONUNBUFFERED": "1", **(env or {})}
+    kill_once_written(cmd, env, Path(run_dir) / "checkpoints" / f"step_{kill_at_step:06d}")
+    steps = [r for r in rows_without_timing(run_dir) if "lr" in r]
+    assert len(steps) < total_steps, "the kill came too late"
+    subprocess.run([*cmd, "checkpoint.resume=auto"], cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=600)
+    return rows_without_timing(run_dir)
