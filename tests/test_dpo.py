@@ -24,6 +24,9 @@ def test_encoded_pairs_are_shaped_as_rollouts_are():
     assert batch.completion_mask.tolist() == [[1, 1, 0], [1, 1, 1]]  # answer + EOS, right-padded
     assert batch.completion_ids[0, 1].item() == tok.eos_token_id
     assert tok.decode(batch.prompt_ids[1].tolist()) == "10+20="
+    # too long for a context of 6: the prompt loses its start, the answer stays whole
+    cut = encode_pairs(tok, ["10+20="], ["30"], max_length=6)
+    assert tok.decode(cut.prompt_ids[0].tolist()) == "20=" and cut.completion_mask.sum() == 3
 
 
 # 48 pairs a small model can separate: the chosen answer is the sum, the rejected one "x"

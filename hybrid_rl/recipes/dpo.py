@@ -60,12 +60,19 @@ def training_stream(cfg, location: str, tokenizer, train: list):
     return PairStream(pairs, held, cfg.seed, distributed.rank(), distributed.world_size())
 
 
-def encode_pairs(tokenizer, prompts: list[str], completions: list[str]) -> RolloutBatch:
+def encode_pairs(tokenizer, prompts: list[str], completions: list[str],
+                 max_length: int | None = None) -> RolloutBatch:
     """Texts -> a batch as the rollout makes it: prompts left-padded, completions (with EOS)
-    right-padded."""
-    p_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    right-padded. A pair longer than `max_length` tokens (the model's context) loses the start
+    of its prompt, then the end of its completion: the answer is judged, the question is context."""
     c_ids = [tokenizer(c, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
              for c in completions]
+    p_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] or [tokenizer.eos_token_id]
+             for p in prompts]  # an empty prompt is conditioned on EOS, as generate() would
+    if max_length is not None:
+        c_ids = [c[: max_length - 1] for c in c_ids]
+        p_ids = [p[len(p) + len(c) - max_length:] if len(p) + len(c) > max_length else p
+                 for p, c in zip(p_ids, c_ids)]
     n, P, T = len(prompts), max(map(len, p_ids)), max(map(len, c_ids))
     pad = tokenizer.pad_token_id
     prompt_ids, prompt_mask = torch.full((n, P), pad), torch.zeros((n, P), dtype=torch.long)
@@ -76,6 +83,14 @@ def encode_pairs(tokenizer, prompts: list[str], completions: list[str]) -> Rollo
         completion_ids[i, : len(c)], completion_mask[i, : len(c)] = torch.tensor(c), 1
     return RolloutBatch(prompt_ids, prompt_mask, completion_ids, completion_mask,
                         torch.zeros((n, T)), torch.zeros(n, dtype=torch.bool), list(completions))
+
+
+def encoded(run: grpo.Run, pairs: list) -> tuple[RolloutBatch, RolloutBatch]:
+    """(chosen, rejected) batches of offline pairs, each fitted to the policy's context."""
+    context = getattr(run.policy.config, "max_position_embeddings", None)
+    prompts = [p.prompt for p in pairs]
+    return (encode_pairs(run.tokenizer, prompts, [p.chosen for p in pairs], context),
+            encode_pairs(run.tokenizer, prompts, [p.rejected for p in pairs], context))
 
 
 def best_and_worst(reward: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,10 +165,7 @@ def dpo_step(run: grpo.Run) -> dict:
     if cfg.dpo.pairs == "on_policy":
         m, chosen, rejected, sampled_batch = on_policy_pairs(run)
     else:
-        pairs = run.stream.next(t.prompts_per_step)
-        prompts = [p.prompt for p in pairs]
-        chosen = encode_pairs(run.tokenizer, prompts, [p.chosen for p in pairs])
-        rejected = encode_pairs(run.tokenizer, prompts, [p.rejected for p in pairs])
+        chosen, rejected = encoded(run, run.stream.next(t.prompts_per_step))
         m = {}
     sampled = time.time()
     if distributed.sum_over_ranks(len(chosen)) > 0:  # one decision for every process
@@ -202,12 +214,7 @@ def held_pair_metrics(run: grpo.Run) -> dict:
     run.engine.model.eval()
     parts, size = [], run.cfg.eval.batch_size
     for i in range(0, len(held), size):
-        chunk = held[i : i + size]
-        prompts = [p.prompt for p in chunk]
-        parts.append(pair_logprobs(run, encode_pairs(run.tokenizer, prompts,
-                                                     [p.chosen for p in chunk]),
-                                   encode_pairs(run.tokenizer, prompts,
-                                                [p.rejected for p in chunk])))
+        parts.append(pair_logprobs(run, *encoded(run, held[i : i + size])))
     p = PairLogprobs(**{f.name: None if getattr(parts[0], f.name) is None
                         else torch.cat([getattr(q, f.name) for q in parts])
                         for f in fields(PairLogprobs)})
