@@ -173,7 +173,7 @@ def dpo_step(run: grpo.Run) -> dict:
         if not len(chosen):  # its prompts' samples all tied: a stand-in pair that weighs 0
             chosen = rejected = sampled_batch.select(torch.tensor([0]))
             weight = 0.0
-        m.update(guarded(run, chosen, rejected, weight))
+        m.update(grpo.skip_nonfinite(run, lambda: dpo_update(run, chosen, rejected, weight)))
         grpo.sync_rollout_weights(run)
     m.update({"lr": run.scheduler.get_last_lr()[0], "time/step_s": time.time() - start,
               "time/rollout_s": sampled - start, "time/update_s": time.time() - sampled})
@@ -188,21 +188,6 @@ def on_policy_pairs(run: grpo.Run) -> tuple[dict, RolloutBatch, RolloutBatch, Ro
     best, worst = best_and_worst(scored.reward, t.num_generations)
     m["pairs/kept_fraction"] = len(best) / max(len(scored.reward) // t.num_generations, 1)
     return m, scored.batch.select(best), scored.batch.select(worst), scored.batch
-
-
-def guarded(run: grpo.Run, chosen: RolloutBatch, rejected: RolloutBatch, weight: float) -> dict:
-    """The update, skipped (and counted) when its loss is not finite, as train.py does."""
-    try:
-        stats = dpo_update(run, chosen, rejected, weight)
-    except NonFiniteLoss as exc:
-        run.nonfinite_in_a_row += 1
-        if run.nonfinite_in_a_row > run.cfg.trainer.max_nonfinite_steps:
-            raise grpo.NonFiniteTraining(
-                f"{run.nonfinite_in_a_row} updates in a row were not finite; last: {exc}. "
-                "Lower trainer.learning_rate or dpo.beta.") from exc
-        return {"skipped_nonfinite": 1.0}
-    run.nonfinite_in_a_row = 0
-    return {**stats, "skipped_nonfinite": 0.0}
 
 
 @torch.no_grad()

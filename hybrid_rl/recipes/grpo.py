@@ -24,6 +24,7 @@ from hybrid_rl.data.samples import PromptStream
 from hybrid_rl.evaluation.heldout import heldout_accuracy, sampled_pass_at_k, wilson_interval
 from hybrid_rl.recipes import build
 from hybrid_rl.recipes.reward_model import prepare_reward_model
+from hybrid_rl.recipes.run_report import eval_metrics, pooled, summary
 from hybrid_rl.rewards.composition import RewardComposer
 from hybrid_rl.rewards.hacking import HackingWatch
 from hybrid_rl.rollout import completion_limit
@@ -35,7 +36,6 @@ from hybrid_rl.rollout.scored_groups import (
 )
 from hybrid_rl.runtime import distributed
 from hybrid_rl.runtime.checkpoint import (
-    BEST,
     load_trainer_state,
     resolve_resume,
     restore_rng_for_rank,
@@ -202,23 +202,6 @@ def evaluate(run: Run) -> float:
     return accuracy
 
 
-def pooled(results) -> tuple[float, int]:
-    """(accuracy over every problem scored, how many): one task's own figure as it is."""
-    results = list(results)
-    if len(results) == 1:
-        return results[0].accuracy, results[0].num_scored
-    scored = sum(r.num_scored for r in results)
-    correct = sum(r.accuracy * r.num_scored for r in results if r.num_scored)
-    return (correct / scored if scored else math.nan), scored
-
-
-def eval_metrics(prefix: str, res) -> dict[str, float]:
-    low, high = wilson_interval(res.accuracy, res.num_scored)
-    return {f"{prefix}/accuracy": res.accuracy, f"{prefix}/accuracy_ci95_low": low,
-            f"{prefix}/accuracy_ci95_high": high, f"{prefix}/mean_length": res.mean_length,
-            **{f"{prefix}/reward/{name}": v for name, v in res.signal_means.items()}}
-
-
 def keep_if_best(run: Run, accuracy: float, num_problems: int) -> None:
     """Remember a new best held-out accuracy and save its policy as checkpoints/best
     (collective under DeepSpeed: every process takes rank 0's decision, rank 0 writes)."""
@@ -335,9 +318,16 @@ class NonFiniteTraining(RuntimeError):
 
 
 def guarded_update(run: Run, batch, adv) -> dict[str, float]:
-    """The policy update, skipped (and counted) when its loss or gradient is not finite."""
+    """The GRPO update, skipped (and counted) when its loss or gradient is not finite."""
+    return skip_nonfinite(run, lambda: grpo_update(run.engine, run.reference, batch, adv,
+                                                   run.settings))
+
+
+def skip_nonfinite(run: Run, update: Callable[[], dict]) -> dict[str, float]:
+    """`update()`'s statistics; a NonFiniteLoss (nothing applied) is counted and skipped, and
+    more than trainer.max_nonfinite_steps in a row end the run with a clear error."""
     try:
-        stats = grpo_update(run.engine, run.reference, batch, adv, run.settings)
+        stats = update()
     except NonFiniteLoss as exc:
         run.nonfinite_in_a_row += 1
         log.warning("step %d: %s (%d in a row)", run.step + 1, exc, run.nonfinite_in_a_row)
@@ -345,9 +335,7 @@ def guarded_update(run: Run, batch, adv) -> dict[str, float]:
             raise NonFiniteTraining(
                 f"{run.nonfinite_in_a_row} consecutive updates had a non-finite loss or gradient "
                 f"(> trainer.max_nonfinite_steps={run.cfg.trainer.max_nonfinite_steps}); "
-                f"last: {exc}. "
-                f"Lower trainer.learning_rate or check the rewards."
-            ) from exc
+                f"last: {exc}. Lower trainer.learning_rate or check the rewards.") from exc
         return {"skipped_nonfinite": 1.0}
     run.nonfinite_in_a_row = 0
     return {**stats, "skipped_nonfinite": 0.0}
@@ -402,44 +390,6 @@ def main(dcfg: DictConfig, loop: Loop | None = None) -> float:
     log.info("%s", summary(run, final, plot, time.time() - started))
     distributed.shutdown()
     return final
-
-
-def summary(run: Run, final: float, plot, wall_s: float) -> str:
-    """The run's last line: start, best and final accuracy with intervals and steps, time, where
-    the plot and the best checkpoint are, and what to run next."""
-    n = run.eval_problems
-
-    def figure(accuracy) -> str:
-        if accuracy is None or math.isnan(accuracy):
-            return "n/a"
-        low, high = wilson_interval(accuracy, n)
-        return f"{accuracy:.3f} [{low:.3f}, {high:.3f}]"
-
-    best = (f" -> best {figure(run.best['accuracy'])} at step {run.best['step']}"
-            if run.best else "")
-    line = (f"held-out accuracy: start {figure(run.start_accuracy)}{best} -> final "
-            f"{figure(final)} after {run.step} steps ({n} problems, 95% intervals); "
-            f"{wall_s:.0f} s in this process ({run.elapsed:.0f} s of training steps); plot {plot}")
-    if run.best and run.cfg.checkpoint.keep_best:
-        where = run.run_dir / "checkpoints" / BEST
-        line += (f"; best checkpoint {where}. Next: python evaluate.py {selection()}"
-                 f"evaluate.checkpoint={where}")
-    return line
-
-
-def selection() -> str:
-    """The task (or mixture), model and preset this run was started with, as evaluate.py takes
-    them ("" outside a Hydra command)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return ""
-    choices = HydraConfig.get().runtime.choices
-    picked = ([f"mix={choices['mix']}"] if choices.get("mix", "none") != "none"
-              else [f"task={choices.get('task')}"])
-    preset = choices.get("preset", "none")  # a preset picks its model itself
-    picked.append(f"preset={preset}" if preset != "none" else f"model={choices.get('model')}")
-    return " ".join(picked) + " "
 
 
 # the progress bar's figures, where a step has them

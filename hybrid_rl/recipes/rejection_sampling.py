@@ -11,8 +11,6 @@ round resumes at the next one exactly.
 """
 from __future__ import annotations
 
-import logging
-import math
 import random
 import time
 
@@ -25,8 +23,6 @@ from hybrid_rl.recipes.dpo import sequence_logprobs
 from hybrid_rl.rewards.composition import SignalRule
 from hybrid_rl.rollout import RolloutBatch
 from hybrid_rl.runtime import distributed
-
-log = logging.getLogger("hybrid_rl")
 
 
 def main(dcfg: DictConfig) -> float:
@@ -102,6 +98,10 @@ def sft_passes(run: grpo.Run, batch: RolloutBatch, weight: float) -> list[float]
     return losses
 
 
+def sft_summary(losses: list[float]) -> dict:
+    return {"loss": sum(losses) / len(losses), "sft_steps": float(len(losses))}
+
+
 def round_step(run: grpo.Run) -> dict:
     """One round: best-of-N sampling, keeping, fine-tuning."""
     cfg, t, r = run.cfg, run.cfg.trainer, run.cfg.rejection
@@ -120,13 +120,7 @@ def round_step(run: grpo.Run) -> dict:
     if distributed.sum_over_ranks(len(kept)) > 0:  # one decision for every process
         weight = 1.0 if kept else 0.0  # a process with nothing kept takes part, weighing 0
         batch = scored.batch.select(torch.tensor(kept or [0]))
-        try:
-            losses = sft_passes(run, batch, weight)
-            m.update({"loss": sum(losses) / len(losses), "sft_steps": float(len(losses)),
-                      "skipped_nonfinite": 0.0})
-        except NonFiniteLoss as exc:
-            log.warning("round %d: %s", run.step + 1, exc)
-            m.update({"loss": math.nan, "skipped_nonfinite": 1.0})
+        m.update(grpo.skip_nonfinite(run, lambda: sft_summary(sft_passes(run, batch, weight))))
         grpo.sync_rollout_weights(run)
     m.update({"lr": run.scheduler.get_last_lr()[0], "time/step_s": time.time() - start,
               "time/rollout_s": sampled - start, "time/update_s": time.time() - sampled})
