@@ -179,6 +179,12 @@ def test_trainer_presets_set_their_variant():
     assert (dapo.epsilon_high, dapo.dynamic_sampling, dapo.loss_type) == (0.28, "fill", "dapo")
     dr = to_config(_compose(["trainer=dr_grpo"])).trainer
     assert (dr.advantage_scale, dr.loss_type) == ("none", "dr_grpo")
+    assert to_config(_compose(["trainer=rloo"])).trainer.advantage == "rloo"
+    pp = to_config(_compose(["trainer=reinforce_pp"])).trainer
+    assert (pp.advantage, pp.beta) == ("reinforce_pp", 0.01)
+    gspo = to_config(_compose(["trainer=gspo"])).trainer
+    assert (gspo.importance_level, gspo.loss_type, gspo.epsilon, gspo.mu) == (
+        "sequence", "grpo", 3e-4, 2)
 
 
 def test_typo_in_key_fails_at_composition():

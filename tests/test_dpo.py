@@ -42,11 +42,12 @@ def write_pairs(path, rows):
 
 def test_offline_dpo_on_separable_pairs_learns_them(tmp_path):
     data = write_pairs(tmp_path / "pairs.jsonl", PAIRS)
-    run_entry("dpo.py", tmp_path / "run", "dpo.pairs=offline", "dpo.data.source=jsonl",
-              f"dpo.data.path={data}", "dpo.eval_fraction=0.25", "dpo.beta=0.5",
-              "trainer.max_steps=30", "trainer.prompts_per_step=12",
-              "trainer.learning_rate=3e-3", "eval.every_steps=30", "logging.tensorboard=false",
-              cache=tmp_path / "cache")
+    proc = run_entry("dpo.py", tmp_path / "run", "dpo.pairs=offline", "dpo.data.source=jsonl",
+                     f"dpo.data.path={data}", "dpo.eval_fraction=0.25", "dpo.beta=0.5",
+                     "trainer.max_steps=30", "trainer.prompts_per_step=12",
+                     "trainer.learning_rate=3e-3", "eval.every_steps=30",
+                     "logging.tensorboard=false", cache=tmp_path / "cache")
+    assert f"36 training and 12 held-out pairs from {data}" in proc.stdout + proc.stderr
     evals = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl")
              if "eval/pairs/rewards/accuracy" in r]
     assert evals[0]["step"] == 0 and evals[0]["eval/pairs/rewards/accuracy"] == 0.0  # policy ==

@@ -1,5 +1,6 @@
 """The real entry points with tiny settings: train.py for 2 steps, resume, sft.py."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -150,6 +151,32 @@ def test_multirun_sweeps_variants_with_kl_reference(tmp_path):
     assert "kl" in steps[1] and "loss" in steps[1]
     assert "loss_type: dr_grpo" in (tmp_path / "sweep" / "1" / "config.yaml").read_text()
     assert "dynamic_sampling: fill" in (tmp_path / "sweep" / "0" / "config.yaml").read_text()
+
+
+def test_estimator_presets_train_end_to_end(tmp_path):
+    """trainer=rloo, reinforce_pp (the KL as a reward: a reference loaded, no KL in the loss)
+    and gspo (sequence ratios over two passes) each take a real step, with overlong shaping
+    weighed in as a signal (a 4-token limit: its buffer is 1 token, so a completion that
+    reaches the limit gets -1, every truncated one among them)."""
+    env = {**os.environ, "HYBRID_RL_CACHE": str(tmp_path / "cache"),
+           "PYTHONPATH": str(ROOT / "tests" / "helpers")}  # a reward about half earn
+    cmd = [sys.executable, str(ROOT / "train.py"), "-m", *TINY_OVERRIDES,
+           "task.rewards.correctness.verifier={_target_:watch_helpers.starts_with_letter}",
+           "+task.rewards.overlong={verifier:overlong,weight:0.5}", "trainer.num_generations=4",
+           "trainer=rloo,reinforce_pp,gspo", "trainer.max_steps=1",
+           "eval.every_steps=0",
+           "checkpoint.save_final=false", "logging.tensorboard=false",
+           f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    steps = [next(r for r in read_jsonl(tmp_path / "sweep" / job / "metrics.jsonl")
+                  if "loss" in r) for job in ("0", "1", "2")]
+    assert all(math.isfinite(r["loss"]) and r["grad_norm"] > 0 for r in steps)
+    assert all(-1 <= r["reward/overlong/mean"] <= -r["completion/truncated_fraction"]
+               for r in steps)
+    log = (tmp_path / "sweep" / "1" / "train.log").read_text()
+    assert "kl" not in steps[1] and "reference: the frozen starting model" in log
+    assert "importance_level: sequence" in (tmp_path / "sweep" / "2" / "config.yaml").read_text()
 
 
 def test_hf_folder_model_trains(two_step_run, tmp_path):

@@ -133,6 +133,7 @@ VERIFIERS = Registry(
     "verifier", ENTRY_POINT_GROUP, {
         "math": "verifiers.math:math_verifier", "code": "verifiers.code:CodeVerifier",
         "code_fraction": "verifiers.code:CodeFractionVerifier",
+        "overlong": "verifiers.length:OverlongPenalty",
     },
 )
 register_verifier = VERIFIERS.register

@@ -67,15 +67,38 @@ def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     return torch.exp(delta) - delta - 1.0
 
 
+IMPORTANCE_LEVELS = ("token", "sequence")
+
+
+def importance_ratio(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor,
+                     level: str = "token") -> torch.Tensor:
+    """[S, T] pi_theta / pi_old. token: per token (PPO, GRPO). sequence (GSPO, Zheng et al.
+    2025, its GSPO-token form): every token of completion i carries s_i, the geometric mean of
+    its token ratios exp(1/|o_i| sum_t (logp_t - old_t)), with the gradient of logp_t, so
+    s_it = sg(s_i) * exp(logp_t - sg(logp_t))."""
+    if level == "token":
+        return torch.exp(logp - old_logp)
+    if level != "sequence":
+        raise ValueError(f"importance level must be one of {IMPORTANCE_LEVELS}, got {level!r}")
+    mask = mask.to(logp.dtype)
+    mean_log_ratio = ((logp - old_logp) * mask).sum(1) / mask.sum(1).clamp(min=1)
+    sequence = torch.exp(mean_log_ratio).detach().unsqueeze(1)
+    return sequence * torch.exp(logp - logp.detach())
+
+
 def clipped_surrogate(
     logp: torch.Tensor,  # [S, T] current policy
     old_logp: torch.Tensor,  # [S, T] policy that sampled the rollout
-    advantages: torch.Tensor,  # [S] one value per completion
+    advantages: torch.Tensor,  # [S] one value per completion, or [S, T] one per token
     eps_low: float, eps_high: float,
+    mask: torch.Tensor | None = None,  # [S, T] completion tokens (needed at sequence level)
+    level: str = "token",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-token -min(r A, clip(r, 1-eps_low, 1+eps_high) A) and where each bound was active."""
-    ratio = torch.exp(logp - old_logp)
-    adv = advantages.unsqueeze(1)  # [S, 1] broadcast over tokens
+    """Per-token -min(r A, clip(r, 1-eps_low, 1+eps_high) A) and where each bound was active;
+    r is the token's or (GSPO) the sequence's ratio (`importance_ratio`)."""
+    ratio = importance_ratio(logp, old_logp, torch.ones_like(logp) if mask is None else mask,
+                             level)
+    adv = advantages.unsqueeze(1) if advantages.dim() == 1 else advantages  # [S, 1] broadcasts
     unclipped = ratio * adv
     clipped = torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high) * adv
     loss = -torch.min(unclipped, clipped)
@@ -127,10 +150,10 @@ def policy_loss(
     logp: torch.Tensor,  # [S, T]
     old_logp: torch.Tensor,  # [S, T]
     ref_logp: torch.Tensor | None,  # [S, T] or None when beta == 0
-    advantages: torch.Tensor,  # [S]
+    advantages: torch.Tensor,  # [S], or [S, T] from a per-token estimator
     mask: torch.Tensor,  # [S, T] 1 for completion tokens that count
     *, loss_type: str, scale: LossScale, eps_low: float = 0.2, eps_high: float = 0.2,
-    beta: float = 0.0,
+    beta: float = 0.0, importance_level: str = "token",
     token_weights: torch.Tensor | None = None,  # [S, T] e.g. truncated importance weights
     kl_logp: torch.Tensor | None = None,  # [S, T] the policy's log-probs for the KL (else logp)
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -140,7 +163,8 @@ def policy_loss(
     if loss_type not in LOSS_AGGREGATIONS:
         raise ValueError(f"loss_type must be one of {sorted(LOSS_AGGREGATIONS)}, got {loss_type!r}")
     mask = mask.to(logp.dtype)
-    loss_tok, low, high = clipped_surrogate(logp, old_logp, advantages, eps_low, eps_high)
+    loss_tok, low, high = clipped_surrogate(logp, old_logp, advantages, eps_low, eps_high,
+                                            mask, importance_level)
     if token_weights is not None:
         loss_tok = loss_tok * token_weights
     stats = {

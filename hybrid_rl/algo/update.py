@@ -39,6 +39,7 @@ class UpdateSettings:
     # distribution sampled from; the KL term stays between whole distributions).
     top_k: int = 0
     top_p: float = 1.0
+    importance_level: str = "token"  # token (PPO/GRPO) | sequence (GSPO)
 
 
 def _micro_batches(n: int, size: int) -> list[slice]:
@@ -158,7 +159,7 @@ def _one_pass(engine, batch, advantages, loss_mask, ref_logp, old_logp, mbs, sca
             logp, behaviour, None if ref_logp is None else ref_logp[mb],
             advantages[mb].to(logp.device), loss_mask[mb].to(logp.device),
             loss_type=s.loss_type, scale=scale, eps_low=s.epsilon, eps_high=s.epsilon_high,
-            beta=s.beta, token_weights=weights, kl_logp=full,
+            beta=s.beta, token_weights=weights, kl_logp=full, importance_level=s.importance_level,
         )
         if not distributed.all_ranks_true(bool(torch.isfinite(loss))):
             engine.discard_step(loss)

@@ -23,11 +23,17 @@ class TrainerConfig:
     max_grad_norm: float = 1.0  # gradient clipping (0 = off)
     mu: int = 1  # optimizer passes over each rollout (importance ratio vs the rollout policy)
     micro_batch_size: int = 256  # sequences per forward/backward (gradient accumulation)
-    advantage_scale: str = "group"  # group | batch | none (Dr. GRPO)
-    std_estimator: str = "sample"  # sample (unbiased, n-1) | population (n)
+    # grpo | rloo | reinforce_pp | reinforce_pp_baseline (hybrid_rl/algo/advantages.py);
+    # the reinforce_pp ones take beta's KL as a per-token reward instead of a loss term
+    advantage: str = "grpo"
+    advantage_scale: str = "group"  # grpo: group | batch | none (Dr. GRPO)
+    std_estimator: str = "sample"  # grpo: sample (unbiased, n-1) | population (n)
     advantage_eps: float = 1e-4  # added to the std before dividing
     epsilon: float = 0.2  # lower clip: ratio >= 1 - epsilon
     epsilon_high: float = 0.2  # upper clip: ratio <= 1 + epsilon_high (DAPO uses 0.28)
+    # importance ratio per token (PPO, GRPO) or per sequence, the geometric mean of its
+    # tokens' (GSPO: trainer=gspo, which also sets its small clip range)
+    importance_level: str = "token"
     beta: float = 0.0  # KL(k3) coefficient; 0 loads no reference model
     loss_type: str = "dapo"  # grpo | bnpo | dapo | dr_grpo (token aggregation)
     mask_truncated_completions: bool = False  # no loss on completions that hit max_new_tokens
@@ -38,7 +44,13 @@ class TrainerConfig:
     tis_cap: Optional[float] = None
 
     def problems(self) -> Iterator[str]:
-        from hybrid_rl.algo.grpo import ADVANTAGE_SCALES, LOSS_AGGREGATIONS, STD_ESTIMATORS
+        from hybrid_rl.algo.advantages import ESTIMATORS
+        from hybrid_rl.algo.grpo import (
+            ADVANTAGE_SCALES,
+            IMPORTANCE_LEVELS,
+            LOSS_AGGREGATIONS,
+            STD_ESTIMATORS,
+        )
 
         yield from positive("prompts_per_step", self.prompts_per_step)
         if self.num_generations < 2:
@@ -53,6 +65,8 @@ class TrainerConfig:
         yield from positive("max_grad_norm", self.max_grad_norm, allow_zero=True)
         yield from positive("mu", self.mu)
         yield from positive("micro_batch_size", self.micro_batch_size)
+        yield from choice("advantage", self.advantage, ESTIMATORS)
+        yield from choice("importance_level", self.importance_level, IMPORTANCE_LEVELS)
         yield from choice("advantage_scale", self.advantage_scale, ADVANTAGE_SCALES)
         yield from choice("std_estimator", self.std_estimator, STD_ESTIMATORS)
         yield from positive("advantage_eps", self.advantage_eps, allow_zero=True)

@@ -8,7 +8,7 @@ from typing import Sequence
 
 from hybrid_rl.data.samples import Sample
 from hybrid_rl.rewards.scorer import RewardScorer
-from hybrid_rl.rollout import RolloutBackend
+from hybrid_rl.rollout import RolloutBackend, generate_measured
 
 
 @dataclass
@@ -28,7 +28,8 @@ def greedy_scores(
     """(completions, signal -> scores, completion lengths) of one greedy completion per problem."""
     texts, lengths = [], []
     for i in range(0, len(samples), batch_size):
-        batch = rollout.generate([s.prompt for s in samples[i : i + batch_size]], 1, greedy=True)
+        batch = generate_measured(rollout, [s.prompt for s in samples[i : i + batch_size]], 1,
+                                  greedy=True)
         texts += batch.texts
         lengths += [int(n) for n in batch.completion_mask.sum(1).tolist()]
     return texts, scorer.score(samples, texts).values, lengths
@@ -90,7 +91,7 @@ def sampled_pass_at_k(
     texts = []
     for i in range(0, len(samples), per_call):
         # n per prompt, in order
-        texts += rollout.generate([s.prompt for s in samples[i : i + per_call]], n).texts
+        texts += generate_measured(rollout, [s.prompt for s in samples[i : i + per_call]], n).texts
     expanded = [s for s in samples for _ in range(n)]
     values = scorer.score(expanded, texts).values[signal]
     passed = []

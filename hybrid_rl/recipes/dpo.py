@@ -13,6 +13,7 @@ pairs by a preference loss (hybrid_rl/algo/preference.py) instead of from advant
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import fields
 
@@ -34,6 +35,7 @@ from hybrid_rl.recipes.reward_model import preference_pairs
 from hybrid_rl.rollout import RolloutBatch, concat_batches
 from hybrid_rl.runtime import distributed
 
+log = logging.getLogger("hybrid_rl")
 
 def main(dcfg: DictConfig) -> float:
     return grpo.main(dcfg, LOOP)
@@ -57,6 +59,9 @@ def training_stream(cfg, location: str, tokenizer, train: list):
         return build.prompt_stream(cfg, train)
     pairs, held = preference_pairs(cfg, location, tokenizer, train, cfg.dpo.data,
                                    cfg.dpo.eval_fraction)
+    d = cfg.dpo.data
+    origin = d.path if d.source != "generator" else "rubric-labelled starting-policy samples"
+    log.info("[dpo] %d training and %d held-out pairs from %s", len(pairs), len(held), origin)
     return PairStream(pairs, held, cfg.seed, distributed.rank(), distributed.world_size())
 
 

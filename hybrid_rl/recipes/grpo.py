@@ -15,7 +15,6 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from hybrid_rl.algo import grpo
 from hybrid_rl.algo.optim import make_scheduler
 from hybrid_rl.algo.update import NonFiniteLoss, UpdateSettings, grpo_update, reference_logprobs
 from hybrid_rl.config.schema import Config
@@ -23,6 +22,7 @@ from hybrid_rl.data.mixture import MixedPromptStream
 from hybrid_rl.data.samples import PromptStream
 from hybrid_rl.evaluation.heldout import heldout_accuracy, sampled_pass_at_k, wilson_interval
 from hybrid_rl.recipes import build
+from hybrid_rl.recipes.advantages import batch_advantages, update_settings
 from hybrid_rl.recipes.reward_model import prepare_reward_model
 from hybrid_rl.recipes.run_report import eval_metrics, pooled, summary
 from hybrid_rl.rewards.composition import RewardComposer
@@ -119,10 +119,7 @@ def setup(cfg: Config, run_dir: Path, loop: Loop | None = None) -> Run:
         MetricsWriter(run_dir, cfg.logging.tensorboard,
                       resume_step=state.get("step") if ckpt else None,
                       enabled=distributed.is_main()),
-        UpdateSettings(t.loss_type, t.epsilon, t.epsilon_high, t.beta, t.mu, t.micro_batch_size,
-                       cfg.rollout.max_new_tokens, cfg.rollout.temperature,
-                       t.mask_truncated_completions, t.tis_cap, cfg.rollout.top_k,
-                       cfg.rollout.top_p),
+        update_settings(cfg),
         loop=loop,
     )
     w = cfg.reward.hacking_watch
@@ -263,9 +260,7 @@ def train_step(run: Run) -> dict[str, float]:
     batch, reward = scored.batch, scored.reward
     adv = reward
     if len(batch):
-        adv = grpo.group_advantages(
-            reward, t.num_generations, t.advantage_scale, t.std_estimator, t.advantage_eps
-        )
+        adv = batch_advantages(run, batch, reward)
         m.update(guarded_update(run, batch, adv))
         sync_rollout_weights(run)
     else:  # dynamic sampling left no group with signal: nothing to learn from this step

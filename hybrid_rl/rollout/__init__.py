@@ -14,6 +14,30 @@ from typing import Optional, Protocol, Sequence
 import torch
 
 
+class Completion(str):
+    """A completion's text that also says how many tokens it took (EOS included) and the
+    limit it was sampled under (max_new_tokens), for signals that judge length (overlong
+    shaping, verifiers/length.py). Every other verifier sees a plain str."""
+
+    def __new__(cls, text: str, tokens: int, limit: Optional[int]):
+        obj = super().__new__(cls, text)
+        obj.tokens, obj.limit = tokens, limit
+        return obj
+
+    def __reduce__(self):  # keep the counts when the text crosses a process boundary
+        return (Completion, (str(self), self.tokens, self.limit))
+
+
+def generate_measured(rollout, prompts: Sequence[str], n: int, **kwargs) -> "RolloutBatch":
+    """rollout.generate, its texts as Completions under the backend's current limit."""
+    batch = rollout.generate(prompts, n, **kwargs)
+    lengths = batch.completion_mask.sum(1).tolist()
+    limit = getattr(rollout, "max_new_tokens", None)  # None: a backend without a limit
+    batch.texts = [Completion(t, int(k), limit)
+                   for t, k in zip(batch.texts, lengths)]
+    return batch
+
+
 @dataclass
 class RolloutBatch:
     """N = len(prompts) * n completions, each prompt's n samples contiguous (a group)."""
@@ -98,8 +122,8 @@ def generate_by_limit(rollout, prompts: Sequence, n: int, limits: dict, pad_toke
         while end < len(ordered) and limits.get(ordered[end].task) == limit:
             end += 1
         with completion_limit(rollout, limit):
-            batches.append(rollout.generate([s.prompt for s in ordered[start:end]], n,
-                                            **kwargs))
+            batches.append(generate_measured(rollout, [s.prompt for s in ordered[start:end]],
+                                             n, **kwargs))
         start = end
     return ordered, concat_batches(batches, pad_token_id)
 

@@ -8,6 +8,7 @@ from typing import Callable, Optional
 import torch
 
 from hybrid_rl.algo import grpo
+from hybrid_rl.algo.advantages import per_completion
 from hybrid_rl.data.samples import PromptStream, Sample
 from hybrid_rl.rewards.composition import RewardComposer
 from hybrid_rl.rewards.hacking import agreement
@@ -202,7 +203,9 @@ def _std(x: torch.Tensor) -> float:
 
 
 def sample_rows(scored: ScoredRollout, adv: torch.Tensor, n: int) -> list[dict]:
-    """The first n completions with everything needed to judge them by eye."""
+    """The first n completions with everything needed to judge them by eye (a per-token
+    advantage as its completion's token mean)."""
+    adv = per_completion(adv, scored.batch.completion_mask)
     return [
         {
             "prompt": s.prompt,

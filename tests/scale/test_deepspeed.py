@@ -137,3 +137,23 @@ def test_torchrun_zero3_dpo_trains_and_resumes_in_one_plain_process(tmp_path):
                      f"checkpoint.resume={run_dir / 'checkpoints' / 'step_000002'}", cache=cache)
     assert "resumed from" in proc.stderr + proc.stdout
     assert [r["step"] for r in read_jsonl(resumed / "metrics.jsonl") if "loss" in r] == [3]
+
+
+def test_torchrun_zero2_rejection_sampling_rounds_take_the_same_sft_steps_everywhere(tmp_path):
+    """rejection_sampling.py under two ZeRO-2 processes: each keeps its own prompts' best, and
+    every process takes as many SFT steps as the one that kept the most (a DeepSpeed step needs
+    all of them), so the logged steps cover at least this process's kept answers."""
+    run_dir = tmp_path / "zero2"
+    verifier = "task.rewards.correctness.verifier={_target_:watch_helpers.starts_with_letter}"
+    proc = torchrun([str(ROOT / "rejection_sampling.py"), *TINY_OVERRIDES, verifier,
+                     f"hydra.run.dir={run_dir}", "deepspeed=zero2", "rejection.rounds=2",
+                     "rejection.eval_every_rounds=0", "rejection.batch_size=1",
+                     "trainer.num_generations=4", "logging.tensorboard=false"],
+                    env={"HYBRID_RL_CACHE": str(tmp_path / "cache"),
+                         "PYTHONPATH": str(ROOT / "tests" / "helpers")})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    rounds = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "rejection/kept" in r]
+    assert [r["step"] for r in rounds] == [1, 2]
+    kept_rounds = [r for r in rounds if "sft_steps" in r]
+    assert kept_rounds, "no round kept an answer on any process"
+    assert all(r["sft_steps"] >= 2 * r["rejection/kept"] for r in kept_rounds)
