@@ -168,3 +168,31 @@ def test_each_estimator_moves_the_policy_toward_the_rewarded_answers(tmp_path, e
                 batch, adv, settings)
     gain = sequence_logprobs() - before
     assert gain[rewarded == 1].mean() > gain[rewarded == 0].mean()
+
+
+def test_value_loss_clips_the_move_from_the_old_values():
+    from hybrid_rl.algo.ppo import value_loss
+
+    values = torch.tensor([[1.0, 0.0], [0.5, 9.0]])
+    old = torch.tensor([[0.0, 0.0], [0.0, 0.0]])
+    returns = torch.tensor([[2.0, 1.0], [0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    loss, clipped = value_loss(values, old, returns, mask, clip=0.2)
+    # token 1: max((1-2)^2, (0.2-2)^2) = 3.24; token 2: max(1, 1) = 1; token 3: max(0.25, 0.04)
+    assert torch.isclose(loss, torch.tensor(0.5 * (3.24 + 1.0 + 0.25) / 3))
+    assert torch.isclose(clipped, torch.tensor(2 / 3))  # 1.0 and 0.5 moved more than 0.2
+    plain, _ = value_loss(values, old, returns, mask, clip=None)
+    assert torch.isclose(plain, torch.tensor(0.5 * (1.0 + 1.0 + 0.25) / 3))
+
+
+def test_explained_variance():
+    from hybrid_rl.algo.ppo import explained_variance
+
+    returns = torch.tensor([[1.0, 3.0], [5.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    assert explained_variance(returns, returns, mask) == 1.0
+    assert explained_variance(torch.zeros(2, 2) + 3.0, returns, mask) == 0.0  # a constant
+    # errors 1, -1, 0 (variance 2/3) against returns 1, 3, 5 (variance 8/3): 1 - 1/4
+    assert math.isclose(explained_variance(returns + torch.tensor([[-1.0, 1.0], [0, 0]]),
+                                           returns, mask), 0.75, rel_tol=1e-6)
+    assert math.isnan(explained_variance(returns, torch.ones(2, 2), mask))

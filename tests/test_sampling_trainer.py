@@ -123,6 +123,8 @@ def test_grpo_update_moves_the_policy_and_reports_stats(tiny, mu, beta):
     )
     if mu == 1:
         assert stats["clip_fraction/total"] == 0  # ratio is exactly 1 on the first pass
+    # the drift from the sampling policy, measured before each pass's step: 0 on the first
+    assert (stats["approx_kl"] > 0) == (mu > 1)
     if beta:
         # the policy equals the reference on the first pass (k3 = 0); the second pass follows
         # an optimizer step, so the averaged KL is strictly positive

@@ -119,14 +119,15 @@ def _grpo(inputs: AdvantageInputs, s: AdvantageSettings) -> torch.Tensor:
 
 
 # Registered by name: a new estimator is one function and one entry here. Those in
-# KL_IN_REWARD take the reference's KL as a per-token reward, so the loss has no KL term.
+# KL_IN_REWARD take the reference's KL as a per-token reward, so the loss has no KL term
+# (`gae` too: PPO's critic values come from hybrid_rl/recipes/ppo.py, not from this registry).
 ESTIMATORS: dict[str, Callable[[AdvantageInputs, AdvantageSettings], torch.Tensor]] = {
     "grpo": _grpo,
     "rloo": lambda inputs, s: rloo(inputs.rewards, inputs.group_size),
     "reinforce_pp": lambda inputs, s: reinforce_pp(inputs, s),
     "reinforce_pp_baseline": lambda inputs, s: reinforce_pp(inputs, s, baseline=True),
 }
-KL_IN_REWARD = frozenset({"reinforce_pp", "reinforce_pp_baseline"})
+KL_IN_REWARD = frozenset({"reinforce_pp", "reinforce_pp_baseline", "gae"})
 
 
 def per_completion(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,8 @@ from hybrid_rl.rollout import RolloutBatch
 from hybrid_rl.runtime import distributed
 from hybrid_rl.runtime.engine import NonFiniteLoss
 
-__all__ = ["NonFiniteLoss", "UpdateSettings", "grpo_update", "reference_logprobs"]
+__all__ = ["NonFiniteLoss", "UpdateSettings", "grpo_update", "reference_logprobs",
+           "sampled_logprobs"]
 log = logging.getLogger("hybrid_rl")
 
 
@@ -58,7 +59,7 @@ def _logprobs(model, batch: RolloutBatch, rows: slice, s: UpdateSettings, with_e
 
 
 @torch.no_grad()
-def _sampled_logprobs(model, batch: RolloutBatch, s: UpdateSettings) -> torch.Tensor:
+def sampled_logprobs(model, batch: RolloutBatch, s: UpdateSettings) -> torch.Tensor:
     """[N, T] log-probs under the sampling distribution (truncated as the sampler's)."""
     return torch.cat([_logprobs(model, batch, mb, s).logp
                       for mb in _micro_batches(len(batch), s.micro_batch_size)])
@@ -97,8 +98,9 @@ def _sampler_agreement(logp: torch.Tensor, rollout_logp: torch.Tensor, mask: tor
 
 def grpo_update(
     engine, reference: Optional[torch.nn.Module], batch: RolloutBatch,
-    advantages: torch.Tensor,  # [N]
+    advantages: torch.Tensor,  # [N] or [N, T]
     s: UpdateSettings,
+    old_logprobs: Optional[torch.Tensor] = None,  # [N, T] the sampling policy's (PPO's epochs)
 ) -> dict[str, float]:
     """Run s.mu optimizer passes on one rollout; return statistics averaged over the passes.
 
@@ -115,8 +117,11 @@ def grpo_update(
         ref_logp = batch.reference_logprobs
         ref_logp = reference_logprobs(reference, batch, s) if ref_logp is None else ref_logp
     # With mu > 1 the ratio compares against the policy as it was at sampling time; with
-    # mu == 1 that is the current policy, so its detached log-probs serve (ratio == 1).
-    old_logp = _sampled_logprobs(engine.model, batch, s) if s.mu > 1 else None
+    # mu == 1 that is the current policy, so its detached log-probs serve (ratio == 1), unless
+    # the caller has them from before earlier steps (PPO's minibatches).
+    old_logp = old_logprobs
+    if old_logp is None and s.mu > 1:
+        old_logp = sampled_logprobs(engine.model, batch, s)
 
     totals: dict[str, float] = {}
     done = 0
@@ -167,6 +172,10 @@ def _one_pass(engine, batch, advantages, loss_mask, ref_logp, old_logp, mbs, sca
         engine.backward(loss, last=i == len(mbs) - 1)
         loss_sum += loss.item()
         stats["entropy_sum"] = (entropy * batch.completion_mask[mb].to(entropy.device)).sum()
+        # k3 estimate of KL(old || current) before this step (0 on a fresh rollout): what a
+        # target KL stops PPO's epochs on
+        drift = grpo.kl_k3(logp.detach(), behaviour)
+        stats["approx_kl_sum"] = (drift * loss_mask[mb].to(drift.device)).sum()
         for k, v in stats.items():
             totals[k] = totals.get(k, 0.0) + float(v)
     totals["grad_norm"] = engine.step()
@@ -186,6 +195,7 @@ def _summary(totals: dict[str, float], batch: RolloutBatch, passes: int,
         "clip_fraction/high": totals["clip_high_tokens"] / active,
         "clip_fraction/total": (totals["clip_low_tokens"] + totals["clip_high_tokens"]) / active,
         "entropy": totals["entropy_sum"] / (sampled_tokens * passes or 1),
+        "approx_kl": totals["approx_kl_sum"] / active,
         "rollout/logprob_gap_max": totals["logprob_gap_max"],
         "rollout/logprob_gap_mean": totals["logprob_gap_sum"] / (sampled_tokens or 1),
         "skipped_passes": float(mu - passes),

@@ -8,6 +8,35 @@ from hybrid_rl.config.checks import choice, positive
 
 
 @dataclass
+class CriticConfig:
+    """PPO's value model (`trainer.advantage=gae`, `trainer=ppo`; hybrid_rl/recipes/ppo.py)."""
+
+    # None: a scalar head on a copy of the policy's trunk; else a Hugging Face folder whose
+    # trunk gets the head
+    model: Optional[str] = None
+    # start trunk and head from the task's reward model when it has the policy's architecture
+    init_from_reward_model: bool = True
+    learning_rate: float = 1e-4  # the critic's own AdamW rate (constant)
+    value_clip: Optional[float] = 0.2  # PPO2 value clipping around the old values (None: off)
+    warmup_steps: int = 0  # the first steps train only the critic
+    gamma: float = 1.0  # GAE discount
+    lam: float = 0.95  # GAE lambda
+    whiten_advantages: bool = True  # normalise the advantages over the batch's tokens
+    minibatches: int = 1  # optimizer steps per epoch (trainer.mu epochs over each rollout)
+    target_kl: Optional[float] = None  # stop a rollout's epochs once approx KL passes this
+
+    def problems(self) -> Iterator[str]:
+        yield from positive("learning_rate", self.learning_rate)
+        yield from positive("value_clip", self.value_clip)
+        yield from positive("warmup_steps", self.warmup_steps, allow_zero=True)
+        yield from positive("minibatches", self.minibatches)
+        yield from positive("target_kl", self.target_kl)
+        for name in ("gamma", "lam"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                yield f"{name}: must be in [0, 1], got {getattr(self, name)}"
+
+
+@dataclass
 class TrainerConfig:
     """GRPO optimisation settings (see README 'GRPO knobs')."""
 
@@ -23,9 +52,11 @@ class TrainerConfig:
     max_grad_norm: float = 1.0  # gradient clipping (0 = off)
     mu: int = 1  # optimizer passes over each rollout (importance ratio vs the rollout policy)
     micro_batch_size: int = 256  # sequences per forward/backward (gradient accumulation)
-    # grpo | rloo | reinforce_pp | reinforce_pp_baseline (hybrid_rl/algo/advantages.py);
-    # the reinforce_pp ones take beta's KL as a per-token reward instead of a loss term
+    # grpo | rloo | reinforce_pp | reinforce_pp_baseline (hybrid_rl/algo/advantages.py) | gae
+    # (PPO with a critic: trainer.critic); reinforce_pp* and gae take beta's KL as a per-token
+    # reward instead of a loss term
     advantage: str = "grpo"
+    critic: CriticConfig = field(default_factory=CriticConfig)
     advantage_scale: str = "group"  # grpo: group | batch | none (Dr. GRPO)
     std_estimator: str = "sample"  # grpo: sample (unbiased, n-1) | population (n)
     advantage_eps: float = 1e-4  # added to the std before dividing
@@ -43,6 +74,12 @@ class TrainerConfig:
     # truncated importance sampling: weigh token losses by min(pi_train/pi_rollout, cap)
     tis_cap: Optional[float] = None
 
+    def optimizer_steps(self) -> int:
+        """Policy optimizer steps over the whole run (the learning-rate schedule's length):
+        mu passes a step, each of PPO's in critic.minibatches steps."""
+        return self.max_steps * self.mu * (self.critic.minibatches if self.advantage == "gae"
+                                           else 1)
+
     def problems(self) -> Iterator[str]:
         from hybrid_rl.algo.advantages import ESTIMATORS
         from hybrid_rl.algo.grpo import (
@@ -53,7 +90,7 @@ class TrainerConfig:
         )
 
         yield from positive("prompts_per_step", self.prompts_per_step)
-        if self.num_generations < 2:
+        if self.num_generations < 2 and self.advantage != "gae":  # PPO's critic needs no group
             yield ("num_generations: group advantages need at least 2 completions per prompt, "
                    f"got {self.num_generations}")
         yield from positive("max_steps", self.max_steps)
@@ -65,7 +102,8 @@ class TrainerConfig:
         yield from positive("max_grad_norm", self.max_grad_norm, allow_zero=True)
         yield from positive("mu", self.mu)
         yield from positive("micro_batch_size", self.micro_batch_size)
-        yield from choice("advantage", self.advantage, ESTIMATORS)
+        yield from choice("advantage", self.advantage, [*ESTIMATORS, "gae"])
+        yield from (f"critic.{p}" for p in self.critic.problems())
         yield from choice("importance_level", self.importance_level, IMPORTANCE_LEVELS)
         yield from choice("advantage_scale", self.advantage_scale, ADVANTAGE_SCALES)
         yield from choice("std_estimator", self.std_estimator, STD_ESTIMATORS)

@@ -227,17 +227,21 @@ def deepspeed_settings(cfg: Config) -> Optional[DeepSpeedSettings]:
     return None if d.stage is None else DeepSpeedSettings(d.stage, d.offload_optimizer, d.bf16)
 
 
-def make_policy_optimizer(cfg: Config, policy) -> torch.optim.Optimizer:
+def make_policy_optimizer(cfg: Config, policy, learning_rate: Optional[float] = None,
+                          weight_decay: Optional[float] = None) -> torch.optim.Optimizer:
     """torch AdamW, or DeepSpeed's CPU Adam when its states are offloaded (it steps them on the
-    CPU; its first use compiles a C++ extension, a few minutes)."""
+    CPU; its first use compiles a C++ extension, a few minutes). The trainer's rate and decay
+    unless given (PPO's critic has its own)."""
     t = cfg.trainer
+    lr = t.learning_rate if learning_rate is None else learning_rate
+    decay = t.weight_decay if weight_decay is None else weight_decay
     if cfg.deepspeed.stage is not None and cfg.deepspeed.offload_optimizer:
         from deepspeed.ops.adam import DeepSpeedCPUAdam
 
         params = [p for p in policy.parameters() if p.requires_grad]
-        return DeepSpeedCPUAdam(params, lr=t.learning_rate, betas=tuple(t.adam_betas),
-                                weight_decay=t.weight_decay, adamw_mode=True)
-    return make_optimizer(policy, t.learning_rate, t.weight_decay, t.adam_betas, fused=True)
+        return DeepSpeedCPUAdam(params, lr=lr, betas=tuple(t.adam_betas), weight_decay=decay,
+                                adamw_mode=True)
+    return make_optimizer(policy, lr, decay, t.adam_betas, fused=True)
 
 
 def shard_reference(cfg: Config, reference):

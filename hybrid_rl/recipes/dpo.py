@@ -32,6 +32,7 @@ from hybrid_rl.algo.update import NonFiniteLoss
 from hybrid_rl.data.samples import PromptStream
 from hybrid_rl.recipes import build, grpo
 from hybrid_rl.recipes.reward_model import preference_pairs
+from hybrid_rl.recipes.run_report import closing_figures
 from hybrid_rl.rollout import RolloutBatch, concat_batches
 from hybrid_rl.runtime import distributed
 
@@ -180,10 +181,7 @@ def dpo_step(run: grpo.Run) -> dict:
             weight = 0.0
         m.update(grpo.skip_nonfinite(run, lambda: dpo_update(run, chosen, rejected, weight)))
         grpo.sync_rollout_weights(run)
-    m.update({"lr": run.scheduler.get_last_lr()[0], "time/step_s": time.time() - start,
-              "time/rollout_s": sampled - start, "time/update_s": time.time() - sampled})
-    run.elapsed += time.time() - start
-    return m
+    return closing_figures(run, m, start, sampled)
 
 
 def on_policy_pairs(run: grpo.Run) -> tuple[dict, RolloutBatch, RolloutBatch, RolloutBatch]:

@@ -26,7 +26,7 @@ from hybrid_rl.recipes.advantages import batch_advantages, update_settings
 from hybrid_rl.recipes.reward_model import prepare_reward_model
 from hybrid_rl.recipes.run_report import eval_metrics, pooled, summary
 from hybrid_rl.rewards.composition import RewardComposer
-from hybrid_rl.rewards.hacking import HackingWatch
+from hybrid_rl.rewards.hacking import HackingWatch, restore_watches
 from hybrid_rl.rollout import completion_limit
 from hybrid_rl.rollout.scored_groups import (
     rollout_metrics,
@@ -59,6 +59,10 @@ class Loop:
     stream: Callable[..., object]
     with_reference: Callable[[Config], bool]  # whether the frozen starting model is loaded
     evaluate: Callable[["Run"], dict]  # metrics of its own at each held-out evaluation
+    # (run, starting model folder, reward-model folder or None, checkpoint state or {}): builds
+    # what the recipe trains beside the policy (PPO's critic) into run.extras, restored on resume
+    setup: Callable[..., None] | None = None
+    state: Callable[["Run"], dict] | None = None  # that part's checkpoint state (all processes)
 
 
 @dataclass
@@ -90,6 +94,7 @@ class Run:
     best: dict | None = None  # the best held-out evaluation: step, accuracy, num_problems
     eval_problems: int = 0  # held-out problems the accuracy signal scored, last evaluation
     loop: Loop | None = None  # the recipe's step and data (None: GRPO)
+    extras: dict = field(default_factory=dict)  # what loop.setup built (PPO: the critic)
 
 
 def setup(cfg: Config, run_dir: Path, loop: Loop | None = None) -> Run:
@@ -101,13 +106,13 @@ def setup(cfg: Config, run_dir: Path, loop: Loop | None = None) -> Run:
     train, held = build.task_samples(cfg)
     with distributed.main_process_first():  # rank 0 fills the caches, the others reuse them
         location, tokenizer, train, held = build.prepare_start(cfg, train, held)
-        prepare_reward_model(cfg, location, tokenizer, train, scorer)
+        reward_model = prepare_reward_model(cfg, location, tokenizer, train, scorer)
     ckpt = resolve_resume(cfg.checkpoint.resume, run_dir)
     state = load_trainer_state(ckpt) if ckpt else {}
     policy, reference = build.load_models(cfg, location, str(ckpt / "policy") if ckpt else None,
                                           with_reference=loop.with_reference(cfg))
     optimizer = build.make_policy_optimizer(cfg, policy)
-    scheduler = make_scheduler(optimizer, t.lr_schedule, t.warmup_steps, t.max_steps * t.mu)
+    scheduler = make_scheduler(optimizer, t.lr_schedule, t.warmup_steps, t.optimizer_steps())
     engine = make_engine(policy, optimizer, scheduler, deepspeed=build.deepspeed_settings(cfg),
                          micro_batch_size=t.micro_batch_size, max_grad_norm=t.max_grad_norm)
     run = Run(
@@ -126,6 +131,8 @@ def setup(cfg: Config, run_dir: Path, loop: Loop | None = None) -> Run:
     run.watches = {name: HackingWatch(w.window, w.min_proxy_rise, w.min_accuracy_drop, w.z)
                    for name, task in cfg.tasks().items()
                    if w.proxy_signal in task.rewards and w.proxy_signal != task.accuracy_signal}
+    if loop.setup is not None:  # before the seeding: what it builds draws no run's numbers
+        loop.setup(run, location, reward_model, state)
     # Re-seed here: whether the SFT warm-up ran or came from the cache must not change the run.
     # Each process samples with its own seed (in one process: cfg.seed itself).
     build.seed_everything(cfg.seed + distributed.rank(), cfg.num_threads)
@@ -139,7 +146,7 @@ def setup(cfg: Config, run_dir: Path, loop: Loop | None = None) -> Run:
         )
         run.composer.load_state_dict(state.get("composer", {}))
         run.best = state.get("best")
-        load_watches(run, state)
+        restore_watches(run.watches, state)
         log.info("resumed from %s at step %d", ckpt, run.step)
     build.report_isolation(run.scorer, run.metrics, run.step)
     # ZeRO-3 shards hold ds_numel
@@ -148,14 +155,6 @@ def setup(cfg: Config, run_dir: Path, loop: Loop | None = None) -> Run:
              n_params / 1e6, location, "reference: the frozen starting model"
              if run.reference is not None else "no reference model", run_dir)
     return run
-
-
-def load_watches(run: Run, state: dict) -> None:
-    saved = state.get("hacking_watches")
-    if saved is None and state.get("hacking_watch"):  # a checkpoint from before mixtures
-        saved = {name: state["hacking_watch"] for name in run.watches}
-    for name, watch in run.watches.items():
-        watch.load_state_dict((saved or {}).get(name, {}))
 
 
 def evaluate(run: Run) -> float:
@@ -233,7 +232,8 @@ def save(run: Run) -> None:
              "start_accuracy": run.start_accuracy, "composer": run.composer.state_dict(),
              "hacking_watches": {name: w.state_dict() for name, w in run.watches.items()},
              "best": run.best,
-             "world_size": distributed.world_size()}
+             "world_size": distributed.world_size(),
+             **(run.loop.state(run) if run.loop and run.loop.state else {})}
     # Full weights and optimizer state in one portable layout (collective under DeepSpeed):
     # a checkpoint from N processes resumes in one, and back.
     weights, optimizer_state = run.engine.full_state_dict(), run.engine.optimizer_state()

@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from hybrid_rl.algo.update import NonFiniteLoss
 from hybrid_rl.recipes import build, grpo
 from hybrid_rl.recipes.dpo import sequence_logprobs
+from hybrid_rl.recipes.run_report import closing_figures
 from hybrid_rl.rewards.composition import SignalRule
 from hybrid_rl.rollout import RolloutBatch
 from hybrid_rl.runtime import distributed
@@ -122,10 +123,7 @@ def round_step(run: grpo.Run) -> dict:
         batch = scored.batch.select(torch.tensor(kept or [0]))
         m.update(grpo.skip_nonfinite(run, lambda: sft_summary(sft_passes(run, batch, weight))))
         grpo.sync_rollout_weights(run)
-    m.update({"lr": run.scheduler.get_last_lr()[0], "time/step_s": time.time() - start,
-              "time/rollout_s": sampled - start, "time/update_s": time.time() - sampled})
-    run.elapsed += time.time() - start
-    return m
+    return closing_figures(run, m, start, sampled)
 
 
 LOOP = grpo.Loop("rejection sampling (rounds)", round_step,

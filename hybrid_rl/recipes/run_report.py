@@ -1,8 +1,10 @@
 """What a training run reports of its held-out evaluations: the pooled accuracy of a mixture,
-the metric names of one evaluation, and the run's last line (with what to run next)."""
+the metric names of one evaluation, a step's closing figures, and the run's last line (with
+what to run next)."""
 from __future__ import annotations
 
 import math
+import time
 
 from hybrid_rl.evaluation.heldout import wilson_interval
 from hybrid_rl.runtime.checkpoint import BEST
@@ -61,3 +63,13 @@ def selection() -> str:
     preset = choices.get("preset", "none")  # a preset picks its model itself
     picked.append(f"preset={preset}" if preset != "none" else f"model={choices.get('model')}")
     return " ".join(picked) + " "
+
+
+def closing_figures(run, m: dict, start: float, sampled: float) -> dict:
+    """A recipe step's last figures (learning rate, where its time went), its seconds added to
+    the run's training time; returns `m` with them."""
+    now = time.time()
+    m.update({"lr": run.scheduler.get_last_lr()[0], "time/step_s": now - start,
+              "time/rollout_s": sampled - start, "time/update_s": now - sampled})
+    run.elapsed += now - start
+    return m

@@ -121,6 +121,15 @@ def _plain(v: Optional[float]) -> Optional[float]:
     return None if v is None or not math.isfinite(float(v)) else float(v)
 
 
+def restore_watches(watches: dict, state: dict) -> None:
+    """Each task's watch from a checkpoint's trainer state."""
+    saved = state.get("hacking_watches")
+    if saved is None and state.get("hacking_watch"):  # a checkpoint from before mixtures
+        saved = {name: state["hacking_watch"] for name in watches}
+    for name, watch in watches.items():
+        watch.load_state_dict((saved or {}).get(name, {}))
+
+
 def _mean(values: Sequence[Optional[float]]) -> float:
     scored = [v for v in values if v is not None]
     return sum(scored) / len(scored) if scored else math.nan

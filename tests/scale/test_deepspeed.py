@@ -157,3 +157,23 @@ def test_torchrun_zero2_rejection_sampling_rounds_take_the_same_sft_steps_everyw
     kept_rounds = [r for r in rounds if "sft_steps" in r]
     assert kept_rounds, "no round kept an answer on any process"
     assert all(r["sft_steps"] >= 2 * r["rejection/kept"] for r in kept_rounds)
+
+
+def test_torchrun_zero3_ppo_shards_the_critic_and_resumes_in_one_plain_process(tmp_path):
+    """trainer=ppo under two ZeRO-3 processes: the critic is a DeepSpeed engine of its own
+    (sharded like the policy); its gathered weights and optimizer state resume in one plain
+    process."""
+    cache, run_dir = tmp_path / "cache", tmp_path / "zero3"
+    ppo = ["trainer=ppo", "trainer.num_generations=4", "trainer.max_steps=2",
+           "logging.tensorboard=false"]
+    proc = torchrun([str(ROOT / "train.py"), *TINY_OVERRIDES, *ppo, "deepspeed=zero3",
+                     f"hydra.run.dir={run_dir}", "checkpoint.every_steps=1"],
+                    env={"HYBRID_RL_CACHE": str(cache)})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    rows = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "value_loss" in r]
+    assert [r["step"] for r in rows] == [1, 2] and all(r["ppo/minibatch_steps"] == 4 for r in rows)
+    resumed = tmp_path / "resumed"
+    proc = run_entry("train.py", resumed, *ppo[:-2], "trainer.max_steps=3",
+                     f"checkpoint.resume={run_dir / 'checkpoints' / 'step_000002'}", cache=cache)
+    assert "resumed from" in proc.stderr + proc.stdout
+    assert [r["step"] for r in read_jsonl(resumed / "metrics.jsonl") if "value_loss" in r] == [3]
