@@ -185,6 +185,9 @@ def test_trainer_presets_set_their_variant():
     gspo = to_config(_compose(["trainer=gspo"])).trainer
     assert (gspo.importance_level, gspo.loss_type, gspo.epsilon, gspo.mu) == (
         "sequence", "grpo", 3e-4, 2)
+    ppo = to_config(_compose(["trainer=ppo"])).trainer
+    assert (ppo.advantage, ppo.beta, ppo.critic.minibatches) == ("gae", 0.02, 2)
+    assert ppo.optimizer_steps() == ppo.max_steps * 2 * 2  # the schedule spans every minibatch
 
 
 def test_typo_in_key_fails_at_composition():

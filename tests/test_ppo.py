@@ -82,3 +82,26 @@ def test_bad_settings_are_named(tmp_path, override, named):
     proc = run_entry("train.py", tmp_path / "run", "trainer=ppo", override,
                      cache=tmp_path / "cache", check=False)
     assert proc.returncode != 0 and named in proc.stdout + proc.stderr
+
+
+def test_the_critic_starts_from_a_reward_model_of_the_policys_architecture(tmp_path):
+    """Trunk and head copied: the critic's value at a sequence's last token is the reward
+    model's score of it. Another architecture leaves the critic as it was."""
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    from hybrid_rl.models.loading import builtin_model_folder, load_policy
+    from hybrid_rl.models.value import start_from_reward_model
+
+    policy = load_policy(str(builtin_model_folder(TINY, tmp_path)))
+    critic = critic_from_policy(policy)
+    config = LlamaConfig(**{**policy.config.to_dict(), "num_labels": 1, "pad_token_id": 0})
+    torch.manual_seed(1)
+    reward_model = LlamaForSequenceClassification(config).eval()
+    ids = torch.tensor([[5, 6, 7, 8]])
+    assert start_from_reward_model(critic, reward_model)
+    value = critic(ids, torch.ones(1, 4), torch.arange(4).unsqueeze(0))[0, -1]
+    assert torch.allclose(value, reward_model(input_ids=ids).logits[0, 0], atol=1e-5)
+    other = LlamaForSequenceClassification(LlamaConfig(
+        **{**config.to_dict(), "hidden_size": 64, "intermediate_size": 128}))
+    fresh = critic_from_policy(policy)
+    assert not start_from_reward_model(fresh, other) and fresh.head.weight.abs().sum() == 0

@@ -26,12 +26,16 @@ def run_vllm_python(*args, env=None, timeout=900):
                           text=True, timeout=timeout)
 
 
-def test_two_grpo_steps_on_vllm_match_the_policy_after_each_sync(tmp_path):
+@pytest.mark.parametrize("trainer", ["grpo", "ppo"])
+def test_two_steps_on_vllm_match_the_policy_after_each_sync(tmp_path, trainer):
+    """GRPO, and PPO (several minibatch steps of policy and critic a step): the weights vLLM
+    samples step 2 from are the updated policy's."""
     run_dir = tmp_path / "run"
     # A reward that random completions sometimes earn (contains a 7), so the update moves the
     # weights and step 2 really samples from synced, changed weights.
     proc = run_vllm_python(
-        "train.py", *OVERRIDES, f"hydra.run.dir={run_dir}", "rollout=vllm", "trainer.beta=0.04",
+        "train.py", *OVERRIDES, f"hydra.run.dir={run_dir}", "rollout=vllm", f"trainer={trainer}",
+        "trainer.beta=0.04",
         "trainer.max_steps=2", "trainer.prompts_per_step=8", "trainer.num_generations=4",
         "trainer.learning_rate=0.01",
         "task.rewards.correctness.verifier={_target_:watch_helpers.contains_seven}", env={
@@ -47,7 +51,8 @@ def test_two_grpo_steps_on_vllm_match_the_policy_after_each_sync(tmp_path):
     # token's log-prob must equal the trainer's (fp32) within 1e-3.
     for r in train_rows:
         assert r["rollout/logprob_gap_max"] < 1e-3, r
-        assert r["kl"] is not None and r["grad_norm"] > 0
+        # the KL: GRPO's loss term, PPO's per-token reward
+        assert r["kl" if trainer == "grpo" else "kl_per_token"] is not None and r["grad_norm"] > 0
     # evaluation sampled by vLLM too
     assert [r["step"] for r in rows if "eval/accuracy" in r] == [0, 1, 2]
 
