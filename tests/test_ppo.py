@@ -77,6 +77,7 @@ def test_sigkill_resume_restores_the_critic_exactly(tmp_path):
     ("trainer.critic.lam=1.5", "trainer.critic.lam: must be in [0, 1]"),
     ("trainer.critic.minibatches=0", "trainer.critic.minibatches"),
     ("trainer.advantage=ppo", "trainer.advantage: must be one of"),
+    ("trainer.dynamic_sampling=drop", "trainer.dynamic_sampling: PPO (advantage=gae) learns"),
 ])
 def test_bad_settings_are_named(tmp_path, override, named):
     proc = run_entry("train.py", tmp_path / "run", "trainer=ppo", override,

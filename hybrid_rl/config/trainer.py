@@ -113,6 +113,9 @@ class TrainerConfig:
         yield from positive("beta", self.beta, allow_zero=True)
         yield from choice("loss_type", self.loss_type, LOSS_AGGREGATIONS)
         yield from choice("dynamic_sampling", self.dynamic_sampling, {"off", "drop", "fill"})
+        if self.advantage == "gae" and self.dynamic_sampling != "off":
+            yield ("dynamic_sampling: PPO (advantage=gae) learns from groups of equal rewards too "
+                   "(its baseline is the critic's value, not the group's): set it to off")
         yield from positive("max_fill_rounds", self.max_fill_rounds, allow_zero=True)
         yield from positive("max_nonfinite_steps", self.max_nonfinite_steps, allow_zero=True)
         yield from positive("tis_cap", self.tis_cap)

@@ -183,9 +183,8 @@ def ppo_step(run: grpo.Run) -> dict:
     """Rollout -> rewards -> values and GAE -> epochs of policy and critic steps."""
     t = run.cfg.trainer
     start = time.time()
-    scored, m = grpo.scored_rollout(
-        run, dynamic_sampling=t.dynamic_sampling, max_fill_rounds=t.max_fill_rounds,
-        reference_logprobs=(lambda b: reference_logprobs(run.reference, b, run.settings))
+    scored, m = grpo.scored_rollout(  # every group: no dynamic sampling (config check)
+        run, reference_logprobs=(lambda b: reference_logprobs(run.reference, b, run.settings))
         if run.reference is not None and t.beta else None)
     sampled = time.time()
     if len(scored.batch):
