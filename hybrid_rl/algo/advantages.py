@@ -59,7 +59,7 @@ def token_rewards(rewards: torch.Tensor, mask: torch.Tensor, old_logp=None, ref_
     if kl_coef:
         if old_logp is None or ref_logp is None:
             raise ValueError("a KL reward needs the sampling and reference log-probs")
-        out = -kl_coef * (old_logp - ref_logp) * mask
+        out = -kl_coef * (old_logp - ref_logp).to(mask.device, mask.dtype) * mask  # models' device
     last = (mask.sum(1).long() - 1).clamp(min=0)
     rows = torch.arange(len(rewards))
     out[rows, last] += rewards * (mask.sum(1) > 0)

@@ -131,7 +131,8 @@ def advantages_and_returns(run: grpo.Run, batch: RolloutBatch, reward: torch.Ten
          "values/mean": float((values * mask).sum() / mask.sum().clamp(min=1)),
          "explained_variance": explained_variance(values, returns, mask)}
     if ref is not None:
-        m["kl_per_token"] = float(((old - ref) * mask).sum() / mask.sum().clamp(min=1))
+        kl = (old - ref).to(mask.device, mask.dtype)  # the models' device -> the batch's
+        m["kl_per_token"] = float((kl * mask).sum() / mask.sum().clamp(min=1))
     return adv, returns, m
 
 
