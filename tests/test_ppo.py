@@ -106,3 +106,15 @@ def test_the_critic_starts_from_a_reward_model_of_the_policys_architecture(tmp_p
         **{**config.to_dict(), "hidden_size": 64, "intermediate_size": 128}))
     fresh = critic_from_policy(policy)
     assert not start_from_reward_model(fresh, other) and fresh.head.weight.abs().sum() == 0
+
+
+def test_critic_model_names_another_folder_whose_trunk_gets_the_head(tmp_path):
+    """trainer.critic.model: any Hugging Face folder's trunk (here the built-in model's)."""
+    from hybrid_rl.models.loading import builtin_model_folder
+    from hybrid_rl.models.value import critic_from_folder
+
+    critic = critic_from_folder(str(builtin_model_folder(TINY, tmp_path)))
+    values = completion_values(critic, torch.tensor([[5, 6]]), torch.ones(1, 2, dtype=torch.long),
+                               torch.tensor([[3, 4, 0]]), torch.tensor([[1, 1, 0]]))
+    assert values.shape == (1, 3) and torch.equal(values, torch.zeros(1, 3))  # head starts at 0
+    assert any(p.requires_grad for p in critic.trunk.parameters())

@@ -44,13 +44,8 @@ def completion_values(critic: ValueModel, prompt_ids, prompt_mask, completion_id
     return values[:, prompt_ids.shape[1] - 1 : -1] * completion_mask.to(device)
 
 
-def _trunk_and_width(model) -> tuple[nn.Module, int]:
-    return model.base_model, model.config.hidden_size
-
-
 def critic_from_policy(policy) -> ValueModel:
-    trunk, width = _trunk_and_width(policy)
-    critic = ValueModel(copy.deepcopy(trunk), width)
+    critic = ValueModel(copy.deepcopy(policy.base_model), policy.config.hidden_size)
     for p in critic.parameters():
         p.requires_grad_(True)
     return critic.train()
