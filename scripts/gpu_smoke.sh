@@ -2,7 +2,8 @@
 # GPU smoke test: the scale paths end to end in a few minutes, one line per check, exit 1 at
 # the first failure (its log is printed).
 #
-#   bash scripts/gpu_smoke.sh          # a machine with one CUDA GPU, no network needed:
+#   bash scripts/gpu_smoke.sh          # a machine with one CUDA GPU (two: also vLLM under
+#                                      # torchrun, one engine per GPU), no network needed:
 #                                      # SmolLM2-135M (packaged, converted locally) in bf16
 #   bash scripts/gpu_smoke.sh --cpu    # the same checks on the CPU with the built-in model
 #                                      # (what CI runs: tests/scale/test_gpu_smoke.py)
@@ -81,6 +82,17 @@ check resume_exact train resumed "$PY" deepspeed=zero2 \
 check resume_matches same_step "$OUT/grpo_zero2" "$OUT/resumed" 2 "$EXACT"
 if [[ $MODE == gpu || -x .venv-vllm/bin/python ]]; then
   check vllm_sync train vllm "$VLLM_PY" rollout=vllm "${VLLM_WITH[@]}" trainer.beta=0.04
+  if [[ $MODE == gpu ]]; then  # (the CPU vLLM environment has no DeepSpeed)
+    # the engine's first weights gathered from ZeRO-3's shards
+    check vllm_zero3 train vllm_zero3 "$VLLM_PY" rollout=vllm deepspeed=zero3 trainer.beta=0.04
+    gpus=$("$PY" -c "import torch; print(torch.cuda.device_count())")
+    if (( gpus >= 2 )); then  # one engine per rank, each on its own GPU
+      check vllm_two_gpus "$VLLM_PY" -m torch.distributed.run --nproc_per_node=2 train.py \
+        "${SMALL[@]}" "${MODEL[@]}" "hydra.run.dir=$OUT/vllm_two_gpus" rollout=vllm deepspeed=zero2
+    else
+      echo "skip  vllm_two_gpus (one GPU visible)"
+    fi
+  fi
 else
   echo "skip  vllm_sync (no vLLM environment: bash scripts/setup.sh --vllm)"
 fi

@@ -50,7 +50,8 @@ class RecipeConfig:
     seed: int = 0  # seeds python, numpy and torch
     # built-in and warmed-up models are kept here
     cache_dir: str = "${oc.env:HYBRID_RL_CACHE,'~/.cache/hybrid_rl'}"
-    num_threads: Optional[int] = 2  # torch CPU threads (None: torch's default)
+    # torch CPU threads on machines without a GPU (None, and GPU machines: torch's default)
+    num_threads: Optional[int] = 2
 
     def __post_init__(self) -> None:
         found = []
@@ -90,13 +91,19 @@ class Config(RecipeConfig):
 
     def cross_section_problems(self) -> Iterator[str]:
         # AdamW stepping bf16/fp16 weights directly rounds small updates (1e-6 of a weight of
-        # 1) to nothing: training in half precision needs DeepSpeed's fp32 master weights.
-        if self.model.dtype != "float32" and not (self.deepspeed.stage is not None
+        # 1) to nothing: training in half precision needs DeepSpeed's fp32 master weights,
+        # which ZeRO 1-3 keep. Stage 0 (ddp) with bf16 would accumulate gradients in bf16 and
+        # step without masters (DeepSpeed refuses its fp32 accumulation there).
+        if self.model.dtype != "float32" and not (self.deepspeed.stage in (1, 2, 3)
                                                   and self.deepspeed.bf16
                                                   and self.model.dtype == "bfloat16"):
             yield (f"model.dtype: training {self.model.dtype} weights needs fp32 master weights: "
-                   "use deepspeed=ddp|zero2|zero3 with deepspeed.bf16=true and "
-                   "model.dtype=bfloat16 (as the presets do), or model.dtype=float32")
+                   "use deepspeed=zero2|zero3 with deepspeed.bf16=true and "
+                   "model.dtype=bfloat16 (as the presets do; zero2 on one GPU too), or "
+                   "model.dtype=float32")
+        if self.deepspeed.stage == 0 and self.deepspeed.bf16:
+            yield ("deepspeed.bf16: deepspeed=ddp (stage 0) keeps no fp32 master weights and "
+                   "accumulates gradients in bf16; use deepspeed=zero2 for bf16 training")
 
 
 @dataclass

@@ -87,7 +87,9 @@ def seed_everything(seed: int, num_threads: Optional[int]) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    if num_threads:
+    # A CPU setting: on a GPU machine the CPU's work (offloaded Adam, data, verifiers) wants
+    # every core, so torch's default stays.
+    if num_threads and not torch.cuda.is_available():
         torch.set_num_threads(num_threads)
 
 
@@ -314,7 +316,7 @@ def vllm_context(policy, tokenizer, prompts: Sequence[str], max_new_tokens: int)
 
 def build_rollout(cfg: RecipeConfig, policy, tokenizer, gather=None, prompts: Sequence[str] = ()):
     """The rollout backend. `gather` (ZeRO-3) makes the full weights present while the hf
-    backend samples from the training module; vLLM keeps its own copy and ignores it, and
+    backend samples from the training module and while vLLM takes its first weights; vLLM
     sizes its context (and so its KV cache) to the longest of `prompts` plus
     rollout.max_new_tokens rather than the model's whole context."""
     r = cfg.rollout
@@ -328,7 +330,7 @@ def build_rollout(cfg: RecipeConfig, policy, tokenizer, gather=None, prompts: Se
                         dtype=cfg.model.dtype,
                         max_model_len=vllm_context(policy, tokenizer, prompts, max(
                             completion_tokens(cfg, t) for t in cfg.tasks().values())))
-    elif gather is not None and cfg.deepspeed.stage == 3:
+    if gather is not None and cfg.deepspeed.stage == 3:
         settings["gather"] = gather
     try:
         return build_backend(r.backend, policy, tokenizer, **settings)

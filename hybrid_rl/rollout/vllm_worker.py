@@ -27,3 +27,8 @@ class WeightSyncWorker:
         loaded = model.load_weights(iter(weights))
         finalize_layerwise_reload(model, self.model_runner.model_config)
         return sorted(expected - set(loaded or ()))
+
+    def hybrid_rl_placement(self) -> dict:
+        """Which process and device this engine's worker runs as (tests: one per rank)."""
+        return {"rank": int(self.rank), "local_rank": int(self.local_rank),
+                "device": str(self.device)}

@@ -7,6 +7,10 @@ Both engines offer the same five things to the GRPO update (hybrid_rl/algo/updat
 full parameters, for sampling and saving) and a portable optimizer state. The optimizer state
 is always written in torch AdamW's own `state_dict` layout with full (unsharded) tensors, so a
 checkpoint written by 2 processes under ZeRO-3 resumes in a single plain process and back.
+Under bf16 it also holds DeepSpeed's fp32 master weights (`MASTER_WEIGHTS`, in parameter
+order): the saved policy folder is the bf16 model users load, and updates smaller than bf16's
+rounding step live only in the masters, so a resume that started from the bf16 weights alone
+would lose them.
 """
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ from typing import Any, Iterator
 import torch
 
 from hybrid_rl.runtime import distributed
+
+MASTER_WEIGHTS = "master_weights"  # key of the portable optimizer state (list of fp32 tensors)
 
 
 class NonFiniteLoss(RuntimeError):
@@ -95,7 +101,16 @@ class TorchEngine:
         return self.optimizer.state_dict()
 
     def load_optimizer_state(self, state: dict[str, Any]) -> None:
+        """A state saved under bf16 brings fp32 master weights: finer than the saved policy
+        folder's bf16 weights, so they become this fp32 module's weights."""
+        state = dict(state)
+        masters = state.pop(MASTER_WEIGHTS, None)
         self.optimizer.load_state_dict(state)
+        if masters is not None:
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            with torch.no_grad():
+                for p, master in zip(params, masters, strict=True):
+                    p.copy_(master.to(p.dtype))
 
 
 class ZeroEngine:
@@ -209,8 +224,9 @@ class ZeroEngine:
     def optimizer_state(self, every_rank: bool = False) -> dict[str, Any]:
         """torch AdamW's state_dict layout with full tensors (collective: call on every rank;
         the moments are kept on rank 0 only, unless `every_rank`)."""
+        masters = self._master_weights(every_rank or distributed.is_main())
         if self.settings.stage == 0:
-            return self.client_optimizer.state_dict()
+            return {**self.client_optimizer.state_dict(), **masters}
         from deepspeed.utils import safe_get_full_optimizer_state
 
         steps = [s["step"] for s in self._base_state().values() if "step" in s]
@@ -228,12 +244,32 @@ class ZeroEngine:
             groups.append({**{k: v for k, v in g.items() if k != "params"},
                            "params": list(range(start, start + size))})
             start += size
-        return {"state": state, "param_groups": groups}
+        return {"state": state, "param_groups": groups, **masters}
+
+    def _master_weights(self, keep: bool) -> dict[str, list[torch.Tensor]]:
+        """{MASTER_WEIGHTS: full fp32 masters} under bf16 (collective), else nothing."""
+        if not self.settings.bf16:
+            return {}
+        from deepspeed.utils import safe_get_full_fp32_param
+
+        full = [safe_get_full_fp32_param(p) for p in self._params]  # collective
+        return {MASTER_WEIGHTS: [t.detach().float().cpu() for t in full]} if keep else {}
+
+    def _load_master_weights(self, masters: list[torch.Tensor] | None) -> None:
+        if masters is None or not self.settings.bf16:
+            return  # fp32 training: the policy folder's weights are the masters
+        from deepspeed.utils import safe_set_full_fp32_param
+
+        for p, master in zip(self._params, masters, strict=True):
+            safe_set_full_fp32_param(p, master.to(torch.float32))
 
     def load_optimizer_state(self, saved: dict[str, Any]) -> None:
         """Scatter a portable (full) AdamW state into this rank's shards."""
+        saved = dict(saved)
+        masters = saved.pop(MASTER_WEIGHTS, None)
         if self.settings.stage == 0:
             self.client_optimizer.load_state_dict(saved)
+            self._load_master_weights(masters)
             return
         from deepspeed.utils import safe_set_full_optimizer_state
 
@@ -244,6 +280,7 @@ class ZeroEngine:
             )
         for g, sg in zip(self.client_optimizer.param_groups, saved["param_groups"]):
             g.update({k: v for k, v in sg.items() if k != "params"})
+        self._load_master_weights(masters)
         if not saved["state"]:
             return  # saved before the first step: nothing to restore
         step = float(next(iter(saved["state"].values()))["step"])

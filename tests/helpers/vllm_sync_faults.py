@@ -1,8 +1,10 @@
 """Run with the vLLM environment's Python (tests/scale/test_vllm.py): weight sync into a live
-vLLM engine, the stale-weight probe, and the failures that must stop training.
+vLLM engine, the stale-weight probe, the failures that must stop training, and an engine
+started from a policy whose weights exist only inside a gather (ZeRO-3's shards).
 
 Usage: python vllm_sync_faults.py FOLDER  (a tiny random Llama is written there)
 """
+import contextlib
 import sys
 
 import torch
@@ -46,11 +48,49 @@ class Truncated(torch.nn.Module):
         return {k: v for k, v in self.policy.state_dict().items() if ".layers.1." not in k}
 
 
+class ShardedOutsideGather(torch.nn.Module):
+    """A ZeRO-3 policy as seen outside a parameter gather: every weight holds nothing."""
+
+    def __init__(self, policy):
+        super().__init__()
+        self.config, self.generation_config = policy.config, policy.generation_config
+        self.names = list(policy.state_dict())
+
+    def state_dict(self, *args, **kwargs):
+        return {name: torch.empty(0) for name in self.names}
+
+
+def starts_inside_the_gather(policy, tokenizer) -> None:
+    """The engine's first weights come from inside `gather`, never from the shards."""
+    entered = []
+
+    @contextlib.contextmanager
+    def gather():
+        entered.append(True)
+        yield policy
+
+    sharded = ShardedOutsideGather(policy)
+    rollout = build_backend("vllm", sharded, tokenizer, max_new_tokens=6, gather=gather)
+    assert entered == [True], entered
+    batch = rollout.generate(["12+34=", "5+6="], 2)
+    assert gap(rollout, policy, batch) < 1e-3
+    try:  # without the gather the shards are all the engine could get: refused, not sampled
+        build_backend("vllm", sharded, tokenizer, max_new_tokens=6)
+    except WeightSyncError as exc:
+        assert "vLLM weight sync failed" in str(exc), exc
+    else:
+        raise AssertionError("an engine started from empty shards must fail")
+    print("GATHERED START OK", flush=True)
+
+
 def main(folder: str) -> None:
     # head_dim 32: vLLM's CPU attention kernels have no head_dim 16.
     write_tiny_model_folder(folder, hidden_size=64, num_layers=2, num_heads=2, intermediate_size=64,
                             max_position_embeddings=64, init_seed=0)
     tokenizer, policy = load_tokenizer(folder), load_policy(folder)
+    # First: vLLM shares layers such as the rotary cache between the engines of one process, and
+    # the failed syncs below leave them unusable (a run has one engine and stops at a failure).
+    starts_inside_the_gather(policy, tokenizer)
     rollout = build_backend("vllm", policy, tokenizer, max_new_tokens=6, temperature=1.0)
     prompts = ["12+34=", "5+6=", "70-8="]
     batch = rollout.generate(prompts, 4)

@@ -1,6 +1,11 @@
 """What a first CUDA run needs that a CPU run does not show (issue 26), checked on the CPU:
 collectives on the backend's device, the GPU a process takes, EOS ids, vLLM's context length,
-checkpoint loading onto the CPU, bf16 settings."""
+checkpoint loading onto the CPU, bf16 settings and master weights."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -142,6 +147,8 @@ def test_half_precision_training_needs_fp32_master_weights():
         with pytest.raises(ConfigError, match="model.dtype: training .* fp32 master weights"):
             validate(*bad)
     validate("model.dtype=bfloat16", "deepspeed=zero2", "deepspeed.bf16=true")
+    with pytest.raises(ConfigError, match="deepspeed.bf16: deepspeed=ddp .* no fp32 master"):
+        validate("model.dtype=bfloat16", "deepspeed=ddp", "deepspeed.bf16=true")
     config = deepspeed_config(DeepSpeedSettings(2, bf16=True), 4, 1.0)
     assert config["data_types"] == {"grad_accum_dtype": "fp32"}
     assert config["bf16"]["check_grad_overflow"]
@@ -173,3 +180,43 @@ def test_the_sync_check_tolerates_bf16_rounding_and_catches_stale_weights():
     assert (logp(policy) - logp(bf16)).abs().max() > 0.1  # the old max-based check failed here
     assert probe_statistic(logp(bf16), logp(policy)) < 0.1
     assert probe_statistic(logp(stale), logp(policy)) > 0.1
+
+
+def test_bf16_checkpoints_keep_the_fp32_master_weights():
+    """ZeRO-2 and ZeRO-3: three steps too small for bf16 to show, saved and resumed: the
+    masters come back exactly and the next step continues exactly; without them the resume is
+    measurably off (tests/helpers/bf16_master_resume.py)."""
+    helper = Path(__file__).parents[1] / "helpers" / "bf16_master_resume.py"
+    proc = subprocess.run([sys.executable, str(helper), "2", "3"], capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "DS_ACCELERATOR": "cpu"})
+    for stage in (2, 3):
+        assert f"STAGE {stage} MASTERS OK" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-4000:]
+
+
+def test_a_plain_fp32_resume_takes_the_master_weights_over_the_bf16_policy():
+    """A bf16 ZeRO checkpoint resumed in one plain fp32 process: its weights become the fp32
+    masters, not the saved policy's rounded bf16 values."""
+    from hybrid_rl.algo.optim import make_scheduler
+    from hybrid_rl.runtime.engine import MASTER_WEIGHTS, TorchEngine
+
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    engine = TorchEngine(model, optimizer, make_scheduler(optimizer, "constant", 0, 10), 1.0)
+    masters = [torch.full((2, 3), 1.0 + 2**-12), torch.full((2,), -1.0 - 2**-11)]
+    assert masters[0].to(torch.bfloat16).float().ne(masters[0]).all()  # finer than bf16
+    state = {**optimizer.state_dict(), MASTER_WEIGHTS: masters}
+    engine.load_optimizer_state(state)
+    assert torch.equal(model.weight, masters[0]) and torch.equal(model.bias, masters[1])
+    assert MASTER_WEIGHTS in state  # the caller's checkpoint dict is left as it was
+
+
+def test_the_cpu_thread_setting_leaves_gpu_machines_at_torchs_default(monkeypatch):
+    from hybrid_rl.recipes.build import seed_everything
+
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    seed_everything(0, 2)
+    assert calls == [2]  # this CPU machine
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    seed_everything(0, 2)
+    assert calls == [2]  # a GPU machine: offloaded Adam keeps every core

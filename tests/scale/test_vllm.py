@@ -62,7 +62,7 @@ def test_sync_is_verified_and_a_failed_sync_stops_sampling(tmp_path):
                            str(tmp_path / "model"))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "FAULTS OK" in proc.stdout, out[-6000:]
-    assert "SYNCED" in proc.stdout
+    assert "SYNCED" in proc.stdout and "GATHERED START OK" in proc.stdout
 
 
 def test_the_main_environment_explains_how_to_get_vllm(tmp_path):
@@ -89,3 +89,15 @@ def test_the_main_environment_explains_how_to_get_vllm(tmp_path):
         timeout=600,
     )
     assert proc.returncode != 0 and "bash scripts/setup.sh --vllm" in proc.stdout + proc.stderr
+
+
+def test_under_torchrun_each_rank_gets_its_own_engine_on_its_own_device(tmp_path):
+    """Two processes: each engine's worker is its rank and LOCAL_RANK (the in-process executor
+    made every worker rank 0 on device 0), samples on its own seed and takes its rank's weights
+    (tests/helpers/vllm_two_ranks.py)."""
+    proc = run_vllm_python("-m", "torch.distributed.run", "--nproc_per_node=2",
+                           str(ROOT / "tests" / "helpers" / "vllm_two_ranks.py"),
+                           str(tmp_path / "model"))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    assert "RANK 0 OK" in proc.stdout and "RANK 1 OK" in proc.stdout, out[-3000:]
