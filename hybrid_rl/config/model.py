@@ -27,6 +27,27 @@ class TinyModelConfig:
 
 
 @dataclass
+class LoraConfig:
+    """LoRA adapters (peft) on the policy: only the adapters train, and the frozen base with the
+    adapters switched off is the KL reference (no second copy of the model)."""
+
+    enabled: bool = False
+    rank: int = 16  # r: the adapters' inner width
+    alpha: float = 32.0  # the update is scaled by alpha / rank
+    dropout: float = 0.0  # on the adapters' input (0 keeps sampling and training identical)
+    # the Linear layers that get adapters (names inside each block); all-linear: every one
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+
+    def problems(self) -> Iterator[str]:
+        yield from positive("rank", self.rank)
+        yield from positive("alpha", self.alpha)
+        if not 0.0 <= self.dropout < 1.0:
+            yield f"dropout: {self.dropout} is not in [0, 1)"
+        if not self.target_modules:
+            yield "target_modules: name at least one module (or all-linear)"
+
+
+@dataclass
 class ModelConfig:
     """Which policy to train and how to load it."""
 
@@ -44,6 +65,7 @@ class ModelConfig:
     gradient_checkpointing: bool = False  # trade compute for activation memory
     trust_remote_code: bool = False  # allow model code from the folder (hf only)
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)  # built-in model shape
+    lora: LoraConfig = field(default_factory=LoraConfig)  # train adapters instead of weights
 
     def problems(self) -> Iterator[str]:
         yield from choice("source", self.source, {"builtin", "hf", "gguf"})
@@ -53,3 +75,5 @@ class ModelConfig:
         if self.source == "gguf" and not self.gguf_file:
             yield "gguf_file: source=gguf needs the name of the .gguf file"
         yield from (f"tiny.{p}" for p in self.tiny.problems())
+        if self.lora.enabled:
+            yield from (f"lora.{p}" for p in self.lora.problems())

@@ -120,6 +120,14 @@ def load_policy(
     location: str, *, dtype: str = "float32", gguf_file: Optional[str] = None,
         trust_remote_code: bool = False
 ) -> torch.nn.Module:
+    """A causal LM from a folder or hub id. A PEFT folder (LoRA adapters, as a LoRA run's
+    checkpoints save them) loads as the model it defines: its base with the adapters merged."""
+    from hybrid_rl.models import lora
+
+    if gguf_file is None and lora.is_adapter_folder(location):
+        base = load_policy(lora.adapter_base(location), dtype=dtype,
+                           trust_remote_code=trust_remote_code)
+        return lora.load_adapters(base, location, trainable=False).merge_and_unload()
     try:
         model = AutoModelForCausalLM.from_pretrained(
             location, dtype=DTYPES[dtype], gguf_file=gguf_file, trust_remote_code=trust_remote_code

@@ -19,6 +19,7 @@ from hybrid_rl.config.schema import Config, ConfigError, RecipeConfig
 from hybrid_rl.data.loaders import load_task_samples
 from hybrid_rl.data.mixture import MixedPromptStream
 from hybrid_rl.data.samples import DataError, PromptStream, Sample, drop_overlong
+from hybrid_rl.models import lora
 from hybrid_rl.models.loading import (
     builtin_model_folder,
     format_prompt,
@@ -210,17 +211,31 @@ def load_models(cfg: Config, location: str, policy_location: Optional[str] = Non
                 with_reference: Optional[bool] = None):
     """(policy, reference or None) on this process's device. The reference is always the
     starting model (loaded when `with_reference`, by default when the KL term needs it); the
-    policy comes from `policy_location` when resuming."""
+    policy comes from `policy_location` when resuming. With model.lora the policy is the
+    starting model with adapters (resumed ones from `policy_location`, a PEFT folder) and the
+    reference is that same model with its adapters off: nothing is copied."""
     start = load_policy(location, dtype=cfg.model.dtype,
                         trust_remote_code=cfg.model.trust_remote_code)
     if with_reference is None:
         with_reference = cfg.trainer.beta > 0
+    device = distributed.device()
+    if cfg.model.lora.enabled:
+        if cfg.model.gradient_checkpointing:  # the frozen embeddings' output needs a gradient
+            start.gradient_checkpointing_enable()
+            start.enable_input_require_grads()
+        policy = (lora.add_adapters(start, cfg.model.lora) if policy_location is None
+                  else lora.load_adapters(start, policy_location)).to(device)
+        trained, total = lora.trainable_share(policy)
+        log.info("model.lora: training %.2fM of %.2fM parameters (%.2f%%); the reference is the "
+                 "base with the adapters off; the lean Llama forward steps aside for "
+                 "transformers' (it does not add LoRA's low-rank products)",
+                 trained / 1e6, total / 1e6, 100 * trained / total)
+        return policy, lora.AdaptersOff(policy) if with_reference else None
     reference = frozen_copy(start) if with_reference else None
     policy = start if policy_location is None else load_policy(policy_location,
                                                                dtype=cfg.model.dtype)
     if cfg.model.gradient_checkpointing:
         policy.gradient_checkpointing_enable()
-    device = distributed.device()
     return policy.to(device), None if reference is None else reference.to(device)
 
 
@@ -248,7 +263,8 @@ def make_policy_optimizer(cfg: Config, policy, learning_rate: Optional[float] = 
 
 def shard_reference(cfg: Config, reference):
     """Under ZeRO-3 the frozen reference is sharded like the policy (each rank keeps 1/N)."""
-    if reference is None or cfg.deepspeed.stage != 3 or not cfg.deepspeed.reference_zero3:
+    if reference is None or cfg.deepspeed.stage != 3 or not cfg.deepspeed.reference_zero3 or \
+            isinstance(reference, lora.AdaptersOff):  # the policy itself: sharded already
         return reference
     return reference_under_zero3(reference)
 

@@ -152,8 +152,9 @@ def setup(cfg: Config, run_dir: Path, loop: Loop | None = None) -> Run:
     # ZeRO-3 shards hold ds_numel
     n_params = sum(getattr(p, "ds_numel", p.numel()) for p in run.policy.parameters())
     log.info("policy %s (%.2fM parameters) from %s; %s; run folder %s", cfg.model.name,
-             n_params / 1e6, location, "reference: the frozen starting model"
-             if run.reference is not None else "no reference model", run_dir)
+             n_params / 1e6, location, "no reference model" if run.reference is None else
+             f"reference: {getattr(run.reference, 'description', 'the frozen starting model')}",
+             run_dir)
     return run
 
 

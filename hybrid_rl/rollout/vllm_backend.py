@@ -33,6 +33,7 @@ from typing import Callable, ContextManager, Sequence
 
 import torch
 
+from hybrid_rl.models.lora import hf_state_dict
 from hybrid_rl.rollout import RolloutBatch
 from hybrid_rl.rollout.hf import completion_mask_from, eos_token_ids
 from hybrid_rl.runtime import distributed
@@ -172,7 +173,8 @@ class VLLMRollout:
     def sync_weights(self, policy: torch.nn.Module) -> None:
         """Load the policy's current weights into the engine, or raise and mark it broken."""
         self._check_usable()
-        weights = [(name, tensor.detach()) for name, tensor in policy.state_dict().items()]
+        # a LoRA policy's merged weights, under the base model's names
+        weights = [(name, tensor.detach()) for name, tensor in hf_state_dict(policy).items()]
         try:
             missing = self.llm.collective_rpc("hybrid_rl_load_weights", args=(weights,))
         except Exception as exc:

@@ -21,6 +21,7 @@ from typing import Any, Iterator
 
 import torch
 
+from hybrid_rl.models.lora import has_adapters
 from hybrid_rl.runtime import distributed
 
 MASTER_WEIGHTS = "master_weights"  # key of the portable optimizer state (list of fp32 tensors)
@@ -204,12 +205,28 @@ class ZeroEngine:
 
         dtype = next(self.module.parameters()).dtype
         keep = every_rank or distributed.is_main()
+        # Frozen weights are not the optimizer's: a LoRA policy's base is skipped (its PEFT
+        # folder keeps only the adapters), any other frozen weight is read or gathered.
+        frozen_wanted = not has_adapters(self.module)
         full = {}
         for name, p in self.module.named_parameters():
-            tensor = safe_get_full_fp32_param(p)  # collective
+            if p.requires_grad:
+                tensor = safe_get_full_fp32_param(p)  # collective
+            elif frozen_wanted:
+                tensor = self._frozen_whole(p)  # collective under ZeRO-3
+            else:
+                continue
             if keep:
                 full[name] = tensor.detach().to(dtype).cpu()
         return full
+
+    def _frozen_whole(self, p: torch.nn.Parameter) -> torch.Tensor:
+        if self.settings.stage != 3:
+            return p
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters([p]):
+            return p.detach().clone()
 
     def _base_state(self) -> dict:
         return self.optimizer.optimizer.state

@@ -73,10 +73,14 @@ def test_torchrun_zero3_run_resumes_in_one_plain_process(tmp_path):
 def test_two_process_run_stopped_and_resumed_continues_exactly(tmp_path):
     """Each process's own random generators are saved and given back: a 2-process run
     resumed from its step-1 checkpoint writes step 2 exactly as the run that went on (with
-    rank 0's generators restored on both ranks, rank 1 would sample other completions)."""
-    cache = {"HYBRID_RL_CACHE": str(tmp_path / "cache")}
-    common = [str(ROOT / "train.py"), *TINY_OVERRIDES, "deepspeed=ddp", "trainer.max_steps=2",
-              "rollout.temperature=1.5", "logging.tensorboard=false"]
+    rank 0's generators restored on both ranks, rank 1 would sample other completions). The
+    run trains LoRA adapters under ZeRO-2: its checkpoint is a PEFT folder, the reference the
+    base with the adapters off."""
+    cache = {"HYBRID_RL_CACHE": str(tmp_path / "cache"), **HELPERS_ON_PATH}
+    common = [str(ROOT / "train.py"), *TINY_OVERRIDES, "deepspeed=zero2", "trainer.max_steps=2",
+              "rollout.temperature=1.5", "logging.tensorboard=false", "model.lora.enabled=true",
+              "model.lora.rank=4", "trainer.beta=0.04", "trainer.learning_rate=0.01",
+              "task.rewards.correctness.verifier={_target_:watch_helpers.contains_seven}"]
     straight = tmp_path / "straight"
     proc = torchrun([*common, f"hydra.run.dir={straight}", "checkpoint.every_steps=1"], env=cache)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
@@ -89,7 +93,8 @@ def test_two_process_run_stopped_and_resumed_continues_exactly(tmp_path):
         row = next(r for r in read_jsonl(run / "metrics.jsonl") if r["step"] == 2 and "loss" in r)
         return {k: v for k, v in row.items() if k != "time" and not k.startswith(("time/", "thr"))}
 
-    assert step_two(resumed) == step_two(straight)
+    assert step_two(resumed) == step_two(straight) and step_two(straight)["kl"] > 0
+    assert (straight / "checkpoints" / "step_000001" / "policy" / "adapter_config.json").is_file()
 
 
 def test_several_processes_without_deepspeed_fail_with_the_fix(tmp_path):
@@ -134,7 +139,8 @@ def test_torchrun_zero3_dpo_trains_and_resumes_in_one_plain_process(tmp_path):
     assert [r["step"] for r in rows] == [1, 2] and all(r["grad_norm"] > 0 for r in rows)
     resumed = tmp_path / "resumed"
     proc = run_entry("dpo.py", resumed, *offline, "trainer.max_steps=3",
-                     f"checkpoint.resume={run_dir / 'checkpoints' / 'step_000002'}", cache=cache)
+                     f"checkpoint.resume={run_dir / 'checkpoints' / 'step_000002'}", cache=cache,
+                     env=HELPERS_ON_PATH)
     assert "resumed from" in proc.stderr + proc.stdout
     assert [r["step"] for r in read_jsonl(resumed / "metrics.jsonl") if "loss" in r] == [3]
 
@@ -162,18 +168,27 @@ def test_torchrun_zero2_rejection_sampling_rounds_take_the_same_sft_steps_everyw
 def test_torchrun_zero3_ppo_shards_the_critic_and_resumes_in_one_plain_process(tmp_path):
     """trainer=ppo under two ZeRO-3 processes: the critic is a DeepSpeed engine of its own
     (sharded like the policy); its gathered weights and optimizer state resume in one plain
-    process."""
+    process. The actor trains LoRA adapters over its sharded base (the critic every weight)."""
     cache, run_dir = tmp_path / "cache", tmp_path / "zero3"
-    ppo = ["trainer=ppo", "trainer.num_generations=4", "trainer.max_steps=2",
-           "logging.tensorboard=false"]
+    ppo = ["trainer=ppo", "trainer.num_generations=4", "model.lora.enabled=true",
+           "model.lora.rank=4", "trainer.learning_rate=0.01",
+           "task.rewards.correctness.verifier={_target_:watch_helpers.contains_seven}",
+           "trainer.max_steps=2", "logging.tensorboard=false"]
     proc = torchrun([str(ROOT / "train.py"), *TINY_OVERRIDES, *ppo, "deepspeed=zero3",
                      f"hydra.run.dir={run_dir}", "checkpoint.every_steps=1"],
-                    env={"HYBRID_RL_CACHE": str(cache)})
+                    env={"HYBRID_RL_CACHE": str(cache), **HELPERS_ON_PATH})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     rows = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "value_loss" in r]
     assert [r["step"] for r in rows] == [1, 2] and all(r["ppo/minibatch_steps"] == 4 for r in rows)
+    from hybrid_rl.models import lora
+    from hybrid_rl.models.loading import load_policy
+
+    adapters = run_dir / "checkpoints" / "step_000002" / "policy"  # gathered, not one shard
+    trained = lora.load_adapters(load_policy(lora.adapter_base(adapters)), adapters)
+    assert any(p.abs().sum() > 0 for n, p in trained.named_parameters() if "lora_B" in n)
     resumed = tmp_path / "resumed"
     proc = run_entry("train.py", resumed, *ppo[:-2], "trainer.max_steps=3",
-                     f"checkpoint.resume={run_dir / 'checkpoints' / 'step_000002'}", cache=cache)
+                     f"checkpoint.resume={run_dir / 'checkpoints' / 'step_000002'}", cache=cache,
+                     env=HELPERS_ON_PATH)
     assert "resumed from" in proc.stderr + proc.stdout
     assert [r["step"] for r in read_jsonl(resumed / "metrics.jsonl") if "value_loss" in r] == [3]

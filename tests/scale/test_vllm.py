@@ -28,8 +28,9 @@ def run_vllm_python(*args, env=None, timeout=900):
 
 @pytest.mark.parametrize("trainer", ["grpo", "ppo"])
 def test_two_steps_on_vllm_match_the_policy_after_each_sync(tmp_path, trainer):
-    """GRPO, and PPO (several minibatch steps of policy and critic a step): the weights vLLM
-    samples step 2 from are the updated policy's."""
+    """GRPO with LoRA adapters (vLLM takes the merged weights; plain GRPO on vLLM is
+    scripts/gpu_smoke.sh's vllm_sync check), and PPO (several minibatch steps of policy and
+    critic a step): the weights vLLM samples step 2 from are the updated policy's."""
     run_dir = tmp_path / "run"
     # A reward that random completions sometimes earn (contains a 7), so the update moves the
     # weights and step 2 really samples from synced, changed weights.
@@ -38,6 +39,7 @@ def test_two_steps_on_vllm_match_the_policy_after_each_sync(tmp_path, trainer):
         "trainer.beta=0.04",
         "trainer.max_steps=2", "trainer.prompts_per_step=8", "trainer.num_generations=4",
         "trainer.learning_rate=0.01",
+        *(["model.lora.enabled=true", "model.lora.rank=4"] if trainer == "grpo" else []),
         "task.rewards.correctness.verifier={_target_:watch_helpers.contains_seven}", env={
             "HYBRID_RL_CACHE": str(tmp_path / "cache"),
             "PYTHONPATH": str(ROOT / "tests" / "helpers"),

@@ -1,0 +1,120 @@
+"""LoRA adapters through peft (`model.lora.*`).
+
+Only the adapters train: the optimizer holds a few percent of the weights, and the frozen
+base, with the adapters switched off, is the KL reference, so no second copy of the model is
+loaded. A checkpoint's `policy/` is then a standard PEFT folder (adapter_config.json and the
+adapter weights, which `PeftModel.from_pretrained` loads onto the base named inside it);
+`load_policy` reads such a folder as the merged model it defines.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+ADAPTER_CONFIG = "adapter_config.json"
+log = logging.getLogger("hybrid_rl")
+
+
+def _peft():
+    try:
+        import peft
+    except ImportError as exc:  # a dependency of the project: only a broken set-up lacks it
+        raise ImportError("model.lora needs peft: bash scripts/setup.sh (or pip install peft)") \
+            from exc
+    return peft
+
+
+def add_adapters(policy: torch.nn.Module, lora) -> torch.nn.Module:
+    """`policy` with fresh LoRA adapters (B = 0: the wrapped model starts as the base does);
+    every base weight frozen."""
+    peft = _peft()
+    targets = lora.target_modules
+    config = peft.LoraConfig(
+        r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, task_type="CAUSAL_LM",
+        target_modules="all-linear" if list(targets) == ["all-linear"] else list(targets))
+    try:
+        return peft.get_peft_model(policy, config)
+    except ValueError as exc:  # e.g. a target module the model does not have
+        raise ValueError(f"model.lora.target_modules={list(targets)}: {exc}") from exc
+
+
+def load_adapters(base: torch.nn.Module, folder: str | Path,
+                  trainable: bool = True) -> torch.nn.Module:
+    """The base with a saved PEFT folder's adapters (a checkpoint's policy/, on resume)."""
+    return _peft().PeftModel.from_pretrained(base, str(folder), is_trainable=trainable)
+
+
+def is_adapter_folder(location: str | Path) -> bool:
+    return (Path(location) / ADAPTER_CONFIG).is_file()
+
+
+def adapter_base(folder: str | Path) -> str:
+    """Where the base model of a PEFT folder lives (as recorded when it was saved)."""
+    return json.loads((Path(folder) / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
+
+
+def has_adapters(model: torch.nn.Module) -> bool:
+    return hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
+
+
+def trainable_share(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, all) parameter counts."""
+    params = list(model.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+class AdaptersOff(torch.nn.Module):
+    """The KL reference of a LoRA policy: the policy itself with its adapters switched off,
+    in eval mode, without gradients. The policy is held, not registered as a submodule: its
+    parameters belong to the training engine, and this module owns none of its own."""
+
+    description = "the base with the LoRA adapters off (no copy)"
+
+    def __init__(self, policy: torch.nn.Module):
+        super().__init__()
+        object.__setattr__(self, "policy", policy)
+        self.config = policy.config
+
+    def parameters(self, recurse: bool = True):  # where inputs go (the policy's device)
+        return self.policy.parameters(recurse)
+
+    @torch.no_grad()
+    def forward(self, **inputs):
+        was_training = self.policy.training
+        self.policy.eval()
+        try:
+            with self.policy.disable_adapter():
+                return self.policy(**inputs)
+        finally:
+            self.policy.train(was_training)
+
+
+def merged_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The weights of the model a LoRA policy defines, under the base model's own (Hugging Face)
+    names: each adapted layer's W + scale * B @ A, every other weight as it is. Computed, not
+    merged in place, so the trained base never takes merge/unmerge rounding."""
+    from peft.tuners.lora import LoraLayer
+
+    inner = model.get_base_model()
+    merged: dict[str, torch.Tensor] = {}
+    for name, module in inner.named_modules():
+        if isinstance(module, LoraLayer):
+            weight = module.get_base_layer().weight.detach()
+            for adapter in module.active_adapters:
+                if adapter in module.lora_A:
+                    weight = weight + module.get_delta_weight(adapter).detach().to(weight.dtype)
+            merged[f"{name}.weight"] = weight
+    for name, tensor in inner.state_dict().items():
+        if "lora_" in name:
+            continue
+        plain = name.replace(".base_layer.", ".")
+        merged.setdefault(plain, tensor.detach())
+    return merged
+
+
+def hf_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The weights a Hugging Face loader (vLLM's) expects: merged for a LoRA policy."""
+    return merged_state_dict(model) if has_adapters(model) else model.state_dict()

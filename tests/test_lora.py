@@ -1,0 +1,131 @@
+"""LoRA adapters (model.lora): the reference is the base with the adapters off, the merged
+weights are the adapted model's, checkpoints are PEFT folders, and a killed LoRA run resumes
+exactly."""
+import copy
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from helpers.runs import ROOT, TINY_OVERRIDES, kill_once_written
+
+from hybrid_rl.algo.logprobs import completion_logprobs
+from hybrid_rl.config.model import LoraConfig
+from hybrid_rl.models import fast_llama, lora
+from hybrid_rl.models.loading import frozen_copy, load_policy
+from hybrid_rl.models.tiny import build_tiny_llama
+
+
+def tiny_base():
+    return build_tiny_llama(104, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
+                            max_position_embeddings=64, init_seed=0)
+
+
+def trained_adapters(base):
+    """Adapters that change the model (fresh ones start at B = 0: no change at all)."""
+    policy = lora.add_adapters(base, LoraConfig(rank=4, alpha=8.0))
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in policy.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    return policy
+
+
+def batch():
+    g = torch.Generator().manual_seed(0)
+    prompt = torch.randint(3, 100, (4, 5), generator=g)
+    prompt_mask = torch.ones_like(prompt)
+    prompt_mask[0, :2] = 0  # left padding
+    completion = torch.randint(3, 100, (4, 6), generator=g)
+    return prompt, prompt_mask, completion, torch.ones_like(completion)
+
+
+def logp(model):
+    return completion_logprobs(model, *batch()).logp
+
+
+def test_the_reference_is_the_base_with_adapters_off_and_copies_nothing():
+    base = tiny_base()
+    frozen = frozen_copy(base)  # what a full fine-tuning run loads as its reference
+    policy = trained_adapters(base)
+    reference = lora.AdaptersOff(policy)
+    assert torch.equal(logp(reference), logp(frozen))
+    assert (logp(policy) - logp(frozen)).abs().max() > 1e-2  # the adapters do change the policy
+    assert reference.state_dict() == {}  # no weights of its own
+    policy.train()
+    logp(reference)
+    assert policy.training  # switched to eval for the reference pass only, then back
+    assert not fast_llama.supports(policy)  # the lean forward steps aside for LoRA
+
+
+def test_merged_weights_are_the_adapted_model_under_the_base_names():
+    base = tiny_base()
+    plain = copy.deepcopy(base)
+    policy = trained_adapters(base)
+    merged = lora.hf_state_dict(policy)
+    assert sorted(merged) == sorted(plain.state_dict())
+    plain.load_state_dict(merged)
+    assert torch.allclose(logp(plain), logp(policy), atol=1e-5)
+    before = {n: p.clone() for n, p in policy.named_parameters()}
+    lora.hf_state_dict(policy)
+    assert all(torch.equal(p, before[n]) for n, p in policy.named_parameters())  # not merged in place
+
+
+def test_a_peft_folder_round_trips_and_loads_as_the_merged_model(tmp_path):
+    base_folder, adapters = tmp_path / "base", tmp_path / "adapters"
+    tiny_base().save_pretrained(base_folder)
+    policy = trained_adapters(load_policy(str(base_folder)))
+    policy.save_pretrained(adapters, state_dict=policy.state_dict())  # as checkpoints save it
+    assert lora.is_adapter_folder(adapters) and lora.adapter_base(adapters) == str(base_folder)
+    assert not (adapters / "model.safetensors").exists()  # adapters only, no copy of the base
+    resumed = lora.load_adapters(load_policy(str(base_folder)), adapters)
+    assert torch.equal(logp(resumed), logp(policy))
+    assert {n for n, p in resumed.named_parameters() if p.requires_grad} == \
+        {n for n, p in policy.named_parameters() if p.requires_grad}
+    merged = load_policy(str(adapters))  # evaluate.py and friends: the model it defines
+    assert not lora.has_adapters(merged) and fast_llama.supports(merged)
+    assert torch.allclose(logp(merged), logp(policy), atol=1e-5)
+
+
+def test_a_bad_target_module_is_named():
+    with pytest.raises(ValueError, match=r"model.lora.target_modules=\['no_such_proj'\]"):
+        lora.add_adapters(tiny_base(), LoraConfig(target_modules=["no_such_proj"]))
+
+
+SETTINGS = [*TINY_OVERRIDES, "model.lora.enabled=true", "model.lora.rank=4",
+            "trainer.beta=0.04", "trainer.learning_rate=0.01", "trainer.max_steps=6",
+            "checkpoint.every_steps=3", "eval.every_steps=0", "logging.tensorboard=false",
+            # a reward random completions sometimes earn, so the adapters really train
+            "task.rewards.correctness.verifier={_target_:watch_helpers.contains_seven}"]
+TIMING = ("time", "time/step_s", "time/rollout_s", "time/update_s", "throughput/tokens_per_s")
+
+
+@pytest.mark.slow
+def test_a_killed_lora_run_resumes_exactly_from_its_peft_checkpoint(tmp_path):
+    env = {**os.environ, "HYBRID_RL_CACHE": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": str(ROOT / "tests" / "helpers")}
+
+    def command(run_dir, *extra):
+        return [sys.executable, str(ROOT / "train.py"), *SETTINGS, f"hydra.run.dir={run_dir}",
+                *extra]
+
+    def metrics(run_dir):
+        rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+    whole = subprocess.run(command(tmp_path / "whole"), cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    out = whole.stdout + whole.stderr
+    assert "model.lora: training" in out and "the base with the LoRA adapters off" in out
+    train_rows = [r for r in metrics(tmp_path / "whole") if "loss" in r]
+    assert all(r["kl"] is not None for r in train_rows) and train_rows[-1]["kl"] > 0
+    killed = tmp_path / "killed"
+    kill_once_written(command(killed), env, killed / "checkpoints" / "step_000003")
+    assert lora.is_adapter_folder(killed / "checkpoints" / "step_000003" / "policy")
+    subprocess.run(command(killed, "checkpoint.resume=auto"), cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=600)
+    assert metrics(killed) == metrics(tmp_path / "whole")
