@@ -71,7 +71,8 @@ def test_merged_weights_are_the_adapted_model_under_the_base_names():
     assert torch.allclose(logp(plain), logp(policy), atol=1e-5)
     before = {n: p.clone() for n, p in policy.named_parameters()}
     lora.hf_state_dict(policy)
-    assert all(torch.equal(p, before[n]) for n, p in policy.named_parameters())  # not merged in place
+    # computed, not merged in place
+    assert all(torch.equal(p, before[n]) for n, p in policy.named_parameters())
 
 
 def test_a_peft_folder_round_trips_and_loads_as_the_merged_model(tmp_path):
