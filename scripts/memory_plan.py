@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> str:
     work = Workload(args.prompt_tokens, cfg.rollout.max_new_tokens, t.micro_batch_size,
                     t.prompts_per_step * t.num_generations, cfg.model.dtype, t.beta,
                     cfg.model.gradient_checkpointing, cfg.rollout.backend == "vllm",
-                    args.gpu_gib, cfg.rollout.gpu_memory_utilization)
+                    args.gpu_gib, cfg.rollout.gpu_memory_utilization,
+                    cfg.model.lora.rank if cfg.model.lora.enabled else 0)
     table = format_plan(architecture(cfg), work, args.gpus)
     print(table)
     return table

@@ -65,12 +65,12 @@ def test_merged_weights_are_the_adapted_model_under_the_base_names():
     base = tiny_base()
     plain = copy.deepcopy(base)
     policy = trained_adapters(base)
-    merged = lora.hf_state_dict(policy)
+    merged = dict(lora.hf_weights(policy))
     assert sorted(merged) == sorted(plain.state_dict())
     plain.load_state_dict(merged)
     assert torch.allclose(logp(plain), logp(policy), atol=1e-5)
     before = {n: p.clone() for n, p in policy.named_parameters()}
-    lora.hf_state_dict(policy)
+    list(lora.hf_weights(policy))
     # computed, not merged in place
     assert all(torch.equal(p, before[n]) for n, p in policy.named_parameters())
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -92,29 +93,30 @@ class AdaptersOff(torch.nn.Module):
             self.policy.train(was_training)
 
 
-def merged_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The weights of the model a LoRA policy defines, under the base model's own (Hugging Face)
-    names: each adapted layer's W + scale * B @ A, every other weight as it is. Computed, not
-    merged in place, so the trained base never takes merge/unmerge rounding."""
+def merged_weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, weight) of the model a LoRA policy defines, under the base model's own (Hugging
+    Face) names: each adapted layer's W + scale * B @ A, every other weight as it is. One
+    merged tensor at a time (a weight sync streams them: no second copy of the model), and
+    computed, not merged in place, so the trained base never takes merge/unmerge rounding."""
     from peft.tuners.lora import LoraLayer
 
     inner = model.get_base_model()
-    merged: dict[str, torch.Tensor] = {}
+    adapted = {}
     for name, module in inner.named_modules():
         if isinstance(module, LoraLayer):
-            weight = module.get_base_layer().weight.detach()
-            for adapter in module.active_adapters:
-                if adapter in module.lora_A:
-                    weight = weight + module.get_delta_weight(adapter).detach().to(weight.dtype)
-            merged[f"{name}.weight"] = weight
+            adapted[f"{name}.base_layer.weight"] = module
     for name, tensor in inner.state_dict().items():
         if "lora_" in name:
             continue
-        plain = name.replace(".base_layer.", ".")
-        merged.setdefault(plain, tensor.detach())
-    return merged
+        module = adapted.get(name)
+        if module is not None:
+            tensor = tensor.detach()
+            for adapter in module.active_adapters:
+                if adapter in module.lora_A:
+                    tensor = tensor + module.get_delta_weight(adapter).detach().to(tensor.dtype)
+        yield name.replace(".base_layer.", "."), tensor
 
 
-def hf_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+def hf_weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
     """The weights a Hugging Face loader (vLLM's) expects: merged for a LoRA policy."""
-    return merged_state_dict(model) if has_adapters(model) else model.state_dict()
+    return merged_weights(model) if has_adapters(model) else iter(model.state_dict().items())

@@ -180,7 +180,7 @@ def dpo_step(run: grpo.Run) -> dict:
             chosen = rejected = sampled_batch.select(torch.tensor([0]))
             weight = 0.0
         m.update(grpo.skip_nonfinite(run, lambda: dpo_update(run, chosen, rejected, weight)))
-        grpo.sync_rollout_weights(run)
+        m.update(grpo.sync_rollout_weights(run))
     return closing_figures(run, m, start, sampled)
 
 

@@ -263,7 +263,7 @@ def train_step(run: Run) -> dict[str, float]:
     if len(batch):
         adv = batch_advantages(run, batch, reward)
         m.update(guarded_update(run, batch, adv))
-        sync_rollout_weights(run)
+        m.update(sync_rollout_weights(run))
     else:  # dynamic sampling left no group with signal: nothing to learn from this step
         log.warning("step %d: every group had equal rewards; no update", run.step + 1)
     t2 = time.time()
@@ -300,13 +300,16 @@ def scored_rollout(run: Run, **sampling) -> tuple:
     return scored, m
 
 
-def sync_rollout_weights(run: Run) -> None:
+def sync_rollout_weights(run: Run) -> dict[str, float]:
     """Push the new weights into a rollout engine that keeps its own copy (vLLM); it raises on
-    a failed or partial sync, so training never goes on sampling from stale weights."""
+    a failed or partial sync, so training never goes on sampling from stale weights. Returns
+    the sync's cost in seconds (time/weight_sync_s), nothing for engines without a copy."""
     if not getattr(run.rollout, "copies_weights", False):
-        return
+        return {}
+    start = time.time()
     with run.engine.gathered() as module:
         run.rollout.sync_weights(module)
+    return {"time/weight_sync_s": time.time() - start}
 
 
 class NonFiniteTraining(RuntimeError):

@@ -190,7 +190,7 @@ def ppo_step(run: grpo.Run) -> dict:
     sampled = time.time()
     if len(scored.batch):
         m.update(grpo.skip_nonfinite(run, lambda: ppo_update(run, scored.batch, scored.reward)))
-        grpo.sync_rollout_weights(run)
+        m.update(grpo.sync_rollout_weights(run))
     return closing_figures(run, m, start, sampled)
 
 

@@ -122,7 +122,7 @@ def round_step(run: grpo.Run) -> dict:
         weight = 1.0 if kept else 0.0  # a process with nothing kept takes part, weighing 0
         batch = scored.batch.select(torch.tensor(kept or [0]))
         m.update(grpo.skip_nonfinite(run, lambda: sft_summary(sft_passes(run, batch, weight))))
-        grpo.sync_rollout_weights(run)
+        m.update(grpo.sync_rollout_weights(run))
     return closing_figures(run, m, start, sampled)
 
 

@@ -33,7 +33,7 @@ from typing import Callable, ContextManager, Sequence
 
 import torch
 
-from hybrid_rl.models.lora import hf_state_dict
+from hybrid_rl.models.lora import hf_weights
 from hybrid_rl.rollout import RolloutBatch
 from hybrid_rl.rollout.hf import completion_mask_from, eos_token_ids
 from hybrid_rl.runtime import distributed
@@ -173,8 +173,8 @@ class VLLMRollout:
     def sync_weights(self, policy: torch.nn.Module) -> None:
         """Load the policy's current weights into the engine, or raise and mark it broken."""
         self._check_usable()
-        # a LoRA policy's merged weights, under the base model's names
-        weights = [(name, tensor.detach()) for name, tensor in hf_state_dict(policy).items()]
+        # Streamed to the in-process worker (a LoRA policy's merged one layer at a time)
+        weights = ((name, tensor.detach()) for name, tensor in hf_weights(policy))
         try:
             missing = self.llm.collective_rpc("hybrid_rl_load_weights", args=(weights,))
         except Exception as exc:

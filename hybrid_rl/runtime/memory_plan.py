@@ -21,6 +21,10 @@ dtype, N processes:
   memory, whatever it needs; its own copy of the weights (n*b, never sharded) and the KV cache
   of the sequences sampled at once (2 x layers x kv_heads x head_dim x tokens x sequences x b)
   must fit inside that share, and the plan says when they do not.
+With LoRA adapters of rank r on every linear layer of the blocks (model.lora), the gradients,
+the optimizer and the buckets count only the adapters' r x (fan_in + fan_out) values per layer,
+the base stays whole on every GPU outside ZeRO-3, and there is no reference (the base with the
+adapters off is the reference).
 These are estimates for planning (allocator fragmentation and the CUDA context, about
 0.5-1 GiB, come on top); the README gives the figures for the presets.
 """
@@ -57,6 +61,12 @@ class Architecture:
         embeddings = self.vocab * h * (1 if self.tied_embeddings else 2)
         return embeddings + self.layers * per_layer + h  # final norm
 
+    def lora_parameters(self, rank: int) -> int:
+        """Adapter values of rank `rank` on q, k, v, o, gate, up and down of every layer."""
+        h, kv, i = self.hidden, self.kv_heads * self.head_dim, self.intermediate
+        fan_in_out = (h + h) + 2 * (h + kv) + (h + h) + 2 * (h + i) + (i + h)
+        return self.layers * rank * fan_in_out
+
     @classmethod
     def from_hf_config(cls, config: dict) -> "Architecture":
         heads = config["num_attention_heads"]
@@ -84,6 +94,7 @@ class Workload:
     vllm: bool = True
     gpu_gib: float = 80.0  # memory of one GPU
     vllm_utilization: float = 0.3  # rollout.gpu_memory_utilization
+    lora_rank: int = 0  # model.lora.rank when model.lora.enabled, else 0 (every weight trains)
 
 
 @dataclass(frozen=True)
@@ -100,15 +111,18 @@ BUCKET = 5e8  # DeepSpeed's default reduce and all-gather bucket sizes, in value
 def plan(arch: Architecture, work: Workload, shard: Sharding) -> dict[str, float]:
     """Bytes per GPU by category (and the optimizer's CPU bytes when offloaded)."""
     n = arch.num_parameters()
+    trained = arch.lora_parameters(work.lora_rank) if work.lora_rank else n
     b = DTYPE_BYTES[work.dtype]
     stage = shard.zero_stage
     split = shard.gpus if stage is not None else 1
-    params = n * b / (split if stage == 3 else 1)
-    grads = n * b / (split if stage in (2, 3) else 1)
+    adapters = trained if work.lora_rank else 0  # held beside the frozen base
+    params = (n + adapters) * b / (split if stage == 3 else 1)
+    grads = trained * b / (split if stage in (2, 3) else 1)
     if stage is not None and b < 4:  # the fp32 gradient partition the optimizer steps from
-        grads += n * 4 / split
-    optimizer = n * (8 + (4 if b < 4 else 0)) / (split if stage in (1, 2, 3) else 1)
-    reference = 0.0 if not work.beta else n * b / (split if stage == 3 else 1)
+        grads += trained * 4 / split
+    optimizer = trained * (8 + (4 if b < 4 else 0)) / (split if stage in (1, 2, 3) else 1)
+    with_reference = work.beta and not work.lora_rank
+    reference = n * b / (split if stage == 3 else 1) if with_reference else 0.0
     s = work.prompt_tokens + work.completion_tokens
     per_token_layer = arch.hidden * (34 + 5 * arch.heads * s / arch.hidden) * b / 2
     tokens = work.micro_batch_size * s
@@ -119,9 +133,9 @@ def plan(arch: Architecture, work: Workload, shard: Sharding) -> dict[str, float
     activations = layers + tokens * arch.vocab * (b + 12)  # logits, fp32, log-softmax, entropy
     buffers = 0.0
     if stage == 2:
-        buffers = 2 * min(BUCKET, n) * b
-    elif stage == 3:
-        buffers = n * b + min(BUCKET, n) * b  # the whole model gathered, and a reduce bucket
+        buffers = 2 * min(BUCKET, trained) * b
+    elif stage == 3:  # the whole model gathered, and a reduce bucket
+        buffers = n * b + min(BUCKET, trained) * b
     vllm_needs = vllm = 0.0
     if work.vllm:
         kv = 2 * arch.layers * arch.kv_heads * arch.head_dim * s * work.rollout_sequences * b
@@ -159,7 +173,8 @@ def format_plan(arch: Architecture, work: Workload, gpus: int) -> str:
         f"{work.prompt_tokens}+{work.completion_tokens} tokens, {work.rollout_sequences} "
         f"sequences sampled at once per process, GPUs of {work.gpu_gib:g} GiB"
         f"{', gradient checkpointing' if work.gradient_checkpointing else ''}"
-        f"{', beta > 0' if work.beta else ''}", "",
+        f"{', beta > 0' if work.beta else ''}"
+        f"{f', LoRA rank {work.lora_rank}' if work.lora_rank else ''}", "",
         "| setting | " + " | ".join(cols) + " | fits | CPU (optimizer) |",
         "|---" * (len(cols) + 3) + "|",
     ]
