@@ -7,10 +7,11 @@ plot.
     .venv/bin/python scripts/rl_free_comparison.py --set estimators --out outputs/estimators
 
 --set rl_free (default): GRPO, online DPO and rejection sampling. --set estimators: GRPO,
-RLOO, REINFORCE++, GSPO and PPO (train.py with each trainer preset). Each recipe runs at its own
-defaults with trainer.max_time_s set to the budget (rejection sampling: rounds until the
-budget is spent). Training seconds count the steps only, not the evaluations; peak memory is
-the largest resident set of the run's processes. Writes <out>/comparison.png.
+RLOO, REINFORCE++, GSPO and PPO (train.py with each trainer preset). --set lora: GRPO training
+every weight against LoRA adapters (model.lora) at the same and at a 10x rate. Each recipe
+runs at its own defaults with trainer.max_time_s set to the budget (rejection sampling: rounds
+until the budget is spent). Training seconds count the steps only, not the evaluations; peak
+memory is the largest resident set of the run's processes. Writes <out>/comparison.png.
 """
 from __future__ import annotations
 
@@ -34,6 +35,11 @@ SETS = {
         "REINFORCE++": ["train.py", "trainer=reinforce_pp"],
         "GSPO": ["train.py", "trainer=gspo"],
         "PPO": ["train.py", "trainer=ppo"],
+    },
+    "lora": {  # adapters usually want a larger rate than full fine-tuning: both are shown
+        "full fine-tuning": ["train.py"],
+        "LoRA r=16": ["train.py", "model.lora.enabled=true"],
+        "LoRA r=16, lr x10": ["train.py", "model.lora.enabled=true", "trainer.learning_rate=5e-4"],
     },
 }
 
@@ -77,7 +83,7 @@ def main() -> None:
     out = (ROOT / args.out).resolve()
     rows = {}
     for name, (script, *own) in SETS[args.set].items():
-        run_dir = out / name.replace(" ", "_").replace("+", "p")
+        run_dir = out / name.replace(" ", "_").replace("+", "p").replace(",", "").replace("=", "")
         if not (run_dir / "training_curves.png").is_file():  # finished before: kept
             cmd = [sys.executable, str(ROOT / script), *own, f"trainer.max_time_s={args.budget_s}",
                    f"hydra.run.dir={run_dir}", *extra]

@@ -69,6 +69,29 @@ def test_bytes_per_category_by_hand():
     assert off["total"] == pytest.approx(z3["total"] - 680 * 12 / 4)
 
 
+def test_lora_counts_only_the_adapters_and_drops_the_reference():
+    """Rank-2 adapters on the small model, counted by hand and by peft itself."""
+    from hybrid_rl.config.model import LoraConfig
+    from hybrid_rl.models import lora
+
+    # (fan_in + fan_out) of q 8+8, k and v 8+4, o 8+8, gate and up 8+16, down 16+8 = 128
+    assert SMALL.lora_parameters(2) == 2 * 128
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=10, hidden_size=8, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=1,
+                                         intermediate_size=16, tie_word_embeddings=True))
+    trained, _ = lora.trainable_share(lora.add_adapters(model, LoraConfig(rank=2)))
+    assert trained == 256
+    work = Workload(prompt_tokens=6, completion_tokens=4, micro_batch_size=2, rollout_sequences=3,
+                    dtype="bfloat16", beta=0.04, vllm=False, lora_rank=2)
+    one = plan(SMALL, work, Sharding("1 GPU"))
+    assert one["parameters"] == (680 + 256) * 2 and one["gradients"] == 256 * 2
+    assert one["optimizer"] == 256 * 12 and one["reference"] == 0  # the base, adapters off
+    z2 = plan(SMALL, work, Sharding("4 GPUs ZeRO-2", 4, 2))
+    assert z2["gradients"] == 256 * 2 / 4 + 256 * 4 / 4 and z2["buffers"] == 2 * 256 * 2
+    full = plan(SMALL, Workload(6, 4, 2, 3, "bfloat16", beta=0.04, vllm=False), Sharding("1"))
+    assert one["activations"] == full["activations"]  # backward still runs through the base
+
+
 def test_every_process_samples_its_own_prompts_and_vllm_that_does_not_fit_is_named():
     """prompts_per_step is per process, so no row divides the sampled sequences by the GPU
     count; a KV cache beyond vLLM's reserved share is reported with the setting to raise."""
@@ -95,7 +118,8 @@ def test_checkpointing_keeps_only_layer_inputs():
 
 @pytest.mark.parametrize("preset", ["qwen2.5-0.5b-instruct", "qwen2.5-1.5b-instruct",
                                     "qwen2.5-math-1.5b",
-                                    "llama-3.2-1b-instruct", "qwen2.5-7b-instruct"])
+                                    "llama-3.2-1b-instruct", "qwen2.5-7b-instruct",
+                                    "qwen2.5-7b-instruct-lora"])
 def test_script_prints_a_plan_for_every_preset(preset):
     proc = subprocess.run(
         [sys.executable, "scripts/memory_plan.py", f"preset={preset}", "--gpus", "8"],
@@ -109,13 +133,17 @@ def test_script_prints_a_plan_for_every_preset(preset):
     assert [r.split("|")[1].strip() for r in rows] == [
         "1 GPU ZeRO-2", "8 GPUs ZeRO-2", "8 GPUs ZeRO-3", "8 GPUs ZeRO-3 + offload"]
     totals = [float(r.split("|")[9]) for r in rows]
-    assert totals[0] > totals[1] > totals[3] > 0 and totals[2] > totals[3]
+    if preset.endswith("-lora"):  # sharding a few adapters saves little; ZeRO-3's gather costs
+        assert totals[0] > totals[1] > 0 and totals[2] > totals[1]
+    else:
+        assert totals[0] > totals[1] > totals[3] > 0 and totals[2] > totals[3]
 
 
 @pytest.mark.parametrize("preset, gpus, gib", [
     ("qwen2.5-0.5b-instruct", 1, 24), ("llama-3.2-1b-instruct", 1, 80),
     ("llama-3.2-1b-instruct", 2, 40), ("qwen2.5-1.5b-instruct", 1, 80),
     ("qwen2.5-1.5b-instruct", 4, 40), ("qwen2.5-math-1.5b", 1, 80), ("qwen2.5-7b-instruct", 8, 80),
+    ("qwen2.5-7b-instruct-lora", 1, 80),
 ])
 def test_every_preset_fits_the_gpus_the_readme_promises(preset, gpus, gib):
     """With 1.5 GiB to spare for the CUDA context and fragmentation, and vLLM's share covering
