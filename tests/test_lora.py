@@ -97,8 +97,8 @@ def test_a_bad_target_module_is_named():
 
 
 SETTINGS = [*TINY_OVERRIDES, "model.lora.enabled=true", "model.lora.rank=4",
-            "trainer.beta=0.04", "trainer.learning_rate=0.01", "trainer.max_steps=6",
-            "checkpoint.every_steps=3", "eval.every_steps=0", "logging.tensorboard=false",
+            "trainer.beta=0.04", "trainer.learning_rate=0.01", "trainer.max_steps=4",
+            "checkpoint.every_steps=2", "eval.every_steps=0", "logging.tensorboard=false",
             # a reward random completions sometimes earn, so the adapters really train
             "task.rewards.correctness.verifier={_target_:watch_helpers.contains_seven}"]
 TIMING = ("time", "time/step_s", "time/rollout_s", "time/update_s", "throughput/tokens_per_s")
@@ -125,8 +125,8 @@ def test_a_killed_lora_run_resumes_exactly_from_its_peft_checkpoint(tmp_path):
     train_rows = [r for r in metrics(tmp_path / "whole") if "loss" in r]
     assert all(r["kl"] is not None for r in train_rows) and train_rows[-1]["kl"] > 0
     killed = tmp_path / "killed"
-    kill_once_written(command(killed), env, killed / "checkpoints" / "step_000003")
-    assert lora.is_adapter_folder(killed / "checkpoints" / "step_000003" / "policy")
+    kill_once_written(command(killed), env, killed / "checkpoints" / "step_000002")
+    assert lora.is_adapter_folder(killed / "checkpoints" / "step_000002" / "policy")
     subprocess.run(command(killed, "checkpoint.resume=auto"), cwd=ROOT, env=env, check=True,
                    capture_output=True, timeout=600)
     assert metrics(killed) == metrics(tmp_path / "whole")

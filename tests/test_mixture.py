@@ -9,6 +9,7 @@ import pytest
 import torch
 from helpers.runs import (
     TINY_OVERRIDES,
+    config_error,
     killed_and_resumed,
     read_jsonl,
     rows_without_timing,
@@ -190,6 +191,12 @@ def train(run_dir, *extra, cache, check=True):
     (["mix.tasks.explain.share=-1"], "mix.tasks.explain.share: must be a number >= 0"),
     (["mix.tasks.explain_hybrid.rewards.preference.gate=style"],
      "mix.tasks.explain_hybrid.rewards.preference.gate: must name another signal"),
+])
+def test_bad_mixture_settings_are_named(override, named):
+    assert named in config_error("config", *MIX_TINY, *override)
+
+
+@pytest.mark.parametrize("override, named", [  # found when the run builds its parts
     (["mix.tasks.math.rewards.correctness.verifier=no_such_verifier"],
      "mix.tasks.math.rewards.correctness.verifier"),
     (["mix.tasks.explain.max_new_tokens=300"],

@@ -117,3 +117,22 @@ def killed_and_resumed(script, run_dir, *overrides, cache, kill_at_step: int, to
     subprocess.run([*cmd, "checkpoint.resume=auto"], cwd=ROOT, env=env, check=True,
                    capture_output=True, timeout=600)
     return rows_without_timing(run_dir)
+
+
+def config_error(config_name: str, *overrides: str) -> str:
+    """The message of the ConfigError that composing an entry point's config (`config` for
+    train.py, `dpo`, `rejection_sampling`, ...) with `overrides` raises: the schema's own checks,
+    in this process, as the entry point runs them before any work. '' when the config is valid.
+    (That the entry points print these and stop is tested on train.py itself.)"""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from hybrid_rl.config.schema import ConfigError, register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        try:
+            OmegaConf.to_object(compose(config_name=config_name, overrides=list(overrides)))
+        except ConfigError as exc:
+            return str(exc)
+    return ""
