@@ -8,7 +8,7 @@ plot.
 
 --set rl_free (default): GRPO, online DPO and rejection sampling. --set estimators: GRPO,
 RLOO, REINFORCE++, GSPO and PPO (train.py with each trainer preset). --set lora: GRPO training
-every weight against LoRA adapters (model.lora) at the same and at a 10x rate. Each recipe
+every weight against LoRA adapters (model.lora) at the same and a 2.5x rate. Each recipe
 runs at its own defaults with trainer.max_time_s set to the budget (rejection sampling: rounds
 until the budget is spent). Training seconds count the steps only, not the evaluations; peak
 memory is the largest resident set of the run's processes. Writes <out>/comparison.png.
@@ -39,7 +39,7 @@ SETS = {
     "lora": {  # adapters usually want a larger rate than full fine-tuning: both are shown
         "full fine-tuning": ["train.py"],
         "LoRA r=16": ["train.py", "model.lora.enabled=true"],
-        "LoRA r=16, lr x10": ["train.py", "model.lora.enabled=true", "trainer.learning_rate=5e-4"],
+        "LoRA r=16, lr 5e-4": ["train.py", "model.lora.enabled=true", "trainer.learning_rate=5e-4"],
     },
 }
 

@@ -5,7 +5,8 @@ whose loss is NaN on one rank only, after an earlier micro-batch was already red
 skipped on every rank as in one process: the weights, the optimizer state and the schedule
 stay, and the next step still matches.
 
-Usage: torchrun --nproc_per_node=2 zero_equivalence.py STAGE LOSS_TYPE
+Usage: torchrun --nproc_per_node=2 zero_equivalence.py STAGE:LOSS_TYPE...  (each checked in
+turn in the same two processes: the process start and DeepSpeed's set-up are paid once)
 """
 import copy
 import sys
@@ -24,7 +25,6 @@ from hybrid_rl.runtime.engine import (
     ZeroEngine,
 )
 
-STAGE, LOSS_TYPE = int(sys.argv[1]), sys.argv[2]
 N, P, T, G = 8, 5, 6, 2  # 8 completions in groups of 2: rank r takes rows 4r..4r+3
 
 
@@ -42,7 +42,7 @@ def fixed_batch() -> tuple[RolloutBatch, torch.Tensor]:
     return batch, torch.tensor([1.0, -1.0, 0.5, -0.5, 2.0, -2.0, 0.3, -0.3])
 
 
-def engines(weights=None):
+def engines(stage: int, weights=None):
     model = build_tiny_llama(104, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
                              max_position_embeddings=64, init_seed=0)
     if weights is not None:  # as train.py does on resume: weights first, then the engine
@@ -54,7 +54,7 @@ def engines(weights=None):
     zero_opt = torch.optim.AdamW(zero_model.parameters(), lr=1e-2, weight_decay=0.1, eps=1e-3)
     plain = TorchEngine(plain_model, plain_opt, make_scheduler(plain_opt, "linear", 0, 10), 1.0)
     zero = ZeroEngine(zero_model, zero_opt, make_scheduler(zero_opt, "linear", 0, 10),
-                      DeepSpeedSettings(STAGE), micro_batch_size=2, max_grad_norm=1.0)
+                      DeepSpeedSettings(stage), micro_batch_size=2, max_grad_norm=1.0)
     return plain, zero
 
 
@@ -64,14 +64,13 @@ def max_weight_gap(plain, zero) -> float:
                v in plain.module.named_parameters())
 
 
-def main() -> None:
-    distributed.init_process_group()
+def check(stage: int, loss_type: str) -> None:
     rank, world = distributed.rank(), distributed.world_size()
     assert world == 2
     batch, adv = fixed_batch()
     mine = torch.arange(rank * N // world, (rank + 1) * N // world)
-    settings = UpdateSettings(LOSS_TYPE, 0.2, 0.2, 0.0, 1, 2, T, 1.0, False)
-    plain, zero = engines()
+    settings = UpdateSettings(loss_type, 0.2, 0.2, 0.0, 1, 2, T, 1.0, False)
+    plain, zero = engines(stage)
     for step in range(2):  # two steps: the second one uses the optimizer state of the first
         plain_stats = grpo_update(plain, None, batch, adv, settings)
         zero_stats = grpo_update(zero, None, batch.select(mine), adv[mine], settings)
@@ -89,7 +88,7 @@ def main() -> None:
             assert torch.allclose(portable["state"][i][key], ref[key], atol=1e-7), (i, key)
         assert float(portable["state"][i]["step"]) == float(ref["step"]) == 2.0
     # ... and loading the plain process's state into a fresh ZeRO engine continues identically.
-    plain2, zero2 = engines(plain.module.state_dict())
+    plain2, zero2 = engines(stage, plain.module.state_dict())
     # load_state_dict may keep the tensors
     plain2.optimizer.load_state_dict(copy.deepcopy(reference))
     zero2.load_optimizer_state(copy.deepcopy(reference))
@@ -100,7 +99,7 @@ def main() -> None:
     assert gap < 1e-6, gap
     skip_a_nonfinite_step_like_one_process(plain2, zero2, batch, adv, mine, settings)
     if rank == 0:
-        print("EQUIVALENT", flush=True)
+        print(f"EQUIVALENT stage {stage} {loss_type}", flush=True)
 
 
 def skip_a_nonfinite_step_like_one_process(plain, zero, batch, adv, mine, settings) -> None:
@@ -126,4 +125,7 @@ def skip_a_nonfinite_step_like_one_process(plain, zero, batch, adv, mine, settin
 
 
 if __name__ == "__main__":
-    main()
+    distributed.init_process_group()
+    for case in sys.argv[1:]:
+        stage, loss_type = case.split(":")
+        check(int(stage), loss_type)

@@ -19,17 +19,20 @@ def torchrun(args, env=None, timeout=900):
     )
 
 
-@pytest.mark.parametrize("stage,loss_type", [(0, "dapo"), (2, "dapo"), (3, "dapo"), (3, "grpo")])
-def test_two_processes_update_exactly_like_one(stage, loss_type):
+CASES = [(0, "dapo"), (2, "dapo"), (3, "dapo"), (3, "grpo")]  # (ZeRO stage, loss type)
+
+
+def test_two_processes_update_exactly_like_one():
     """Each rank updates on half the batch; the weights, gradient norm and (portable) optimizer
     state must equal one process's on the whole batch, two steps in a row, and a ZeRO engine
-    loaded from a plain optimizer state must continue identically."""
-    proc = torchrun(
-        [str(ROOT / "tests" / "helpers" / "zero_equivalence.py"), str(stage), loss_type]
-    )
-    assert proc.returncode == 0 and "EQUIVALENT" in proc.stdout, (
-        proc.stdout[-3000:] + proc.stderr[-5000:]
-    )
+    loaded from a plain optimizer state must continue identically. Every case in the same two
+    processes, one after the other."""
+    proc = torchrun([str(ROOT / "tests" / "helpers" / "zero_equivalence.py"),
+                     *[f"{stage}:{loss}" for stage, loss in CASES]])
+    for stage, loss in CASES:
+        assert f"EQUIVALENT stage {stage} {loss}" in proc.stdout, (
+            proc.stdout[-3000:] + proc.stderr[-5000:])
+    assert proc.returncode == 0
 
 
 # A reward that about half of the random tiny model's completions earn, so every step takes a
