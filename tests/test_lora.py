@@ -88,6 +88,7 @@ def test_a_peft_folder_round_trips_and_loads_as_the_merged_model(tmp_path):
         {n for n, p in policy.named_parameters() if p.requires_grad}
     merged = load_policy(str(adapters))  # evaluate.py and friends: the model it defines
     assert not lora.has_adapters(merged) and fast_llama.supports(merged)
+    assert all(p.requires_grad for p in merged.parameters())  # trainable like any loaded model
     assert torch.allclose(logp(merged), logp(policy), atol=1e-5)
 
 

@@ -127,7 +127,8 @@ def load_policy(
     if gguf_file is None and lora.is_adapter_folder(location):
         base = load_policy(lora.adapter_base(location), dtype=dtype,
                            trust_remote_code=trust_remote_code)
-        return lora.load_adapters(base, location, trainable=False).merge_and_unload()
+        merged = lora.load_adapters(base, location, trainable=False).merge_and_unload()
+        return merged.requires_grad_(True)  # a model like any other: peft froze its weights
     try:
         model = AutoModelForCausalLM.from_pretrained(
             location, dtype=DTYPES[dtype], gguf_file=gguf_file, trust_remote_code=trust_remote_code

@@ -9,14 +9,12 @@ adapter weights, which `PeftModel.from_pretrained` loads onto the base named ins
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Iterator
 
 import torch
 
 ADAPTER_CONFIG = "adapter_config.json"
-log = logging.getLogger("hybrid_rl")
 
 
 def _peft():
@@ -28,13 +26,14 @@ def _peft():
     return peft
 
 
-def add_adapters(policy: torch.nn.Module, lora) -> torch.nn.Module:
+def add_adapters(policy: torch.nn.Module, settings) -> torch.nn.Module:
     """`policy` with fresh LoRA adapters (B = 0: the wrapped model starts as the base does);
-    every base weight frozen."""
+    every base weight frozen. `settings`: model.lora (hybrid_rl/config/model.py)."""
     peft = _peft()
-    targets = lora.target_modules
+    targets = settings.target_modules
     config = peft.LoraConfig(
-        r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, task_type="CAUSAL_LM",
+        r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+        task_type="CAUSAL_LM",
         target_modules="all-linear" if list(targets) == ["all-linear"] else list(targets))
     try:
         return peft.get_peft_model(policy, config)
