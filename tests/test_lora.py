@@ -56,9 +56,47 @@ def test_the_reference_is_the_base_with_adapters_off_and_copies_nothing():
     assert (logp(policy) - logp(frozen)).abs().max() > 1e-2  # the adapters do change the policy
     assert reference.state_dict() == {}  # no weights of its own
     policy.train()
-    logp(reference)
+    reference(input_ids=batch()[0])  # transformers' forward, as the lean path does not
     assert policy.training  # switched to eval for the reference pass only, then back
-    assert not fast_llama.supports(policy)  # the lean forward steps aside for LoRA
+
+
+def hf_logits(model):
+    prompt, prompt_mask, completion, completion_mask = batch()
+    ids, mask = torch.cat([prompt, completion], 1), torch.cat([prompt_mask, completion_mask], 1)
+    logits = model(input_ids=ids, attention_mask=mask,
+                   position_ids=(mask.cumsum(1) - 1).clamp(min=0)).logits
+    return logits[:, prompt.shape[1] - 1:-1]
+
+
+@pytest.mark.parametrize("layout", ["packed", "shared"])
+def test_the_lean_path_adds_the_adapters_as_peft_does(layout):
+    """Logits and gradients of the lean path (each projection read as W + scale * B @ A)
+    against peft's own forward (W x + scale * B (A x)); the reference with the adapters off."""
+    base = tiny_base()
+    frozen = frozen_copy(base)
+    policy = trained_adapters(base)
+    assert fast_llama.supports(policy) and fast_llama.supports(lora.AdaptersOff(policy))
+
+    def lean(model):
+        return fast_llama.completion_logits(model, *batch(), layout=layout)
+
+    assert torch.allclose(lean(policy), hf_logits(policy), atol=1e-5)
+    assert torch.allclose(lean(lora.AdaptersOff(policy)), hf_logits(frozen), atol=1e-5)
+
+    def gradients(logits):
+        policy.zero_grad()
+        torch.log_softmax(logits, -1)[..., 5].sum().backward()
+        return {n: p.grad.clone() for n, p in policy.named_parameters() if p.requires_grad}
+
+    by_lean, by_peft = gradients(lean(policy)), gradients(hf_logits(policy))
+    assert by_lean.keys() == by_peft.keys() and any("lora_A" in n for n in by_lean)
+    for name in by_lean:  # A and B both learn, as under peft
+        assert torch.allclose(by_lean[name], by_peft[name], atol=1e-4), name
+
+
+def test_adapters_the_lean_path_cannot_reproduce_take_transformers_path():
+    with_dropout = lora.add_adapters(tiny_base(), LoraConfig(rank=4, dropout=0.1))
+    assert not fast_llama.supports(with_dropout)  # its dropout acts on A's input only
 
 
 def test_merged_weights_are_the_adapted_model_under_the_base_names():

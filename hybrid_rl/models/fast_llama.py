@@ -21,6 +21,10 @@ sync are untouched: per layer RMSNorm -> q|k|v -> RoPE (the model's rotary modul
 dot-product attention with one additive mask -> o_proj -> RMSNorm -> SwiGLU.
 `supports(model)` admits only configurations this reproduces (tests compare logits and
 gradients with transformers' to float tolerance); anything else takes transformers' path.
+
+A LoRA policy (peft, hybrid_rl/models/lora.py) runs here too: each adapted projection's weight
+is read as W + scale * B @ A, which is peft's W x + scale * B (A x) up to float rounding, and
+gradients reach A and B through that sum; its reference (`AdaptersOff`) reads W alone.
 """
 from __future__ import annotations
 
@@ -29,15 +33,31 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from hybrid_rl.models.lora import AdaptersOff, has_adapters
+
 Past = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [N, kv_heads, K, head_dim]
 
 
+def resolve(model: torch.nn.Module) -> tuple[torch.nn.Module, bool]:
+    """(the LlamaForCausalLM to run, whether LoRA adapters count): a LoRA policy's inner model
+    with its adapters, the reference's with them off, or the model itself."""
+    if isinstance(model, AdaptersOff):
+        return model.policy.get_base_model(), False
+    if has_adapters(model):
+        return model.get_base_model(), True
+    return model, False
+
+
 def supports(model: torch.nn.Module) -> bool:
-    """True for a plain LlamaForCausalLM whose layers this module reproduces exactly."""
+    """True for a plain LlamaForCausalLM whose layers this module reproduces exactly, alone or
+    with LoRA adapters on its projections."""
     from transformers import LlamaForCausalLM
 
+    model, _ = resolve(model)
     if type(model) is not LlamaForCausalLM or _checkpointing(model) or _partitioned(model):
         return False  # leave memory savings to transformers
+    if not _plain_adapters(model):
+        return False
     c = model.config
     return (
         c.hidden_act == "silu"
@@ -48,6 +68,36 @@ def supports(model: torch.nn.Module) -> bool:
         # one rotary table serves a whole call: not for types whose frequencies follow the length
         and getattr(model.model.rotary_emb, "rope_type", "default") not in ("dynamic", "longrope")
     )
+
+
+def _plain_adapters(model: torch.nn.Module) -> bool:
+    """Adapters only on the blocks' projections, unmerged, without dropout or DoRA: what
+    `_weight` reproduces exactly."""
+    if type(model.lm_head) is not torch.nn.Linear or \
+            type(model.model.embed_tokens) is not torch.nn.Embedding:
+        return False
+    for module in model.modules():
+        if hasattr(module, "lora_A"):
+            if getattr(module, "merged", False) or not hasattr(module, "base_layer"):
+                return False
+            for name in module.active_adapters:
+                if not isinstance(module.lora_dropout[name], torch.nn.Identity) or \
+                        module.use_dora.get(name, False):
+                    return False
+    return True
+
+
+def _weight(module: torch.nn.Module, adapters_on: bool) -> torch.Tensor:
+    """A projection's weight: for a LoRA-wrapped one with its adapters on, W + scale * B @ A."""
+    base = getattr(module, "base_layer", None)
+    if base is None:
+        return module.weight
+    weight = base.weight
+    if adapters_on and not module.disable_adapters:
+        for name in module.active_adapters:
+            if name in module.lora_A:
+                weight = weight + module.get_delta_weight(name)
+    return weight
 
 
 def _checkpointing(model) -> bool:
@@ -91,20 +141,20 @@ class LeanWeights:
     loop or a prompt-then-completion pair builds it once, as the weights do not change between."""
 
     def __init__(self, model: torch.nn.Module, positions: int):
+        model, adapters_on = resolve(model)
+
+        def w(module):
+            return _weight(module, adapters_on)
+
         self.layers = [
             (
                 layer.input_layernorm,
-                torch.cat(
-                    [
-                        layer.self_attn.q_proj.weight,
-                        layer.self_attn.k_proj.weight,
-                        layer.self_attn.v_proj.weight,
-                    ]
-                ),
-                layer.self_attn.o_proj.weight,
+                torch.cat([w(layer.self_attn.q_proj), w(layer.self_attn.k_proj),
+                           w(layer.self_attn.v_proj)]),
+                w(layer.self_attn.o_proj),
                 layer.post_attention_layernorm,
-                torch.cat([layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight]),
-                layer.mlp.down_proj.weight,
+                torch.cat([w(layer.mlp.gate_proj), w(layer.mlp.up_proj)]),
+                w(layer.mlp.down_proj),
             )
             for layer in model.model.layers
         ]
@@ -161,8 +211,9 @@ def forward(
     weights: Optional[LeanWeights] = None,  # when the caller reuses them across calls
 ) -> tuple[torch.Tensor, Past]:
     """(logits [N, Q - first_logit, V]; keys and values of all K positions)."""
-    body = model.model
     w = weights or LeanWeights(model, int(position_ids.max()) + 1)
+    model, _ = resolve(model)
+    body = model.model
     # Functional calls only: a module call would run ZeRO-3's hooks, whose release after the
     # embedding would also empty a tied lm_head weight gathered for sampling.
     x = F.embedding(input_ids, body.embed_tokens.weight, body.embed_tokens.padding_idx)
@@ -231,6 +282,7 @@ def packing_pays(model: torch.nn.Module, num_prompts: int, width: int, prompt_le
                  num_rows: int) -> bool:
     """Whether the packed layout's extra attention work (score and value products over whole
     groups) stays within PACKED_EXTRA_WORK of the shared-past pass's arithmetic, per layer."""
+    model, _ = resolve(model)
     c = model.config
     hidden, layer_params = c.hidden_size, sum(p.numel() for p in model.model.layers[0].parameters())
     packed_len = prompt_len + width * steps

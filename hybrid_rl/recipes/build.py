@@ -19,7 +19,7 @@ from hybrid_rl.config.schema import Config, ConfigError, RecipeConfig
 from hybrid_rl.data.loaders import load_task_samples
 from hybrid_rl.data.mixture import MixedPromptStream
 from hybrid_rl.data.samples import DataError, PromptStream, Sample, drop_overlong
-from hybrid_rl.models import lora
+from hybrid_rl.models import fast_llama, lora
 from hybrid_rl.models.loading import (
     builtin_model_folder,
     format_prompt,
@@ -227,9 +227,10 @@ def load_models(cfg: Config, location: str, policy_location: Optional[str] = Non
                   else lora.load_adapters(start, policy_location)).to(device)
         trained, total = lora.trainable_share(policy)
         log.info("model.lora: training %.2fM of %.2fM parameters (%.2f%%); the reference is the "
-                 "base with the adapters off; the lean Llama forward steps aside for "
-                 "transformers' (it does not add LoRA's low-rank products)",
-                 trained / 1e6, total / 1e6, 100 * trained / total)
+                 "base with the adapters off; %s", trained / 1e6, total / 1e6,
+                 100 * trained / total, "the lean Llama path adds the adapters to its weights"
+                 if fast_llama.supports(policy) else "transformers' forward runs (the lean "
+                 "path does not reproduce these adapters or this model)")
         return policy, lora.AdaptersOff(policy) if with_reference else None
     reference = frozen_copy(start) if with_reference else None
     policy = start if policy_location is None else load_policy(policy_location,
