@@ -33,7 +33,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from hybrid_rl.models.lora import AdaptersOff, has_adapters
+from hybrid_rl.models.lora import AdaptersOff, adapted_weight, has_adapters
 
 Past = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [N, kv_heads, K, head_dim]
 
@@ -72,7 +72,7 @@ def supports(model: torch.nn.Module) -> bool:
 
 def _plain_adapters(model: torch.nn.Module) -> bool:
     """Adapters only on the blocks' projections, unmerged, without dropout or DoRA: what
-    `_weight` reproduces exactly."""
+    `adapted_weight` reproduces exactly."""
     if type(model.lm_head) is not torch.nn.Linear or \
             type(model.model.embed_tokens) is not torch.nn.Embedding:
         return False
@@ -85,19 +85,6 @@ def _plain_adapters(model: torch.nn.Module) -> bool:
                         module.use_dora.get(name, False):
                     return False
     return True
-
-
-def _weight(module: torch.nn.Module, adapters_on: bool) -> torch.Tensor:
-    """A projection's weight: for a LoRA-wrapped one with its adapters on, W + scale * B @ A."""
-    base = getattr(module, "base_layer", None)
-    if base is None:
-        return module.weight
-    weight = base.weight
-    if adapters_on and not module.disable_adapters:
-        for name in module.active_adapters:
-            if name in module.lora_A:
-                weight = weight + module.get_delta_weight(name)
-    return weight
 
 
 def _checkpointing(model) -> bool:
@@ -144,7 +131,7 @@ class LeanWeights:
         model, adapters_on = resolve(model)
 
         def w(module):
-            return _weight(module, adapters_on)
+            return adapted_weight(module, adapters_on)
 
         self.layers = [
             (

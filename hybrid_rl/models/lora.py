@@ -92,6 +92,20 @@ class AdaptersOff(torch.nn.Module):
             self.policy.train(was_training)
 
 
+def adapted_weight(module: torch.nn.Module, adapters_on: bool = True) -> torch.Tensor:
+    """A projection's weight as the model uses it: for a LoRA-wrapped layer with its adapters
+    on, W + scale * B @ A summed over its active adapters (differentiable in A and B)."""
+    base = getattr(module, "base_layer", None)
+    if base is None:
+        return module.weight
+    weight = base.weight
+    if adapters_on and not module.disable_adapters:
+        for name in module.active_adapters:
+            if name in module.lora_A:
+                weight = weight + module.get_delta_weight(name).to(weight.dtype)
+    return weight
+
+
 def merged_weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
     """(name, weight) of the model a LoRA policy defines, under the base model's own (Hugging
     Face) names: each adapted layer's W + scale * B @ A, every other weight as it is. One
@@ -100,20 +114,16 @@ def merged_weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]
     from peft.tuners.lora import LoraLayer
 
     inner = model.get_base_model()
-    adapted = {}
-    for name, module in inner.named_modules():
-        if isinstance(module, LoraLayer):
-            adapted[f"{name}.base_layer.weight"] = module
+    adapted = {f"{name}.base_layer.weight": module for name, module in inner.named_modules()
+               if isinstance(module, LoraLayer)}
     for name, tensor in inner.state_dict().items():
         if "lora_" in name:
             continue
         module = adapted.get(name)
         if module is not None:
-            tensor = tensor.detach()
-            for adapter in module.active_adapters:
-                if adapter in module.lora_A:
-                    tensor = tensor + module.get_delta_weight(adapter).detach().to(tensor.dtype)
-        yield name.replace(".base_layer.", "."), tensor
+            with torch.no_grad():
+                tensor = adapted_weight(module)
+        yield name.replace(".base_layer.", "."), tensor.detach()
 
 
 def hf_weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
