@@ -130,12 +130,41 @@ def test_a_peft_folder_round_trips_and_loads_as_the_merged_model(tmp_path):
     assert torch.allclose(logp(merged), logp(policy), atol=1e-5)
 
 
+def test_a_lora_warm_up_trains_only_adapters_and_writes_them_merged_and_as_peft(tmp_path):
+    from hybrid_rl.data.samples import Sample
+    from hybrid_rl.models.loading import builtin_model_folder, load_tokenizer
+    from hybrid_rl.models.warm_start import warm_start
+
+    base_folder = builtin_model_folder(
+        {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64,
+         "max_position_embeddings": 64, "init_seed": 0}, tmp_path)
+    settings = dict(cache_dir=tmp_path, key_parts={"task": "t"}, steps=3, batch_size=2,
+                    learning_rate=0.05, lr_schedule="constant", weight_decay=0.0, seed=0,
+                    log_every=1, log=lambda _: None)
+    demos = [Sample("1+1=", "2", "t", "2"), Sample("2+2=", "4", "t", "4")]
+    full = warm_start(base_folder, demos, **settings)
+    adapted = warm_start(base_folder, demos, **settings, adapters=LoraConfig(rank=4, alpha=8.0))
+    assert adapted != full  # the adapters' settings are part of the cache key
+    peft_folder = adapted / lora.ADAPTER_SUBFOLDER
+    assert lora.adapter_base(peft_folder) == str(base_folder)
+    with_adapters = lora.load_adapters(load_policy(str(base_folder)), peft_folder)
+    assert any(p.abs().sum() > 0 for n, p in with_adapters.named_parameters() if "lora_B" in n)
+    ids = load_tokenizer(str(adapted))("1+1=2", return_tensors="pt")["input_ids"]
+    merged, base = load_policy(str(adapted)), load_policy(str(base_folder))
+    assert torch.allclose(merged(ids).logits, with_adapters(ids).logits, atol=1e-5)
+    unchanged = {"model.embed_tokens.weight", "lm_head.weight", "model.norm.weight"}
+    for name, weight in merged.state_dict().items():  # adapters on the blocks' linears only
+        assert torch.equal(weight, base.state_dict()[name]) == (name in unchanged or
+                                                                "layernorm" in name), name
+
+
 def test_a_bad_target_module_is_named():
     with pytest.raises(ValueError, match=r"model.lora.target_modules=\['no_such_proj'\]"):
         lora.add_adapters(tiny_base(), LoraConfig(target_modules=["no_such_proj"]))
 
 
-SETTINGS = [*TINY_OVERRIDES, "model.lora.enabled=true", "model.lora.rank=4",
+# PPO: its actor is GRPO's policy, and its critic trains adapters (and its head) too
+SETTINGS = [*TINY_OVERRIDES, "trainer=ppo", "model.lora.enabled=true", "model.lora.rank=4",
             "trainer.beta=0.04", "trainer.learning_rate=0.01", "trainer.max_steps=4",
             "checkpoint.every_steps=2", "eval.every_steps=0", "logging.tensorboard=false",
             # a reward random completions sometimes earn, so the adapters really train
@@ -144,7 +173,7 @@ TIMING = ("time", "time/step_s", "time/rollout_s", "time/update_s", "throughput/
 
 
 @pytest.mark.slow
-def test_a_killed_lora_run_resumes_exactly_from_its_peft_checkpoint(tmp_path):
+def test_a_killed_lora_ppo_run_resumes_exactly_from_its_peft_checkpoint(tmp_path):
     env = {**os.environ, "HYBRID_RL_CACHE": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": str(ROOT / "tests" / "helpers")}
 
@@ -161,11 +190,17 @@ def test_a_killed_lora_run_resumes_exactly_from_its_peft_checkpoint(tmp_path):
     assert whole.returncode == 0, whole.stderr[-3000:]
     out = whole.stdout + whole.stderr
     assert "model.lora: training" in out and "the base with the LoRA adapters off" in out
-    train_rows = [r for r in metrics(tmp_path / "whole") if "loss" in r]
-    assert all(r["kl"] is not None for r in train_rows) and train_rows[-1]["kl"] > 0
+    train_rows = [r for r in metrics(tmp_path / "whole") if "value_loss" in r]
+    # the reference (the adapters off) is not the policy
+    assert abs(train_rows[-1]["kl_per_token"]) > 1e-4
+    assert "LoRA adapters and the head" in out and any(r["value_loss"] > 0 for r in train_rows)
     killed = tmp_path / "killed"
     kill_once_written(command(killed), env, killed / "checkpoints" / "step_000002")
     assert lora.is_adapter_folder(killed / "checkpoints" / "step_000002" / "policy")
+    state = torch.load(killed / "checkpoints" / "step_000002" / "trainer_state.pt",
+                       weights_only=False)
+    critic = state["critic"]["weights"]  # the frozen trunk is rebuilt on resume
+    assert critic and all("lora_" in name or name.startswith("head.") for name in critic)
     subprocess.run(command(killed, "checkpoint.resume=auto"), cwd=ROOT, env=env, check=True,
                    capture_output=True, timeout=600)
     assert metrics(killed) == metrics(tmp_path / "whole")

@@ -118,9 +118,13 @@ def test_bad_config_fails_before_any_work(tmp_path, override, message):
     assert not (tmp_path / "builtin").exists()  # failed before creating any model
 
 
-def test_sft_entry_point_exports_a_model(tmp_path):
-    proc = run_entry("sft.py", tmp_path / "sft", cache=tmp_path / "cache")
-    assert (tmp_path / "sft" / "model" / "config.json").is_file()
+def test_sft_entry_point_exports_a_model_trained_through_lora_adapters(tmp_path):
+    proc = run_entry("sft.py", tmp_path / "sft", "model.lora.enabled=true", "model.lora.rank=4",
+                     "model.lora.warmup=true", cache=tmp_path / "cache")
+    out = tmp_path / "sft" / "model"
+    assert (out / "config.json").is_file()
+    assert (out / "lora_adapter" / "adapter_config.json").is_file()
+    assert "(LoRA adapters of rank 4)" in proc.stderr + proc.stdout
     assert "held-out accuracy" in proc.stderr + proc.stdout
 
 

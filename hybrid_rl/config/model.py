@@ -37,6 +37,9 @@ class LoraConfig:
     dropout: float = 0.0  # on the adapters' input (0 keeps sampling and training identical)
     # the Linear layers that get adapters (names inside each block); all-linear: every one
     target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+    # the SFT stage (model.warmup_sft, sft.py) trains adapters too and writes them merged;
+    # false: it trains every weight (the built-in model's random weights: conf/model/tiny.yaml)
+    warmup: bool = True
 
     def problems(self) -> Iterator[str]:
         yield from positive("rank", self.rank)

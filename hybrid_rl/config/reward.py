@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, Optional
 
 from hybrid_rl.config.checks import choice, positive
+from hybrid_rl.config.model import LoraConfig
 
 
 @dataclass
@@ -111,6 +112,8 @@ class RewardModelConfig:
     eval_fraction: float = 0.1  # share of pairs held out for validation (when no eval file/split)
     score_batch_size: int = 128  # responses per forward pass when scoring rollouts
     data: PreferenceDataConfig = field(default_factory=PreferenceDataConfig)  # training pairs
+    # LoRA adapters on the backbone (the score head trains whole); saved merged
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
     def problems(self) -> Iterator[str]:
         for f in ("max_length", "batch_size", "learning_rate", "max_steps", "max_time_s",
@@ -120,3 +123,5 @@ class RewardModelConfig:
         if not 0.0 < self.eval_fraction < 1.0:
             yield f"eval_fraction: must be in (0, 1), got {self.eval_fraction}"
         yield from (f"data.{p}" for p in self.data.problems())
+        if self.lora.enabled:
+            yield from (f"lora.{p}" for p in self.lora.problems())

@@ -15,6 +15,9 @@ from typing import Iterator
 import torch
 
 ADAPTER_CONFIG = "adapter_config.json"
+# where a model trained through adapters and saved merged (an SFT warm-up, a reward model)
+# keeps the adapters themselves, as a PEFT folder
+ADAPTER_SUBFOLDER = "lora_adapter"
 
 
 def _peft():
@@ -26,14 +29,17 @@ def _peft():
     return peft
 
 
-def add_adapters(policy: torch.nn.Module, settings) -> torch.nn.Module:
+def add_adapters(policy: torch.nn.Module, settings,
+                 task_type: str | None = "CAUSAL_LM") -> torch.nn.Module:
     """`policy` with fresh LoRA adapters (B = 0: the wrapped model starts as the base does);
-    every base weight frozen. `settings`: model.lora (hybrid_rl/config/model.py)."""
+    every base weight frozen. `settings`: a LoraConfig (hybrid_rl/config/model.py). peft's
+    task type: CAUSAL_LM for a policy, SEQ_CLS for a reward model (its score head then trains
+    whole), None for a bare trunk (PPO's critic)."""
     peft = _peft()
     targets = settings.target_modules
     config = peft.LoraConfig(
         r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-        task_type="CAUSAL_LM",
+        task_type=task_type,
         target_modules="all-linear" if list(targets) == ["all-linear"] else list(targets))
     try:
         return peft.get_peft_model(policy, config)

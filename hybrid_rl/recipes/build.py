@@ -159,7 +159,8 @@ def prepare_start(cfg: RecipeConfig, train: list[Sample], held: list[Sample]):
             key_parts=warm_up_key(cfg),
             steps=cfg.sft.steps, batch_size=cfg.sft.batch_size, learning_rate=cfg.sft.learning_rate,
             lr_schedule=cfg.sft.lr_schedule, weight_decay=cfg.sft.weight_decay, seed=cfg.seed,
-            log_every=cfg.sft.log_every, log=log.info,
+            log_every=cfg.sft.log_every, log=log.info, adapters=cfg.model.lora
+            if cfg.model.lora.enabled and cfg.model.lora.warmup else None,
         ))
     return location, tokenizer, train, held
 

@@ -29,6 +29,7 @@ from hybrid_rl.algo.update import (
     reference_logprobs,
     sampled_logprobs,
 )
+from hybrid_rl.models import lora
 from hybrid_rl.models.loading import load_policy
 from hybrid_rl.models.value import (
     ValueModel,
@@ -48,18 +49,24 @@ log = logging.getLogger("hybrid_rl")
 
 def build_critic(run: grpo.Run, location: str, reward_model: str | None, state: dict) -> None:
     """The critic's engine into run.extras["critic"]: from the checkpoint when resuming, else
-    from critic.model, the reward model (same architecture) or the starting policy's trunk."""
+    from critic.model, the reward model (same architecture) or the starting policy's trunk.
+    With model.lora its trunk trains LoRA adapters (the head trains whole) and a checkpoint
+    keeps only those: on resume the frozen trunk is rebuilt from where it first came from."""
     cfg, c = run.cfg, run.cfg.trainer.critic
+    adapters = cfg.model.lora.enabled
     critic = critic_from_folder(c.model) if c.model else critic_from_policy(
         load_policy(location, dtype=cfg.model.dtype))
     saved = state.get("critic")
-    if saved is not None:
-        critic.load_state_dict(saved["weights"])
-    elif c.init_from_reward_model and reward_model is not None and not c.model:
+    if (saved is None or adapters) and c.init_from_reward_model and reward_model is not None \
+            and not c.model:
         from transformers import AutoModelForSequenceClassification
 
         start_from_reward_model(critic, AutoModelForSequenceClassification.from_pretrained(
             reward_model))
+    if adapters:
+        critic.trunk = lora.add_adapters(critic.trunk, cfg.model.lora, task_type=None)
+    if saved is not None:
+        load_critic_weights(critic, saved["weights"])
     critic = critic.to(distributed.device())
     optimizer = build.make_policy_optimizer(cfg, critic, c.learning_rate, 0.0)
     engine = make_engine(critic, optimizer, make_scheduler(optimizer, "constant", 0, 1),
@@ -70,14 +77,34 @@ def build_critic(run: grpo.Run, location: str, reward_model: str | None, state: 
         engine.load_optimizer_state(saved["optimizer"])
     run.extras["critic"] = engine
     n = sum(getattr(p, "ds_numel", p.numel()) for p in critic.parameters())
-    log.info("[critic] value model of %.2fM parameters, learning rate %g", n / 1e6,
+    trained = sum(getattr(p, "ds_numel", p.numel()) for p in critic.parameters()
+                  if p.requires_grad)
+    log.info("[critic] value model of %.2fM parameters (%.2fM trained%s), learning rate %g",
+             n / 1e6, trained / 1e6, ": LoRA adapters and the head" if adapters else "",
              c.learning_rate)
+
+
+def load_critic_weights(critic: ValueModel, weights: dict) -> None:
+    """A checkpoint's critic weights: every one, or with LoRA every trained one (the frozen
+    trunk is not saved)."""
+    trained = {name for name, p in critic.named_parameters() if p.requires_grad}
+    adapters = lora.has_adapters(critic.trunk)
+    missing, unexpected = critic.load_state_dict(weights, strict=False)
+    lacking = [name for name in missing if name in trained or not adapters]
+    if lacking or unexpected:
+        raise ValueError(f"the checkpoint's critic does not fit this critic (model.lora and "
+                         f"trainer.critic as when it was saved?): missing {lacking[:3]}, "
+                         f"unexpected {unexpected[:3]}")
 
 
 def critic_state(run: grpo.Run) -> dict:
     """Weights and optimizer state of the critic (collective under DeepSpeed)."""
     engine = run.extras["critic"]
-    return {"critic": {"weights": engine.full_state_dict(),
+    weights = engine.full_state_dict()
+    if run.cfg.model.lora.enabled:  # the frozen trunk comes back from its source on resume
+        trained = {name for name, p in engine.module.named_parameters() if p.requires_grad}
+        weights = {name: w for name, w in weights.items() if name in trained}
+    return {"critic": {"weights": weights,
                        "optimizer": engine.optimizer_state()}}
 
 

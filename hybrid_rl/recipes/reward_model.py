@@ -66,7 +66,8 @@ def prepare_reward_model(cfg: RecipeConfig, location: str, tokenizer, train: lis
         rm = cfg.reward_model
         key = settings_key(
             location, *task_key(cfg),
-            {k: v for k, v in asdict(rm).items() if k != "path"}, asdict(cfg.rollout), cfg.seed,
+            {k: v for k, v in asdict(rm).items()  # unused LoRA settings keep older keys valid
+             if k != "path" and (k != "lora" or rm.lora.enabled)}, asdict(cfg.rollout), cfg.seed,
         )
         folder = str(Path(cfg.cache_dir).expanduser() / "reward_model" / key)
         if (Path(folder) / META_FILE).is_file():
@@ -145,7 +146,8 @@ def train_reward_model(cfg: RecipeConfig, location: Optional[str], tokenizer, tr
     pairs, held = preference_pairs(cfg, location, tokenizer, train)
     log.info("[reward model] %d training and %d validation pairs", len(pairs), len(held))
     rm = RewardModel.from_backbone(
-        backbone_location(rm_cfg.backbone, location), rm_cfg.max_length, cfg.seed
+        backbone_location(rm_cfg.backbone, location), rm_cfg.max_length, cfg.seed,
+        adapters=rm_cfg.lora if rm_cfg.lora.enabled else None,
     )
     before = evaluate_pairs(rm, held, rm_cfg.score_batch_size)
     settings = FitSettings(rm_cfg.batch_size, rm_cfg.learning_rate, rm_cfg.max_steps,
@@ -154,6 +156,7 @@ def train_reward_model(cfg: RecipeConfig, location: Optional[str], tokenizer, tr
     after = evaluate_pairs(rm, held, rm_cfg.score_batch_size)
     meta = {
         "backbone": rm_cfg.backbone,
+        "lora": asdict(rm_cfg.lora) if rm_cfg.lora.enabled else None,
         "train_pairs": len(pairs),
         "validation_pairs": len(held),
         "fit": fit,

@@ -205,9 +205,10 @@ class ZeroEngine:
 
         dtype = next(self.module.parameters()).dtype
         keep = every_rank or distributed.is_main()
-        # Frozen weights are not the optimizer's: a LoRA policy's base is skipped (its PEFT
-        # folder keeps only the adapters), any other frozen weight is read or gathered.
-        frozen_wanted = not has_adapters(self.module)
+        # Frozen weights are not the optimizer's: the base under LoRA adapters is skipped (a
+        # policy's PEFT folder, a critic's checkpoint keep only what trains), any other frozen
+        # weight is read or gathered.
+        frozen_wanted = not any(has_adapters(m) for m in self.module.modules())
         full = {}
         for name, p in self.module.named_parameters():
             if p.requires_grad:

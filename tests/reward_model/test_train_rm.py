@@ -62,6 +62,32 @@ def test_train_rm_reads_a_preference_file(trained_rm, tmp_path):
     assert "[sft]" not in proc.stderr + proc.stdout  # file pairs with MiniLM need no policy
 
 
+def test_train_rm_trains_lora_adapters_and_saves_them_merged(trained_rm, tmp_path):
+    """reward_model.lora: only the adapters and the score head train; the folder is the merged
+    model (what every consumer loads) and scores as the backbone with the PEFT adapters does."""
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from hybrid_rl.rewards.learned.model import backbone_location
+
+    base, folder, _ = trained_rm
+    run_entry("train_rm.py", tmp_path / "run", "reward_model.data.source=jsonl",
+              f"reward_model.data.path={folder / 'train_pairs.jsonl'}", "reward_model.max_steps=3",
+              "reward_model.batch_size=4", "reward_model.lora.enabled=true",
+              "reward_model.lora.rank=4", "reward_model.learning_rate=1e-3", cache=base / "cache")
+    out = tmp_path / "run" / "reward_model"
+    meta = json.loads((out / "hybrid_rl_reward_model.json").read_text())
+    assert meta["lora"]["rank"] == 4
+    minilm = AutoModelForSequenceClassification.from_pretrained(backbone_location("minilm", None),
+                                                                num_labels=1)
+    adapted = PeftModel.from_pretrained(minilm, str(out / "lora_adapter"))
+    assert any(p.abs().sum() > 0 for n, p in adapted.named_parameters() if "lora_B" in n)
+    with_adapters = RewardModel(adapted, AutoTokenizer.from_pretrained(out), meta["max_length"])
+    prompts, responses = ["What is 2+2?"] * 2, ["4", "The answer is five."]
+    assert RewardModel.load(out).score(prompts, responses) == pytest.approx(
+        with_adapters.score(prompts, responses), abs=1e-4)
+
+
 def test_a_bad_preference_file_names_file_and_row(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "p", "chosen": "a", "rejected": '

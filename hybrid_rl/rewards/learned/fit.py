@@ -69,7 +69,8 @@ def fit_reward_model(
     """Bradley-Terry training; returns steps, seconds and the mean loss of the last steps."""
     rng = random.Random(s.seed)
     torch.manual_seed(s.seed)
-    optimizer = torch.optim.AdamW(rm.model.parameters(), lr=s.learning_rate)
+    optimizer = torch.optim.AdamW([p for p in rm.model.parameters() if p.requires_grad],
+                                  lr=s.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: max(0.0,
                                                                            1.0 - i / s.max_steps))
     rm.model.train()

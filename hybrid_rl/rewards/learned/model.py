@@ -48,12 +48,15 @@ class RewardModel:
             tokenizer.pad_token = tokenizer.eos_token
         # decoders find the last real token by it
         model.config.pad_token_id = tokenizer.pad_token_id
-        # Llama takes no token_type_ids
-        self._inputs = set(inspect.signature(model.forward).parameters)
+        # Llama takes no token_type_ids; a peft wrapper passes on what its base model takes
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self._inputs = set(inspect.signature(base.forward).parameters)
 
     @classmethod
-    def from_backbone(cls, location: str, max_length: int, seed: int = 0) -> "RewardModel":
-        """A fresh scalar head (seeded) on a pretrained body."""
+    def from_backbone(cls, location: str, max_length: int, seed: int = 0,
+                      adapters=None) -> "RewardModel":
+        """A fresh scalar head (seeded) on a pretrained body; with `adapters`
+        (reward_model.lora) the body trains LoRA adapters only."""
         torch.manual_seed(seed)
         try:
             tokenizer = AutoTokenizer.from_pretrained(location)
@@ -61,6 +64,10 @@ class RewardModel:
         except Exception as exc:
             raise ModelLoadError(f"cannot load a reward-model backbone from {location}: "
                                  f"{type(exc).__name__}: {exc}") from exc
+        if adapters is not None:
+            from hybrid_rl.models.lora import add_adapters
+
+            model = add_adapters(model, adapters, task_type="SEQ_CLS")
         return cls(model, tokenizer, max_length)
 
     @classmethod
@@ -84,6 +91,13 @@ class RewardModel:
         return cls(model, tokenizer, int(meta["max_length"]))
 
     def save(self, folder: Path, metadata: dict) -> None:
+        """An ordinary Hugging Face folder; a LoRA-trained model is saved merged, its adapters
+        (a PEFT folder) in lora_adapter/ beside."""
+        from hybrid_rl.models.lora import ADAPTER_SUBFOLDER, has_adapters
+
+        if has_adapters(self.model):
+            self.model.save_pretrained(folder / ADAPTER_SUBFOLDER)
+            self.model = self.model.merge_and_unload()
         self.model.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
         (folder / META_FILE).write_text(
