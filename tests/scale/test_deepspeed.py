@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from helpers.runs import ROOT, TINY_OVERRIDES, read_jsonl, run_entry
 
 pytest.importorskip("deepspeed", reason="DeepSpeed is in the dev set-up (scripts/setup.sh --dev)")
@@ -171,7 +172,8 @@ def test_torchrun_zero2_rejection_sampling_rounds_take_the_same_sft_steps_everyw
 def test_torchrun_zero3_ppo_shards_the_critic_and_resumes_in_one_plain_process(tmp_path):
     """trainer=ppo under two ZeRO-3 processes: the critic is a DeepSpeed engine of its own
     (sharded like the policy); its gathered weights and optimizer state resume in one plain
-    process. The actor trains LoRA adapters over its sharded base (the critic every weight)."""
+    process. Actor and critic train LoRA adapters over their sharded bases (the critic its head
+    too), and the checkpoint gathers only what trains."""
     cache, run_dir = tmp_path / "cache", tmp_path / "zero3"
     ppo = ["trainer=ppo", "trainer.num_generations=4", "model.lora.enabled=true",
            "model.lora.rank=4", "trainer.learning_rate=0.01",
@@ -189,6 +191,8 @@ def test_torchrun_zero3_ppo_shards_the_critic_and_resumes_in_one_plain_process(t
     adapters = run_dir / "checkpoints" / "step_000002" / "policy"  # gathered, not one shard
     trained = lora.load_adapters(load_policy(lora.adapter_base(adapters)), adapters)
     assert any(p.abs().sum() > 0 for n, p in trained.named_parameters() if "lora_B" in n)
+    critic = torch.load(adapters.parent / "trainer_state.pt", weights_only=False)["critic"]
+    assert all("lora_" in name or name.startswith("head.") for name in critic["weights"])
     resumed = tmp_path / "resumed"
     proc = run_entry("train.py", resumed, *ppo[:-2], "trainer.max_steps=3",
                      f"checkpoint.resume={run_dir / 'checkpoints' / 'step_000002'}", cache=cache,
