@@ -1,8 +1,9 @@
 """The packaged SmolLM2-135M through everything a user does with a real model, on the smallest
-settings that still prove each step: the SFT warm-up as its own command, GRPO steps that
-checkpoint, a SIGKILL and an exact resume, evaluate.py on the saved checkpoint, the checkpoint
-loaded back by plain transformers, a reward model on the policy's backbone, and rollout=vllm
-with weight sync in the vLLM environment."""
+settings that still prove each step: the SFT warm-up as its own command, a GRPO step on LoRA
+adapters, GRPO steps that checkpoint, a SIGKILL and an exact resume, evaluate.py on the saved
+checkpoint, the checkpoint loaded back by plain transformers, a reward model trained through
+LoRA adapters on the policy's backbone, and rollout=vllm with weight sync in the vLLM
+environment."""
 import importlib.util
 import json
 import os
@@ -69,11 +70,15 @@ def test_sft_warm_up_is_a_supported_step_for_the_packaged_model(cache, tmp_path)
     assert sum(p.numel() for p in model.parameters()) == 134_515_008
     assert getattr(model.config, "quantization_config", None) is None
     assert "<|im_start|>" in AutoTokenizer.from_pretrained(exported).chat_template
+    # one GRPO step on LoRA adapters over that warm-up (model.lora.warmup=false: it is reused)
     again = run_entry("train.py", tmp_path / "run", *SMOL, *SMALL_STEPS, "trainer.max_steps=1",
                       "eval.every_steps=0", "eval.at_start=false", "logging.samples_every_steps=1",
-                      cache=cache, env=HELPERS)
+                      "model.lora.enabled=true", "model.lora.warmup=false", cache=cache,
+                      env=HELPERS)
     out = again.stdout + again.stderr
-    assert "[sft] reusing cached warm-up model" in out and "134.52M parameters" in out
+    assert "[sft] reusing cached warm-up model" in out
+    # rank 16 on every linear layer of 30 blocks: 4.88M, beside the 134.52M frozen ones
+    assert "model.lora: training 4.88M of 139.40M" in out and "the lean Llama path adds" in out
     assert len(list((cache / "gguf").iterdir())) == 1  # the GGUF converted once, then cached
     sample = json.loads((tmp_path / "run" / "samples.jsonl").read_text().splitlines()[0])
     assert "<|im_start|>user" in sample["prompt"]  # the chat template was applied
@@ -113,7 +118,8 @@ def test_reward_model_on_the_policy_backbone(cache, tmp_path):
     run_entry("train_rm.py", tmp_path / "rm", *SMOL, "reward_model.backbone=policy",
               "reward_model.max_steps=2", "reward_model.batch_size=2",
               "reward_model.data.num_prompts=4", "reward_model.data.samples_per_prompt=2",
-              "reward_model.max_length=48", cache=cache, env=HELPERS)
+              "reward_model.max_length=48", "reward_model.lora.enabled=true", cache=cache,
+              env=HELPERS)
     from hybrid_rl.rewards.learned.model import RewardModel
 
     rm = RewardModel.load(tmp_path / "rm" / "reward_model")
@@ -121,6 +127,7 @@ def test_reward_model_on_the_policy_backbone(cache, tmp_path):
     assert a != b  # a scalar head on SmolLM2's backbone, loaded back from the saved folder
     meta = json.loads((tmp_path / "rm" / "metrics.json").read_text())
     assert meta["fit"]["steps"] == 2 and meta["backbone"] == "policy"
+    assert meta["lora"]["rank"] == 16  # adapters on the Llama backbone, saved merged
 
 
 @pytest.mark.skipif(not VLLM_PYTHON.is_file(), reason="no .venv-vllm: bash scripts/setup.sh --vllm")
