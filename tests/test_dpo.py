@@ -63,7 +63,9 @@ def test_offline_dpo_on_separable_pairs_learns_them(tmp_path):
 
 @pytest.mark.parametrize("loss", ["dpo", "ipo", "simpo", "orpo"])
 def test_online_dpo_runs_each_loss_end_to_end(tmp_path, loss):
-    proc = run_entry("dpo.py", tmp_path / "run", f"dpo.loss={loss}", *DPO_TINY,
+    # plain DPO on LoRA adapters: its reference is then the base with the adapters off
+    adapters = ["model.lora.enabled=true", "model.lora.rank=4"] if loss == "dpo" else []
+    proc = run_entry("dpo.py", tmp_path / "run", f"dpo.loss={loss}", *DPO_TINY, *adapters,
                      "trainer.num_generations=4", cache=tmp_path / "cache")
     rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     steps = [r for r in rows if "time/step_s" in r]
@@ -75,6 +77,7 @@ def test_online_dpo_runs_each_loss_end_to_end(tmp_path, loss):
     assert [r["step"] for r in rows if "eval/accuracy" in r] == [0, 1, 2]
     free = loss in ("simpo", "orpo")
     assert ("no reference model" in proc.stdout + proc.stderr) == free
+    assert ("the base with the LoRA adapters off" in proc.stdout + proc.stderr) == bool(adapters)
 
 
 def test_sigkill_resume_of_offline_dpo_matches_the_uninterrupted_run(tmp_path):

@@ -43,9 +43,11 @@ RS_TINY = ["rejection.rounds=2", "rejection.eval_every_rounds=1", "rejection.bat
            "logging.tensorboard=false", *HALF_THE_TIME]
 
 
-def test_rounds_keep_fine_tune_and_evaluate(tmp_path):
-    run_entry("rejection_sampling.py", tmp_path / "run", *RS_TINY, cache=tmp_path / "cache",
-              env=HELPERS)
+def test_rounds_keep_fine_tune_and_evaluate_lora_adapters(tmp_path):
+    proc = run_entry("rejection_sampling.py", tmp_path / "run", *RS_TINY,
+                     "model.lora.enabled=true", "model.lora.rank=4", cache=tmp_path / "cache",
+                     env=HELPERS)
+    assert "model.lora: training" in proc.stdout + proc.stderr
     rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     rounds = [r for r in rows if "rejection/kept" in r]
     assert [r["step"] for r in rounds] == [1, 2]
