@@ -2,6 +2,7 @@
 weights are the adapted model's, checkpoints are PEFT folders, and a killed LoRA run resumes
 exactly."""
 import copy
+import importlib.util
 import json
 import os
 import subprocess
@@ -14,7 +15,7 @@ from helpers.runs import ROOT, TINY_OVERRIDES, kill_once_written
 from hybrid_rl.algo.logprobs import completion_logprobs
 from hybrid_rl.config.model import LoraConfig
 from hybrid_rl.models import fast_llama, lora
-from hybrid_rl.models.loading import frozen_copy, load_policy
+from hybrid_rl.models.loading import ModelLoadError, frozen_copy, load_policy
 from hybrid_rl.models.tiny import build_tiny_llama
 
 
@@ -156,6 +157,30 @@ def test_a_lora_warm_up_trains_only_adapters_and_writes_them_merged_and_as_peft(
     for name, weight in merged.state_dict().items():  # adapters on the blocks' linears only
         assert torch.equal(weight, base.state_dict()[name]) == (name in unchanged or
                                                                 "layernorm" in name), name
+
+
+def test_export_merged_writes_a_plain_model_from_a_moved_base(tmp_path):
+    """scripts/export_merged.py: the PEFT folder's base moved (--base names where it is now)."""
+    from transformers import AutoModelForCausalLM
+
+    from hybrid_rl.models.tiny import build_char_tokenizer
+
+    trained_on, moved, adapters = tmp_path / "base", tmp_path / "moved", tmp_path / "adapters"
+    tiny_base().save_pretrained(trained_on)
+    policy = trained_adapters(load_policy(str(trained_on)))
+    policy.save_pretrained(adapters)
+    trained_on.rename(moved)
+    build_char_tokenizer().save_pretrained(moved)
+    spec = importlib.util.spec_from_file_location("export_merged",
+                                                  ROOT / "scripts" / "export_merged.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    with pytest.raises(ModelLoadError, match=str(trained_on)):  # the missing base is named
+        script.export_merged(str(adapters), str(tmp_path / "lost"))
+    script.export_merged(str(adapters), str(tmp_path / "merged"), base=str(moved))
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    assert not (tmp_path / "merged" / lora.ADAPTER_CONFIG).exists()
+    assert torch.allclose(logp(merged), logp(policy), atol=1e-5)
 
 
 def test_a_bad_target_module_is_named():
