@@ -2,10 +2,13 @@
 and evaluate.py's models."""
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Iterator, List, Optional
 
 from hybrid_rl.config.checks import choice, positive
+
+TRACKERS = ("wandb", "mlflow")  # logging.trackers (hybrid_rl/runtime/trackers.py)
 
 
 @dataclass
@@ -58,11 +61,23 @@ class LoggingConfig:
     num_samples: int = 4  # example completions written each time
     tensorboard: bool = True  # also write TensorBoard event files (run folder/tensorboard)
     progress_bar: bool = True  # live progress bar on the console
+    # experiment trackers that also get every metric: wandb, mlflow (optional extras)
+    trackers: List[str] = field(default_factory=list)
+    project: str = "hybrid-rl"  # W&B project, MLflow experiment of runs outside a sweep
+    wandb_mode: Optional[str] = None  # online | offline | disabled; None: WANDB_MODE or online
+    mlflow_uri: Optional[str] = None  # None: MLFLOW_TRACKING_URI, else ./mlruns (a file store)
 
     def problems(self) -> Iterator[str]:
         yield from positive("every_steps", self.every_steps)
         yield from positive("samples_every_steps", self.samples_every_steps, allow_zero=True)
         yield from positive("num_samples", self.num_samples, allow_zero=True)
+        for name in self.trackers:
+            yield from choice("trackers", name, set(TRACKERS))
+            if name in TRACKERS and importlib.util.find_spec(name) is None:
+                yield (f"trackers: {name} is not installed: pip install -e '.[{name}]' "
+                       f"(or pip install {name})")
+        if self.wandb_mode is not None:
+            yield from choice("wandb_mode", self.wandb_mode, {"online", "offline", "disabled"})
 
 
 @dataclass

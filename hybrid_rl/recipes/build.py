@@ -36,6 +36,8 @@ from hybrid_rl.rewards.scorer import RewardScorer, Signal
 from hybrid_rl.rollout import build_backend
 from hybrid_rl.runtime import distributed
 from hybrid_rl.runtime.engine import DeepSpeedSettings, reference_under_zero3
+from hybrid_rl.runtime.metrics import MetricsWriter
+from hybrid_rl.runtime.trackers import open_trackers
 
 log = logging.getLogger("hybrid_rl")
 
@@ -239,6 +241,15 @@ def load_models(cfg: Config, location: str, policy_location: Optional[str] = Non
     if cfg.model.gradient_checkpointing:
         policy.gradient_checkpointing_enable()
     return policy.to(device), None if reference is None else reference.to(device)
+
+
+def metrics_writer(cfg: Config, run_dir: Path, resume_step: Optional[int]) -> MetricsWriter:
+    """metrics.jsonl, TensorBoard and the trackers of logging.trackers; the main process's
+    only (the others' is disabled)."""
+    main = distributed.is_main()
+    trackers = open_trackers(cfg.logging, run_dir, asdict(cfg)) if main else []
+    return MetricsWriter(run_dir, cfg.logging.tensorboard, resume_step=resume_step,
+                         enabled=main, trackers=trackers)
 
 
 def deepspeed_settings(cfg: Config) -> Optional[DeepSpeedSettings]:

@@ -24,7 +24,7 @@ from hybrid_rl.evaluation.heldout import heldout_accuracy, sampled_pass_at_k, wi
 from hybrid_rl.recipes import build
 from hybrid_rl.recipes.advantages import batch_advantages, update_settings
 from hybrid_rl.recipes.reward_model import prepare_reward_model
-from hybrid_rl.recipes.run_report import eval_metrics, pooled, summary
+from hybrid_rl.recipes.run_report import closing_summary, eval_metrics, pooled, summary
 from hybrid_rl.rewards.composition import RewardComposer
 from hybrid_rl.rewards.hacking import HackingWatch, restore_watches
 from hybrid_rl.rollout import completion_limit
@@ -121,9 +121,7 @@ def setup(cfg: Config, run_dir: Path, loop: Loop | None = None) -> Run:
                             prompts=[s.prompt for s in train + held]), scorer,
         composer, engine, scheduler,
         loop.stream(cfg, location, tokenizer, train), held,
-        MetricsWriter(run_dir, cfg.logging.tensorboard,
-                      resume_step=state.get("step") if ckpt else None,
-                      enabled=distributed.is_main()),
+        build.metrics_writer(cfg, run_dir, state.get("step") if ckpt else None),
         update_settings(cfg),
         loop=loop,
     )
@@ -381,9 +379,9 @@ def main(dcfg: DictConfig, loop: Loop | None = None) -> float:
     bar.close()
 
     final = evaluate(run)
-    run.metrics.close()
     run.scorer.close()
     plot = plot_training(run_dir) if distributed.is_main() else None
+    run.metrics.close(plot, closing_summary(run, final))
     if run.stop_reason:
         log.error("stopped early: %s", run.stop_reason)
     log.info("%s", summary(run, final, plot, time.time() - started))

@@ -50,6 +50,15 @@ def summary(run, final: float, plot, wall_s: float) -> str:
     return line
 
 
+def closing_summary(run, final: float) -> dict:
+    """The run's closing figures for the experiment trackers (their summary)."""
+    best = run.best or {}
+    return {"accuracy/start": run.start_accuracy, "accuracy/best": best.get("accuracy"),
+            "accuracy/best_step": best.get("step"), "accuracy/final": final, "steps": run.step,
+            "training_s": run.elapsed, "eval_problems": run.eval_problems,
+            "stop_reason": run.stop_reason or "finished"}
+
+
 def selection() -> str:
     """The task (or mixture), model and preset this run was started with, as evaluate.py takes
     them ("" outside a Hydra command)."""

@@ -5,7 +5,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 METRICS_FILE = "metrics.jsonl"
 SAMPLES_FILE = "samples.jsonl"
@@ -28,9 +28,10 @@ def _truncate_after(path: Path, step: int) -> None:
 
 class MetricsWriter:
     def __init__(self, run_dir: Path, tensorboard: bool = True, resume_step: Optional[int] = None,
-                 enabled: bool = True):
+                 enabled: bool = True, trackers: Sequence = ()):
         self.run_dir, self.enabled = Path(run_dir), enabled  # disabled: processes other than rank 0
         self._tb = None
+        self.trackers = list(trackers)  # hybrid_rl/runtime/trackers.py: W&B, MLflow
         if not enabled:
             return
         self.metrics_path = self.run_dir / METRICS_FILE
@@ -55,6 +56,8 @@ class MetricsWriter:
             for key, value in metrics.items():
                 if isinstance(value, (int, float)) and math.isfinite(value):
                     self._tb.add_scalar(key, value, step)
+        for tracker in self.trackers:
+            tracker.log(step, metrics)
 
     def log_samples(self, step: int, rows: list[dict[str, Any]]) -> None:
         if not self.enabled:
@@ -63,9 +66,12 @@ class MetricsWriter:
             for row in rows:
                 fh.write(json.dumps({"step": step, **row}) + "\n")
 
-    def close(self) -> None:
+    def close(self, plot: Optional[Path] = None, summary: Optional[dict] = None) -> None:
+        """Flush and close; the trackers also get the plot and the run's closing figures."""
         if self._tb is not None:
             self._tb.close()
+        for tracker in self.trackers:
+            tracker.finish(plot, summary or {})
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
