@@ -45,6 +45,7 @@ from hybrid_rl.runtime.checkpoint import (
 )
 from hybrid_rl.runtime.engine import make_engine
 from hybrid_rl.runtime.metrics import MetricsWriter, plot_training
+from hybrid_rl.runtime.preemption import Preemption
 
 log = logging.getLogger("hybrid_rl")
 
@@ -363,6 +364,7 @@ def main(dcfg: DictConfig, loop: Loop | None = None) -> float:
     draw = cfg.logging.progress_bar and distributed.is_main()
     bar = tqdm(total=t.max_steps, initial=run.step, desc=loop.label,
                disable=None if draw else True)
+    preempted = Preemption().install()  # a scheduler's warning: checkpoint, then requeue
     while not finished(run):
         m = distributed.mean_over_ranks(loop.step(run))
         run.step += 1
@@ -374,8 +376,10 @@ def main(dcfg: DictConfig, loop: Loop | None = None) -> float:
         if every(cfg.eval.every_steps, run.step) and not last:  # the last step is evaluated below
             evaluate(run)
             last = finished(run)  # the hacking watch may have ended the run
-        if every(cfg.checkpoint.every_steps, run.step) or (last and cfg.checkpoint.save_final):
+        if preempted.requested() or every(cfg.checkpoint.every_steps, run.step) or \
+                (last and cfg.checkpoint.save_final):
             save(run)
+            preempted.exit_if_requested(run.step)
     bar.close()
 
     final = evaluate(run)

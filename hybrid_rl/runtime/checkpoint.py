@@ -187,7 +187,12 @@ def load_trainer_state(folder: Path) -> dict[str, Any]:
 
 def resolve_resume(resume: str | None, run_dir: Path) -> Path | None:
     """checkpoint.resume's checkpoint: None (start fresh), "auto" (the latest in `run_dir`, if
-    any) or a run folder or checkpoint path, which must hold one."""
+    any) or a run folder or checkpoint path, which must hold one. A requeued SLURM job
+    resumes as with "auto" (hybrid_rl/runtime/preemption.py)."""
+    from hybrid_rl.runtime.preemption import requeued
+
+    if resume is None and requeued():
+        resume = "auto"
     if resume is None:
         return None
     ckpt = find_checkpoint(run_dir if resume == "auto" else resume)
