@@ -1,6 +1,8 @@
 """logging.trackers: W&B (offline) and MLflow (a file store) get the config, every metric the
 JSONL has, the plot and the closing summary; a sweep is one W&B group and one MLflow
-experiment; a tracker that is unknown or not installed is refused at start."""
+experiment; a tracker that is unknown or not installed is refused at start. The sweep runs
+through Hydra's submitit launcher on this machine (hydra/launcher=local, the README's way to
+try a cluster sweep first): each point is a process of its own, as a SLURM job is."""
 import importlib.util
 import os
 import subprocess
@@ -23,7 +25,8 @@ def test_a_sweep_sends_every_metric_to_wandb_and_mlflow_grouped_as_one(tmp_path,
 
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # to read it here too
     sweep, store = tmp_path / "sweep", f"file:{tmp_path / 'mlruns'}"
-    cmd = [sys.executable, str(ROOT / "train.py"), "-m", *TINY_OVERRIDES, "trainer.beta=0,0.04",
+    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "hydra/launcher=local", *TINY_OVERRIDES,
+           "trainer.beta=0,0.04",
            "trainer.max_steps=2", "logging.tensorboard=false", "logging.trackers=[wandb,mlflow]",
            "logging.wandb_mode=offline", f"logging.mlflow_uri={store}",
            f"hydra.sweep.dir={sweep}"]
@@ -58,6 +61,8 @@ def test_a_sweep_sends_every_metric_to_wandb_and_mlflow_grouped_as_one(tmp_path,
         assert "training_curves.png" in wandb["files"]
         assert [a.path for a in client.list_artifacts(mlflow.info.run_id)] == \
             ["training_curves.png"]
+    # submitit's own records: each point ran as its own submitted job
+    assert len(list((sweep / ".submitit").glob("*/*_result.pkl"))) == 2
 
 
 def test_an_unknown_or_missing_tracker_is_named(monkeypatch):
