@@ -27,7 +27,8 @@ from typing import Optional
 from hybrid_rl.runtime import distributed
 
 log = logging.getLogger("hybrid_rl")
-SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM)
+WARNINGS = (signal.SIGUSR1, signal.SIGUSR2)  # SIGTERM too, but only in a SLURM job: elsewhere
+# it is a plain stop (torchrun ends the other workers with it when one fails)
 
 
 class Preemption:
@@ -39,7 +40,8 @@ class Preemption:
     def install(self) -> "Preemption":
         """Catch the warning signals (only the main thread may; elsewhere nothing is caught)."""
         if threading.current_thread() is threading.main_thread():
-            for sig in SIGNALS:
+            slurm = "SLURM_JOB_ID" in os.environ
+            for sig in WARNINGS + ((signal.SIGTERM,) if slurm else ()):
                 self.previous[sig] = signal.signal(sig, self._note)
         return self
 
