@@ -58,14 +58,19 @@ def squeue(env) -> list[str]:
     return out.split("\n")[:-1]
 
 
+def start_sweep(env, sweep, *overrides) -> subprocess.Popen:
+    """A tiny train.py sweep through hydra/launcher=slurm, running in the background."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), "-m", *TINY_OVERRIDES, *on_this_node(),
+         "logging.tensorboard=false", "eval.every_steps=0", *overrides,
+         f"hydra.sweep.dir={sweep}"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
 def test_a_sweep_runs_as_a_job_array_and_lands_where_the_readme_says(cluster, tmp_path):
     env, _, _ = cluster
     sweep = tmp_path / "sweep"
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), "-m", *TINY_OVERRIDES, *on_this_node(),
-         "trainer.max_steps=1", "logging.tensorboard=false", "eval.every_steps=0",
-         "trainer.beta=0,0.04", "seed=0,1", f"hydra.sweep.dir={sweep}"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_sweep(env, sweep, "trainer.max_steps=1", "trainer.beta=0,0.04", "seed=0,1")
     seen, deadline = set(), time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline:
         seen.update(line.split()[0] for line in squeue(env))
@@ -113,11 +118,7 @@ def test_a_two_task_job_is_the_torchrun_run(cluster, tmp_path):
 def test_a_cancelled_job_fails_the_sweep_naming_it_instead_of_hanging(cluster, tmp_path):
     env, _, _ = cluster
     sweep = tmp_path / "sweep"
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), "-m", *TINY_OVERRIDES, *on_this_node(),
-         "trainer.max_steps=100000", "logging.tensorboard=false", "eval.every_steps=0",
-         "seed=0", f"hydra.sweep.dir={sweep}"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_sweep(env, sweep, "trainer.max_steps=100000", "seed=0")
     deadline, running = time.monotonic() + 120, []
     while not running and time.monotonic() < deadline:  # cancelled as soon as it runs: submitit
         running = [line.split()[0] for line in squeue(env) if line.endswith("RUNNING")]

