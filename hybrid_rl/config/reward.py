@@ -20,6 +20,11 @@ class HackingWatchConfig:
     # ...each change at least this many standard errors of its paired (per-problem) change
     z: float = 3.0
     stop: bool = False  # also end training (saving a checkpoint) when it triggers
+    # With a reward-model ensemble: alarm when the members' mean disagreement on the policy's
+    # samples, averaged over the latest `disagreement_steps` steps, passes this multiple of
+    # their disagreement on the validation pairs (0: off)
+    disagreement_ratio: float = 2.0
+    disagreement_steps: int = 5
 
     def problems(self) -> Iterator[str]:
         if self.window < 2:
@@ -27,6 +32,8 @@ class HackingWatchConfig:
         yield from positive("min_proxy_rise", self.min_proxy_rise, allow_zero=True)
         yield from positive("min_accuracy_drop", self.min_accuracy_drop, allow_zero=True)
         yield from positive("z", self.z, allow_zero=True)
+        yield from positive("disagreement_ratio", self.disagreement_ratio, allow_zero=True)
+        yield from positive("disagreement_steps", self.disagreement_steps)
 
 
 @dataclass
@@ -111,13 +118,17 @@ class RewardModelConfig:
     center_coef: float = 0.0
     eval_fraction: float = 0.1  # share of pairs held out for validation (when no eval file/split)
     score_batch_size: int = 128  # responses per forward pass when scoring rollouts
+    # K > 1: train K reward models (seeds seed..seed+K-1: head, adapters and data order differ)
+    # and score with the ensemble (README "Ensembles and uncertainty"); K times the training
+    # and scoring cost
+    ensemble_size: int = 1
     data: PreferenceDataConfig = field(default_factory=PreferenceDataConfig)  # training pairs
     # LoRA adapters on the backbone (the score head trains whole); saved merged
     lora: LoraConfig = field(default_factory=LoraConfig)
 
     def problems(self) -> Iterator[str]:
         for f in ("max_length", "batch_size", "learning_rate", "max_steps", "max_time_s",
-                  "score_batch_size"):
+                  "score_batch_size", "ensemble_size"):
             yield from positive(f, getattr(self, f))
         yield from positive("center_coef", self.center_coef, allow_zero=True)
         if not 0.0 < self.eval_fraction < 1.0:

@@ -61,6 +61,9 @@ class SignalConfig:
     # another signal of the task: this one counts only where that one passed
     gate: Optional[str] = None
     gate_min: float = 1.0  # the gating signal passes at or above this value
+    # verifier: preference with a reward-model ensemble: score = members' mean - this x their
+    # standard deviation (0: the mean); README "Ensembles and uncertainty"
+    uncertainty_penalty: float = 0.0
 
 
 @dataclass
@@ -106,11 +109,17 @@ class TaskConfig:
             elif not isinstance(verifier, (str, dict)):
                 yield (f"rewards.{name}.verifier: must be a name or "
                        f"a mapping with `_target_`, got {verifier!r}")
-            for key in ("weight", "gate_min"):
+            penalty = spec.get("uncertainty_penalty", 0.0)
+            if penalty and verifier != "preference":
+                yield (f"rewards.{name}.uncertainty_penalty: applies to `verifier: preference` "
+                       f"(a reward-model ensemble), not to {verifier!r}")
+            for key in ("weight", "gate_min", "uncertainty_penalty"):
                 if key in spec and (
                     not isinstance(spec[key], (int, float)) or isinstance(spec[key], bool)
                 ):
                     yield f"rewards.{name}.{key}: must be a number, got {spec[key]!r}"
+            if isinstance(penalty, (int, float)) and penalty < 0:
+                yield f"rewards.{name}.uncertainty_penalty: must be >= 0, got {penalty}"
             if spec.get("normalize", "none") not in NORMALIZATIONS:
                 yield (f"rewards.{name}.normalize: must be one of "
                        f"{list(NORMALIZATIONS)}, got {spec['normalize']!r}")

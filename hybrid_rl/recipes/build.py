@@ -294,6 +294,7 @@ def build_scorer(cfg, run_dir: Optional[Path]) -> RewardScorer:
     signals_by_task = {
         task_name: [Signal(name, plugins.build(VERIFIERS, sig.verifier,
                                                where.format(task=task_name, signal=name),
+                                               uncertainty_penalty=sig.uncertainty_penalty,
                                                **settings), sig.weight)
                     for name, sig in task.signals().items()]
         for task_name, task in cfg.tasks().items()

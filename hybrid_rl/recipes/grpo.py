@@ -21,12 +21,12 @@ from hybrid_rl.config.schema import Config
 from hybrid_rl.data.mixture import MixedPromptStream
 from hybrid_rl.data.samples import PromptStream
 from hybrid_rl.evaluation.heldout import heldout_accuracy, sampled_pass_at_k, wilson_interval
-from hybrid_rl.recipes import build
+from hybrid_rl.recipes import build, watches
 from hybrid_rl.recipes.advantages import batch_advantages, update_settings
 from hybrid_rl.recipes.reward_model import prepare_reward_model
 from hybrid_rl.recipes.run_report import closing_summary, eval_metrics, pooled, summary
 from hybrid_rl.rewards.composition import RewardComposer
-from hybrid_rl.rewards.hacking import HackingWatch, restore_watches
+from hybrid_rl.rewards.hacking import restore_watches
 from hybrid_rl.rollout import completion_limit
 from hybrid_rl.rollout.scored_groups import (
     rollout_metrics,
@@ -91,6 +91,8 @@ class Run:
     nonfinite_in_a_row: int = 0  # consecutive updates skipped for NaN/inf
     # task -> its watch of held-out proxy score vs verified accuracy (tasks with both signals)
     watches: dict = field(default_factory=dict)
+    # task -> its watch of a reward-model ensemble's disagreement on the policy's samples
+    disagreement_watches: dict = field(default_factory=dict)
     stop_reason: str | None = None  # set when the hacking watch ends training
     best: dict | None = None  # the best held-out evaluation: step, accuracy, num_problems
     eval_problems: int = 0  # held-out problems the accuracy signal scored, last evaluation
@@ -126,10 +128,8 @@ def setup(cfg: Config, run_dir: Path, loop: Loop | None = None) -> Run:
         update_settings(cfg),
         loop=loop,
     )
-    w = cfg.reward.hacking_watch
-    run.watches = {name: HackingWatch(w.window, w.min_proxy_rise, w.min_accuracy_drop, w.z)
-                   for name, task in cfg.tasks().items()
-                   if w.proxy_signal in task.rewards and w.proxy_signal != task.accuracy_signal}
+    run.watches = watches.hacking_watches(cfg)
+    run.disagreement_watches = watches.disagreement_watches(cfg, scorer)
     if loop.setup is not None:  # before the seeding: what it builds draws no run's numbers
         loop.setup(run, location, reward_model, state)
     # Re-seed here: whether the SFT warm-up ran or came from the cache must not change the run.
@@ -146,6 +146,8 @@ def setup(cfg: Config, run_dir: Path, loop: Loop | None = None) -> Run:
         run.composer.load_state_dict(state.get("composer", {}))
         run.best = state.get("best")
         restore_watches(run.watches, state)
+        for name, watch in run.disagreement_watches.items():
+            watch.load_state_dict(state.get("disagreement_watches", {}).get(name, {}))
         log.info("resumed from %s at step %d", ckpt, run.step)
     build.report_isolation(run.scorer, run.metrics, run.step)
     # ZeRO-3 shards hold ds_numel
@@ -193,7 +195,7 @@ def evaluate(run: Run) -> float:
     proxy = run.cfg.reward.hacking_watch.proxy_signal
     for name, watch in run.watches.items():
         per_problem = results[name].per_problem
-        watch_for_hacking(run, name, per_problem[proxy],
+        watches.watch_for_hacking(run, name, per_problem[proxy],
                           per_problem[tasks[name].accuracy_signal])
     return accuracy
 
@@ -214,23 +216,12 @@ def keep_if_best(run: Run, accuracy: float, num_problems: int) -> None:
     distributed.barrier()
 
 
-def watch_for_hacking(run: Run, task: str, proxy: list, verified: list) -> None:
-    warning = run.watches[task].observe(run.step, proxy, verified)
-    if warning is None:
-        return
-    if run.cfg.mixed:
-        warning = f"task {task}: {warning}"
-    log.warning("step %d: %s", run.step, warning)
-    run.metrics.log(run.step, {"hacking/alarm": 1.0,
-                               **({f"hacking/{task}/alarm": 1.0} if run.cfg.mixed else {})})
-    if run.cfg.reward.hacking_watch.stop:
-        run.stop_reason = warning + " (reward.hacking_watch.stop=true: training ends here)"
-
-
 def save(run: Run) -> None:
     extra = {"data": run.stream.state_dict(), "elapsed_s": run.elapsed,
              "start_accuracy": run.start_accuracy, "composer": run.composer.state_dict(),
              "hacking_watches": {name: w.state_dict() for name, w in run.watches.items()},
+             "disagreement_watches": {name: w.state_dict()
+                                      for name, w in run.disagreement_watches.items()},
              "best": run.best,
              "world_size": distributed.world_size(),
              **(run.loop.state(run) if run.loop and run.loop.state else {})}
@@ -368,6 +359,7 @@ def main(dcfg: DictConfig, loop: Loop | None = None) -> float:
     while not finished(run):
         m = distributed.mean_over_ranks(loop.step(run))
         run.step += 1
+        m.update(watches.watch_disagreement(run, m))
         bar.update(1)
         bar.set_postfix({short: f"{m[key]:.3f}" for key, short in PROGRESS.items() if key in m})
         if every(cfg.logging.every_steps, run.step):

@@ -61,8 +61,10 @@ def build_critic(run: grpo.Run, location: str, reward_model: str | None, state: 
             and not c.model:
         from transformers import AutoModelForSequenceClassification
 
+        from hybrid_rl.rewards.learned.ensemble import first_member
+
         start_from_reward_model(critic, AutoModelForSequenceClassification.from_pretrained(
-            reward_model))
+            first_member(reward_model)))  # an ensemble's first member
     if adapters:
         critic.trunk = lora.add_adapters(critic.trunk, cfg.model.lora, task_type=None)
     if saved is not None:

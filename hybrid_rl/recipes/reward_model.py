@@ -16,14 +16,23 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
+import torch
 from omegaconf import DictConfig
 
+from hybrid_rl.config.checks import ConfigError
 from hybrid_rl.config.reward import PreferenceDataConfig
 from hybrid_rl.config.schema import RecipeConfig
 from hybrid_rl.data.samples import DataError, Sample
 from hybrid_rl.models.loading import load_policy, publish_folder, settings_key
 from hybrid_rl.recipes import build
+from hybrid_rl.rewards.learned.ensemble import (
+    RewardEnsemble,
+    is_ensemble,
+    member_folder,
+    standardisation,
+)
 from hybrid_rl.rewards.learned.fit import FitSettings, evaluate_pairs, fit_reward_model
+from hybrid_rl.rewards.learned.loss import pairwise_metrics
 from hybrid_rl.rewards.learned.model import META_FILE, RewardModel, backbone_location
 from hybrid_rl.rewards.learned.pairs import load_pairs, split_pairs, write_pairs
 from hybrid_rl.rewards.learned.rubric import rubric_pairs
@@ -66,8 +75,9 @@ def prepare_reward_model(cfg: RecipeConfig, location: str, tokenizer, train: lis
         rm = cfg.reward_model
         key = settings_key(
             location, *task_key(cfg),
-            {k: v for k, v in asdict(rm).items()  # unused LoRA settings keep older keys valid
-             if k != "path" and (k != "lora" or rm.lora.enabled)}, asdict(cfg.rollout), cfg.seed,
+            {k: v for k, v in asdict(rm).items()  # unused settings keep older keys valid
+             if k != "path" and (k != "lora" or rm.lora.enabled)
+             and (k != "ensemble_size" or v > 1)}, asdict(cfg.rollout), cfg.seed,
         )
         folder = str(Path(cfg.cache_dir).expanduser() / "reward_model" / key)
         if (Path(folder) / META_FILE).is_file():
@@ -80,6 +90,11 @@ def prepare_reward_model(cfg: RecipeConfig, location: str, tokenizer, train: lis
     for signal in scorer.signals():
         if isinstance(signal.verifier, PreferenceSignal):
             signal.verifier.use(folder)
+            if signal.verifier.uncertainty_penalty and not is_ensemble(folder):
+                raise ConfigError(f"rewards.{signal.name}.uncertainty_penalty="
+                                  f"{signal.verifier.uncertainty_penalty} needs a reward-model "
+                                  f"ensemble; {folder} holds one model (set "
+                                  "reward_model.ensemble_size=K, K >= 2)")
     return folder
 
 
@@ -141,42 +156,84 @@ def preference_pairs(cfg: RecipeConfig, location: Optional[str], tokenizer, trai
 def train_reward_model(cfg: RecipeConfig, location: Optional[str], tokenizer, train: list[Sample],
                        out: Path) -> dict:
     """Pairs -> Bradley-Terry training -> a reward-model folder at `out` (with its pairs and
-    validation metrics in hybrid_rl_reward_model.json). Returns that metadata."""
+    validation metrics in hybrid_rl_reward_model.json); with reward_model.ensemble_size=K,
+    K members in member_<k>/ and the ensemble's metrics. Returns that metadata."""
     rm_cfg = cfg.reward_model
     pairs, held = preference_pairs(cfg, location, tokenizer, train)
     log.info("[reward model] %d training and %d validation pairs", len(pairs), len(held))
-    rm = RewardModel.from_backbone(
-        backbone_location(rm_cfg.backbone, location), rm_cfg.max_length, cfg.seed,
-        adapters=rm_cfg.lora if rm_cfg.lora.enabled else None,
-    )
-    before = evaluate_pairs(rm, held, rm_cfg.score_batch_size)
-    settings = FitSettings(rm_cfg.batch_size, rm_cfg.learning_rate, rm_cfg.max_steps,
-                           rm_cfg.max_time_s, rm_cfg.margin, rm_cfg.center_coef, seed=cfg.seed)
-    fit = fit_reward_model(rm, pairs, settings, log.info)
-    after = evaluate_pairs(rm, held, rm_cfg.score_batch_size)
+    members = [fit_member(cfg, location, pairs, held, cfg.seed + k)
+               for k in range(rm_cfg.ensemble_size)]
     meta = {
         "backbone": rm_cfg.backbone,
         "lora": asdict(rm_cfg.lora) if rm_cfg.lora.enabled else None,
         "train_pairs": len(pairs),
         "validation_pairs": len(held),
-        "fit": fit,
-        "validation": after,
-        "validation_at_start": before,
         "data": asdict(rm_cfg.data),
     }
-    log.info(
-        "[reward model] validation: accuracy %.3f (clean labels %.3f), mean margin %.3f, ECE "
-        "%.3f after %d steps, %.0fs", after["accuracy"], after.get("accuracy_clean", math.nan),
-        after["mean_margin"], after["ece"], fit["steps"], fit["seconds"],
-    )
+    if len(members) == 1:
+        rm, member_meta = members[0]
+        meta.update(member_meta)
+    else:
+        meta.update(ensemble_metadata(members, held, rm_cfg.score_batch_size))
 
     def write(tmp: Path) -> None:
-        rm.save(tmp, meta)
+        if len(members) == 1:
+            members[0][0].save(tmp, meta)
+        else:
+            for k, (member, member_meta) in enumerate(members):
+                member.save(tmp / member_folder(k), member_meta)
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
         write_pairs(pairs, tmp / "train_pairs.jsonl")
         write_pairs(held, tmp / "validation_pairs.jsonl")
 
     publish_folder(out, write)
     return meta
+
+
+def fit_member(cfg: RecipeConfig, location: Optional[str], pairs, held,
+               seed: int) -> tuple[RewardModel, dict]:
+    """One reward model from `seed` (its head, its adapters and its data order): the model
+    and its metadata (fit, validation metrics before and after)."""
+    rm_cfg = cfg.reward_model
+    rm = RewardModel.from_backbone(
+        backbone_location(rm_cfg.backbone, location), rm_cfg.max_length, seed,
+        adapters=rm_cfg.lora if rm_cfg.lora.enabled else None,
+    )
+    before = evaluate_pairs(rm, held, rm_cfg.score_batch_size)
+    settings = FitSettings(rm_cfg.batch_size, rm_cfg.learning_rate, rm_cfg.max_steps,
+                           rm_cfg.max_time_s, rm_cfg.margin, rm_cfg.center_coef, seed=seed)
+    fit = fit_reward_model(rm, pairs, settings, log.info)
+    after = evaluate_pairs(rm, held, rm_cfg.score_batch_size)
+    log.info(
+        "[reward model] seed %d validation: accuracy %.3f (clean labels %.3f), mean margin "
+        "%.3f, ECE %.3f after %d steps, %.0fs", seed, after["accuracy"],
+        after.get("accuracy_clean", math.nan), after["mean_margin"], after["ece"],
+        fit["steps"], fit["seconds"],
+    )
+    return rm, {"seed": seed, "fit": fit, "validation": after, "validation_at_start": before}
+
+
+def ensemble_metadata(members: list, held, batch_size: int) -> dict:
+    """The members' entries (standardisation on the validation responses), the ensemble's
+    validation metrics and its mean disagreement on the validation responses, the baseline
+    the hacking watch compares the policy's samples with."""
+    prompts = [p.prompt for p in held] * 2
+    responses = [p.chosen for p in held] + [p.rejected for p in held]
+    entries = [{"folder": member_folder(k), "seed": m["seed"],
+                **standardisation(rm, prompts, responses, batch_size)}
+               for k, (rm, m) in enumerate(members)]
+    ensemble = RewardEnsemble([rm for rm, _ in members], entries)
+    scores = ensemble.member_scores(prompts, responses, batch_size)  # [K, 2P]
+    mean, spread = scores.mean(0), scores.std(0)
+    n = len(held)
+    validation = pairwise_metrics(mean[:n].float(), mean[n:].float(),
+                                  torch.tensor([p.flipped for p in held]))
+    log.info("[reward model] ensemble of %d: validation accuracy %.3f (members %s), mean "
+             "disagreement %.3f", len(members), validation["accuracy"],
+             [round(m["validation"]["accuracy"], 3) for _, m in members], spread.mean().item())
+    return {"members": entries, "validation": validation,
+            "validation_disagreement": spread.mean().item(),
+            "member_validation": [m["validation"] for _, m in members]}
 
 
 def main(dcfg: DictConfig) -> float:

@@ -111,6 +111,8 @@ class RewardComposer:
         total = torch.zeros(n)
         parts = {}
         for name in raw:
+            if not any(name in rules for rules in self.rules.values()):
+                continue  # a series the reward does not use (an ensemble's disagreement)
             part = torch.zeros(n)
             for task in sorted(set(tasks)):
                 rule = self.rules.get(task, {}).get(name)

@@ -133,3 +133,45 @@ def restore_watches(watches: dict, state: dict) -> None:
 def _mean(values: Sequence[Optional[float]]) -> float:
     scored = [v for v in values if v is not None]
     return sum(scored) / len(scored) if scored else math.nan
+
+
+@dataclass
+class DisagreementWatch:
+    """A reward-model ensemble's members agree where they were trained and drift apart off it.
+    Fed the members' mean disagreement on each step's policy samples; says when its mean over
+    the latest `steps` steps passes `ratio` times `baseline` (their disagreement on the
+    validation pairs): the policy has moved where the reward model's scores mean little.
+    Warns once per crossing (again only after it fell back under)."""
+
+    baseline: float
+    ratio: float = 2.0
+    steps: int = 5
+    recent: list = field(default_factory=list)
+    above: bool = False
+
+    def level(self) -> float:
+        """The recent mean disagreement in units of the baseline (NaN before any step)."""
+        if not self.recent or self.baseline <= 0:
+            return math.nan
+        return sum(self.recent) / len(self.recent) / self.baseline
+
+    def observe(self, step: int, disagreement: float) -> Optional[str]:
+        if not math.isfinite(disagreement):  # nothing scored by the ensemble this step
+            return None
+        self.recent = (self.recent + [disagreement])[-self.steps:]
+        was_above = self.above
+        self.above = len(self.recent) == self.steps and self.ratio > 0 and \
+            self.level() > self.ratio
+        if not self.above or was_above:
+            return None
+        return (f"reward-model ensemble disagreement on the policy's samples is "
+                f"{self.level():.2f}x its value on the validation pairs (mean over steps "
+                f"{step - self.steps + 1}-{step}: {self.level() * self.baseline:.3f} vs "
+                f"{self.baseline:.3f}; alarm above {self.ratio}x): the policy has left the region "
+                "the reward model was trained on, where its scores are unreliable")
+
+    def state_dict(self) -> dict:
+        return {"recent": list(self.recent), "above": self.above}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.recent, self.above = list(state.get("recent", [])), bool(state.get("above", False))

@@ -121,7 +121,8 @@ class RewardScorer:
         `gate_failures_scored` of the groups it scores every completion (None elsewhere), so
         the hacking watch still compares it with the verifier, wrong answers included.
         Evaluations pass no group size and get every score."""
-        values = {name: [None] * len(samples) for name in self.signal_names}
+        values = {name: [None] * len(samples)
+                  for name in self.signal_names + self.diagnostic_names()}
         errors = {name: 0 for name in self.signal_names}
         timeouts = {name: 0 for name in self.signal_names}
         recorded = {name: 0 for name in self.signal_names}
@@ -160,7 +161,11 @@ class RewardScorer:
                     signal, chunks[k], by_plan[k], picked, texts
                 )
             else:
-                scores, failures = self._run(signal, picked, texts) if rows else ([], [])
+                scores, failures, series = self._run(signal, picked, texts) if rows else \
+                    ([], [], {})
+                for key, per_row in series.items():
+                    for i, v in zip(rows, per_row):
+                        values[f"{signal.name}/{key}"][i] = v
             for i, v in zip(rows, scores):
                 values[signal.name][i] = v
                 if isinstance(v, Flagged) and v.record:  # a valid score with a reason to doubt it
@@ -176,6 +181,13 @@ class RewardScorer:
             errors[signal.name] += len(reasons) - timed_out
             self._check_rate(signal.name, task, len(rows), failures, scores)
         return SignalScores(values, errors, timeouts, recorded)
+
+    def diagnostic_names(self) -> list[str]:
+        """The series in-process verifiers report beside their scores (`diagnostics`, e.g. a
+        reward-model ensemble's disagreement), as `<signal>/<series>`: per-completion values
+        that the reward does not use and the metrics log."""
+        return sorted({f"{s.name}/{key}" for s in self.signals()
+                       for key in getattr(s.verifier, "diagnostics", ())})
 
     def _gate(self, task: str, signal: Signal) -> Optional[SignalRule]:
         """The signal's rule when it is gated on another signal, else None."""
@@ -226,25 +238,32 @@ class RewardScorer:
         called from this process."""
         return self.pool is not None and not getattr(signal.verifier, "runs_isolated", False)
 
-    def _run(self, signal: Signal, samples, completions) -> tuple[list[Optional[float]], list[str]]:
-        """(scores, one error message per failed sample)."""
+    def _run(self, signal: Signal, samples, completions) -> tuple[list, list[str], dict]:
+        """(scores, one error message per failed sample, the verifier's diagnostic series
+        aligned with the samples)."""
         refs = [s.reference for s in samples]
         try:
-            return self._checked(
+            scores = self._checked(
                 signal, signal.verifier(completions, refs, samples=samples), len(samples)
-            ), []
+            )
+            return scores, [], _diagnostics(signal.verifier, len(samples))
         except Exception:  # isolate the offending samples: retry one by one
             pass
         scores, failures = [], []
+        series: dict[str, list] = {k: [] for k in getattr(signal.verifier, "diagnostics", ())}
         for sample, completion in zip(samples, completions):
             try:
                 one = signal.verifier([completion], [sample.reference], samples=[sample])
                 scores.append(self._checked(signal, one, 1)[0])
+                found = _diagnostics(signal.verifier, 1)
             except Exception as exc:
                 scores.append(None)
+                found = {}
                 self._fail(signal, sample, completion, f"{type(exc).__name__}: {exc}",
                            traceback.format_exc(limit=5), failures)
-        return scores, failures
+            for key, column in series.items():
+                column.append(found.get(key, [None])[0])
+        return scores, failures, series
 
     def _chunks(self, n: int) -> list[range]:
         size = -(-n // self.pool.num_workers)  # one chunk per worker
@@ -336,3 +355,15 @@ class RewardScorer:
         }
         with open(self.failures_path, "a") as fh:
             fh.write(json.dumps(entry) + "\n")
+
+
+def _diagnostics(verifier, expected: int) -> dict[str, list]:
+    """The series a verifier reported for its last call (checked for length; none when it
+    reports none)."""
+    if not getattr(verifier, "diagnostics", ()):
+        return {}
+    series = verifier.take_diagnostics()
+    for key, column in series.items():
+        if len(column) != expected:
+            raise ValueError(f"diagnostic {key!r}: {len(column)} values for {expected} completions")
+    return series

@@ -148,8 +148,9 @@ def rollout_metrics(scored: ScoredRollout, accuracy_signal: str, proxy_signal: s
         applicable = torch.tensor([v for v in vals if v is not None])
         m[f"reward/{name}/mean"] = _mean(applicable)
         m[f"reward/{name}/std"] = _std(applicable)
-        m[f"reward/{name}/errors"] = float(errors.get(name, 0))
-        m[f"reward/{name}/timeouts"] = float(scored.timeouts.get(name, 0))
+        if name in errors:  # a signal, not a series reported beside one
+            m[f"reward/{name}/errors"] = float(errors[name])
+            m[f"reward/{name}/timeouts"] = float(scored.timeouts.get(name, 0))
         if name in seen.parts and len(reward):
             m[f"reward/{name}/weighted_mean"] = seen.parts[name].mean().item()
     proxy, verified = proxy_signal, accuracy_signal

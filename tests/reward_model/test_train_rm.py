@@ -206,3 +206,53 @@ def test_multirun_sweeps_the_preference_weight(trained_rm, tmp_path):
     )
     assert weights == [0.1, 0.5]  # one run per weight, each with its own folder
     assert all((sweep / str(i) / "metrics.jsonl").is_file() for i in (0, 1))
+
+
+def test_an_ensemble_trains_scores_penalised_and_its_watch_fires(trained_rm, tmp_path):
+    """reward_model.ensemble_size=2: two members from two seeds, standardised on the validation
+    responses; train.py with uncertainty_penalty=1 scores mean - std of the members, logs their
+    disagreement every step, and the watch (set to fire at any rise) says so."""
+    from hybrid_rl.rewards.learned.ensemble import RewardEnsemble, load_reward_model
+
+    base, folder, _ = trained_rm
+    run_entry("train_rm.py", tmp_path / "rm", "reward_model.data.source=jsonl",
+              f"reward_model.data.path={folder / 'train_pairs.jsonl'}", "reward_model.max_steps=6",
+              "reward_model.batch_size=8", "reward_model.ensemble_size=2", cache=base / "cache")
+    out = tmp_path / "rm" / "reward_model"
+    meta = json.loads((out / "hybrid_rl_reward_model.json").read_text())
+    assert [m["folder"] for m in meta["members"]] == ["member_0", "member_1"]
+    assert [m["seed"] for m in meta["members"]] == [0, 1] and meta["validation_disagreement"] > 0
+    ensemble = load_reward_model(out)
+    assert isinstance(ensemble, RewardEnsemble)
+    prompts, responses = ["1+2="] * 2, ["3", "Answer: 3, I think."]
+    by_hand = [(torch.tensor(RewardModel.load(out / f"member_{k}").score(prompts, responses),
+                             dtype=torch.float64) - m["score_mean"]) / m["score_std"]
+               for k, m in enumerate(meta["members"])]
+    assert ensemble.score(prompts, responses) == pytest.approx(
+        ((by_hand[0] + by_hand[1]) / 2).tolist())
+    assert by_hand[0].tolist() != pytest.approx(by_hand[1].tolist())  # two different members
+
+    run_dir = tmp_path / "run"
+    proc = run_entry("train.py", run_dir, "task=math_hybrid", f"reward_model.path={out}",
+                     "trainer.max_steps=2", "reward.gate_failures_scored=1",
+                     "+task.rewards.preference.uncertainty_penalty=1.0",
+                     "reward.hacking_watch.disagreement_ratio=1e-6",
+                     "reward.hacking_watch.disagreement_steps=1", cache=base / "cache")
+    steps = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "loss" in r]
+    assert all(r["reward/preference/disagreement/mean"] > 0 for r in steps)
+    assert steps[0]["hacking/disagreement_ratio"] == pytest.approx(  # in validation units
+        steps[0]["reward/preference/disagreement/mean"] / meta["validation_disagreement"])
+    assert "reward/preference/disagreement/errors" not in steps[0]  # a series, not a signal
+    assert "ensemble disagreement on the policy's samples" in proc.stdout + proc.stderr
+    alarms = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "hacking/disagreement_alarm" in r]
+    assert [r["step"] for r in alarms] == [1]  # said once, at the crossing
+
+
+def test_an_uncertainty_penalty_on_a_single_reward_model_is_refused(trained_rm, tmp_path):
+    base, folder, _ = trained_rm
+    proc = run_entry("train.py", tmp_path / "run", "task=math_hybrid",
+                     f"reward_model.path={folder}", "trainer.max_steps=1",
+                     "+task.rewards.preference.uncertainty_penalty=0.5", cache=base / "cache",
+                     check=False)
+    assert proc.returncode != 0
+    assert "uncertainty_penalty=0.5 needs a reward-model ensemble" in proc.stderr
