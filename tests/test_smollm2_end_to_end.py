@@ -130,6 +130,28 @@ def test_reward_model_on_the_policy_backbone(cache, tmp_path):
     assert meta["lora"]["rank"] == 16  # adapters on the Llama backbone, saved merged
 
 
+def test_smollm2_judges_pairs_in_both_orders_and_revises_answers(cache, tmp_path):
+    """The packaged SmolLM2 as the AI judge (the default): four pairs judged in both orders,
+    and critique-then-revise writing (revision, original) pairs."""
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": p, "chosen": c, "rejected": r}) + "\n"
+                             for p, c, r in [("What is 2+3?", "5", "It is 6."),
+                                             ("What is 7+1?", "8", "Maybe 9, maybe 8."),
+                                             ("What is 4+4?", "4+4=8. Answer: 8", "16"),
+                                             ("What is 9-3?", "6", "9-3 is 5")]))
+    run_entry("ai_feedback.py", tmp_path / "run", "ai_feedback.pairs.source=jsonl",
+              f"ai_feedback.pairs.path={pairs}", "ai_feedback.ties=soft",
+              "ai_feedback.critique_revise=true", "ai_feedback.revise_max_new_tokens=16",
+              cache=cache)
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["judge"] == "smollm2_135m" and report["pairs"] == 4
+    rows = read_jsonl(tmp_path / "run" / "ai_preferences.jsonl")
+    judged = [r for r in rows if "origin" not in r]
+    assert len(judged) == 4 and all(0 < r["p_first_order"] < 1 for r in judged)
+    revised = [r for r in rows if r.get("origin") == "revision"]
+    assert revised and all(r["chosen"].strip() and r["critique"] for r in revised)
+
+
 @pytest.mark.skipif(not VLLM_PYTHON.is_file(), reason="no .venv-vllm: bash scripts/setup.sh --vllm")
 def test_rollout_vllm_samples_from_the_synced_weights(cache, tmp_path):
     """vLLM's environment has no GGUF reader: it gets the converted folder as model=hf, the

@@ -134,6 +134,7 @@ VERIFIERS = Registry(
         "math": "verifiers.math:math_verifier", "code": "verifiers.code:CodeVerifier",
         "code_fraction": "verifiers.code:CodeFractionVerifier",
         "overlong": "verifiers.length:OverlongPenalty",
+        "judge": "hybrid_rl.rewards.judge_signal:JudgeSignal",
     },
 )
 register_verifier = VERIFIERS.register

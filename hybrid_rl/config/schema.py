@@ -16,6 +16,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from hybrid_rl.config.checks import ConfigError, positive
+from hybrid_rl.config.judge import AIFeedbackConfig, JudgeConfig
 from hybrid_rl.config.model import ModelConfig
 from hybrid_rl.config.reward import RewardConfig, RewardModelConfig
 from hybrid_rl.config.rl_free import DPOConfig, RejectionSamplingConfig
@@ -47,6 +48,8 @@ class RecipeConfig:
     sft: SFTConfig = field(default_factory=SFTConfig)
     # the `preference` signal
     reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
+    # the AI judge (`verifier: judge`, ai_feedback.py)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
     seed: int = 0  # seeds python, numpy and torch
     # built-in and warmed-up models are kept here
     cache_dir: str = "${oc.env:HYBRID_RL_CACHE,'~/.cache/hybrid_rl'}"
@@ -129,6 +132,13 @@ class RewardModelRecipeConfig(RecipeConfig):
 
 
 @dataclass
+class AIFeedbackRecipeConfig(RecipeConfig):
+    """ai_feedback.py (conf/ai_feedback.yaml): the judge, the pairs it labels."""
+
+    ai_feedback: AIFeedbackConfig = field(default_factory=AIFeedbackConfig)
+
+
+@dataclass
 class EvaluateRecipeConfig(RecipeConfig):
     """evaluate.py (conf/evaluate.yaml): how rewards are scored and models compared."""
 
@@ -162,5 +172,6 @@ def register_configs() -> None:
     cs.store(name="hybrid_rl_schema", node=Config)
     cs.store(name="hybrid_rl_reward_model_schema", node=RewardModelRecipeConfig)
     cs.store(name="hybrid_rl_evaluate_schema", node=EvaluateRecipeConfig)
+    cs.store(name="hybrid_rl_ai_feedback_schema", node=AIFeedbackRecipeConfig)
     cs.store(name="hybrid_rl_dpo_schema", node=DPORecipeConfig)
     cs.store(name="hybrid_rl_rejection_sampling_schema", node=RejectionSamplingRecipeConfig)

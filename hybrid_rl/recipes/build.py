@@ -288,6 +288,7 @@ def build_scorer(cfg, run_dir: Optional[Path]) -> RewardScorer:
     # What a verifier class may ask for in its constructor (verifiers/registry.py construct):
     # the code verifier starts and checks its sandbox here, before any model is loaded.
     settings = {"sandbox": cfg.sandbox, "reward_model_path": cfg.reward_model.path,
+                "judge": cfg.judge, "cache_dir": cfg.cache_dir,
                 "score_batch_size": cfg.reward_model.score_batch_size}
     where = "mix.tasks.{task}.rewards.{signal}.verifier" if cfg.mixed else \
         "task.rewards.{signal}.verifier"

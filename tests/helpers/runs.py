@@ -58,9 +58,15 @@ def tiny_overrides(script: str) -> list[str]:
     trainer or logging sections)."""
     from dataclasses import fields
 
-    from hybrid_rl.config.schema import Config, EvaluateRecipeConfig, RewardModelRecipeConfig
+    from hybrid_rl.config.schema import (
+        AIFeedbackRecipeConfig,
+        Config,
+        EvaluateRecipeConfig,
+        RewardModelRecipeConfig,
+    )
 
-    schema = {"train_rm.py": RewardModelRecipeConfig, "evaluate.py": EvaluateRecipeConfig}
+    schema = {"train_rm.py": RewardModelRecipeConfig, "evaluate.py": EvaluateRecipeConfig,
+              "ai_feedback.py": AIFeedbackRecipeConfig}
     sections = {f.name for f in fields(schema.get(script, Config))}
     return [o for o in TINY_OVERRIDES if o.split("=")[0].split(".")[0] in sections]
 

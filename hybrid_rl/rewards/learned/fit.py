@@ -87,8 +87,10 @@ def fit_reward_model(
             scores = rm.forward(prompts + prompts,
                                 [p.chosen for p in batch] + [p.rejected for p in batch])
             margin = torch.tensor([p.margin + s.margin for p in batch])
+            soft = [p.label for p in batch]
             loss = bradley_terry_loss(
-                scores[: len(batch)], scores[len(batch) :], margin, s.center_coef
+                scores[: len(batch)], scores[len(batch) :], margin, s.center_coef,
+                torch.tensor(soft) if any(v != 1.0 for v in soft) else None,
             )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -15,8 +15,10 @@ def bradley_terry_loss(
     r_rejected: torch.Tensor,  # [P] scores of the other responses
     margin: Optional[torch.Tensor] = None,  # [P] or scalar: how much higher chosen must score
     center_coef: float = 0.0,
+    label: Optional[torch.Tensor] = None,  # [P] P(chosen is preferred); None: all 1
 ) -> torch.Tensor:
-    """mean(-log sigmoid(r_c - r_r - margin)) + center_coef * mean((r_c + r_r)^2).
+    """mean(-log sigmoid(d)) + center_coef * mean((r_c + r_r)^2), d = r_c - r_r - margin; with
+    soft labels l the cross-entropy -(l log sigmoid(d) + (1 - l) log sigmoid(-d)) instead.
 
     The margin (Llama 2) asks for a wider gap on clearly separated pairs; the centring term
     (as in TRL's center_rewards_coefficient) keeps scores near zero, since Bradley-Terry only
@@ -24,7 +26,10 @@ def bradley_terry_loss(
     diff = r_chosen - r_rejected
     if margin is not None:
         diff = diff - margin
-    loss = -F.logsigmoid(diff).mean()
+    if label is None:
+        loss = -F.logsigmoid(diff).mean()
+    else:
+        loss = -(label * F.logsigmoid(diff) + (1 - label) * F.logsigmoid(-diff)).mean()
     if center_coef:
         loss = loss + center_coef * ((r_chosen + r_rejected) ** 2).mean()
     return loss

@@ -8,8 +8,10 @@ Accepted rows (the four formats of TRL's preference datasets):
                                      "rejected": [messages]}
 - implicit prompt, conversational:  {"chosen": [messages], "rejected": [messages]}
 A message is {"role": str, "content": str}. Optional columns: `margin` (a number added to the
-Bradley-Terry margin) and `flipped` (true where label noise swapped the pair; used to report
-accuracy against the clean labels). A bad row raises PreferenceDataError naming file, row and field.
+Bradley-Terry margin), `flipped` (true where label noise swapped the pair; used to report
+accuracy against the clean labels) and `label` (P(chosen is preferred), 1 when absent: a soft
+label, as ai_feedback.py writes for a judge's ties). Other columns are ignored. A bad row
+raises PreferenceDataError naming file, row and field.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class PreferencePair:
     rejected: str
     margin: float = 0.0  # extra Bradley-Terry margin for this pair
     flipped: bool = False  # label noise swapped chosen and rejected
+    label: float = 1.0  # P(chosen is preferred): below 1 a soft label (an AI judge's tie)
 
 
 def render_messages(messages: list) -> str:
@@ -86,7 +89,11 @@ def pair_from_row(row: dict) -> PreferencePair:
     margin = row.get("margin") or 0.0
     if not isinstance(margin, (int, float)) or isinstance(margin, bool):
         raise ValueError(f"field 'margin' must be a number, got {margin!r}")
-    return PreferencePair(prompt, chosen, rejected, float(margin), bool(row.get("flipped", False)))
+    label = row.get("label", 1.0)
+    if not isinstance(label, (int, float)) or isinstance(label, bool) or not 0 <= label <= 1:
+        raise ValueError(f"field 'label' must be a probability in [0, 1], got {label!r}")
+    return PreferencePair(prompt, chosen, rejected, float(margin), bool(row.get("flipped", False)),
+                          float(label))
 
 
 def rows_to_pairs(rows, where: str, on_bad_row: str, skipped: list[str]) -> list[PreferencePair]:
