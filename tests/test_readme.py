@@ -17,7 +17,8 @@ README = (ROOT / "README.md").read_text()
 CONF = ROOT / "conf"
 # entry script -> the config it composes (its @hydra.main, or scripts/memory_plan.py's compose)
 ENTRIES = {"train.py": "config", "sft.py": "config", "train_rm.py": "train_rm",
-           "evaluate.py": "evaluate", "scripts/memory_plan.py": "config"}
+           "evaluate.py": "evaluate", "ai_feedback.py": "ai_feedback",
+           "scripts/memory_plan.py": "config"}
 PLANS_ONLY = {"scripts/memory_plan.py"}  # reads sizes from the config; needs no data path
 GROUPS = {p.name for p in CONF.iterdir() if p.is_dir()}
 

@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 import yaml
 
-CONSTITUTIONS = Path(__file__).resolve().parents[2] / "conf" / "constitution"
+CONSTITUTIONS = Path(__file__).resolve().parent / "constitutions"  # the shipped ones
 LABELS = ("A", "B")
 QUESTION = (
     "Compare two responses to the same request against one principle.\n"
@@ -39,8 +39,8 @@ class Principle:
 
 
 def load_constitution(name_or_path: str) -> list[Principle]:
-    """A shipped constitution by name (conf/constitution/<name>.yaml) or a YAML file: a list of
-    texts, or of mappings {name, text}."""
+    """A shipped constitution by name (constitutions/<name>.yaml beside this file) or a YAML
+    file: a list of texts, or of mappings {name, text}."""
     path = Path(name_or_path).expanduser()
     if not path.suffix:
         path = CONSTITUTIONS / f"{name_or_path}.yaml"
