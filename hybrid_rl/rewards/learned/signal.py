@@ -39,15 +39,16 @@ class PreferenceSignal:
         self.uncertainty_penalty = uncertainty_penalty
         self.model = None
         self._spread: list[float] = []  # the last call's per-completion disagreement
+        # the per-completion series each call reports beside its scores (RewardScorer)
+        self.diagnostics: tuple[str, ...] = self._series()
 
     def use(self, folder: str | Path) -> None:
         """Score with the reward model in `folder` from the next call on."""
         if self.folder != Path(folder):
             self.folder, self.model = Path(folder), None
+            self.diagnostics = self._series()
 
-    @property
-    def diagnostics(self) -> tuple[str, ...]:
-        """The per-completion series each call reports beside its scores (RewardScorer)."""
+    def _series(self) -> tuple[str, ...]:
         return (DISAGREEMENT,) if self.folder is not None and is_ensemble(self.folder) else ()
 
     def take_diagnostics(self) -> dict[str, list[float]]:
