@@ -111,6 +111,11 @@ def test_verifier_labels_where_exactly_one_side_passes():
     verdicts = [("", Verdict(0.9, 0.8)), ("", Verdict(0.9, 0.8)), ("", Verdict(0.1, 0.1)),
                 ("", Verdict(0.9, 0.9))]
     assert agreement(pairs, verdicts, labels) == (0.5, 2)
+    biased = [("", Verdict(0.9, 0.3)), ("", Verdict(0.8, 0.1)), ("", Verdict(0.9, 0.1)),
+              ("", Verdict(0.9, 0.1))]  # every order picks A: all ties
+    assert math.isnan(agreement(pairs, biased, labels)[0])
+    # averaged over both orders the bias cancels: P(a) 0.6 (chosen) and 0.45 (rejected)
+    assert agreement(pairs, biased, labels, mean_verdict=True) == (1.0, 2)
 
 
 def test_critique_then_revise_pairs_the_revision_over_the_original():
@@ -157,7 +162,7 @@ def test_ai_feedback_writes_a_file_train_rm_reads_and_resumes_from_its_cache(tmp
     run_entry("ai_feedback.py", tmp_path / "b", *common, cache=tmp_path / "cache")
     report = json.loads((tmp_path / "b" / "report.json").read_text())
     assert report["pairs"] == 6 and report["questions_from_cache"] == 8  # 4 pairs x 2 orders
-    assert 0 <= report["position_bias_rate"] <= 1 and report["pairs_per_s"] > 0
+    assert 0 <= report["position_bias_rate"] <= 1 and report["questions_per_s"] > 0
     rows = read_jsonl(tmp_path / "b" / "ai_preferences.jsonl")
     assert len(rows) == 6 and {r["judge"] for r in rows} == {"builtin"}
     assert all(0 < r["p_first_order"] < 1 and r["principle"] for r in rows)

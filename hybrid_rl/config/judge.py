@@ -40,7 +40,9 @@ class AIFeedbackConfig:
     pairs: PreferenceDataConfig = field(default_factory=PreferenceDataConfig)
     max_pairs: Optional[int] = 2000  # judge at most this many candidate pairs (None: all)
     # a pair whose two orders disagree: drop it | soft: keep it with label = P(chosen better)
-    ties: str = "drop"
+    # averaged over both orders. soft by default: the default judge, SmolLM2-135M, picks the
+    # first position in every order (README "AI feedback": measured), so drop would keep nothing
+    ties: str = "soft"
     # Constitutional AI's critique-then-revise: per prompt, the judge critiques the policy's
     # answer against one principle and revises it; (revision, original) becomes a pair too
     critique_revise: bool = False

@@ -133,11 +133,19 @@ def critique_and_revise(judge: Judge, pairs: list[PreferencePair], principles: l
             if rev and rev != p.rejected]
 
 
-def agreement(pairs, verdicts, labels: list[Optional[bool]]) -> tuple[float, int]:
+def agreement(pairs, verdicts, labels: list[Optional[bool]],
+              mean_verdict: bool = False) -> tuple[float, int]:
     """(share of the judge's non-tie verdicts that pick the side `labels` prefer (True: the
-    pair's chosen), pairs compared); pairs without a label are left out."""
-    hits = [(v.winner == "a") == label for (_, v), label in zip(verdicts, labels)
-            if label is not None and v.winner != "tie"]
+    pair's chosen), pairs compared); pairs without a label are left out. `mean_verdict`: the
+    winner by P(a better) averaged over both orders (position bias cancelled, no ties unless
+    exactly even), instead of by both orders agreeing."""
+    def winner(v: Verdict) -> str:
+        if not mean_verdict:
+            return v.winner
+        return "a" if v.p_a > 0.5 else "b" if v.p_a < 0.5 else "tie"
+
+    hits = [(winner(v) == "a") == label for (_, v), label in zip(verdicts, labels)
+            if label is not None and winner(v) != "tie"]
     return (sum(hits) / len(hits) if hits else math.nan), len(hits)
 
 
@@ -181,29 +189,35 @@ def main(dcfg: DictConfig) -> float:
         rows += critique_and_revise(judge, pairs, principles, a.revise_max_new_tokens)
     out = run_dir / a.output
     out.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    given, n_given = agreement(pairs, verdicts, [True] * len(pairs))
-    clean, _ = agreement(pairs, verdicts, [not p.flipped for p in pairs])
-    verified, n_verified = agreement(pairs, verdicts, verifier_labels(
-        cfg, pairs, train or build.task_samples(cfg)[0]))
+    by_label = {"input_labels": [True] * len(pairs),
+                "clean_input_labels": [not p.flipped for p in pairs],
+                "verifier": verifier_labels(cfg, pairs, train or build.task_samples(cfg)[0])}
     report = {
         "judge": cfg.judge.model, "constitution": cfg.judge.constitution,
         "pairs": len(pairs), "rows_written": len(rows),
         "ties": sum(v.winner == "tie" for _, v in verdicts),
         "position_bias_rate": position_bias_rate([v for _, v in verdicts]),
-        "agreement_with_input_labels": given, "compared_with_input_labels": n_given,
-        "agreement_with_clean_input_labels": clean,
-        "agreement_with_verifier": verified, "compared_with_verifier": n_verified,
         "questions_from_cache": cache.hits, "seconds": round(seconds, 2),
-        "pairs_per_s": round(len(pairs) / seconds, 3) if seconds > 0 else math.inf,
+        # labelling throughput: the questions the judge was asked (two a pair) a second
+        "questions_per_s": round((2 * len(pairs) - cache.hits) / seconds, 3) if seconds else None,
     }
+    for name, labels in by_label.items():  # both-orders verdicts, then the averaged ones
+        for prefix, mean in (("", False), ("mean_verdict_", True)):
+            share, n = agreement(pairs, verdicts, labels, mean)
+            report[f"{prefix}agreement_with_{name}"], report[f"{prefix}compared_with_{name}"] = \
+                share, n
     (run_dir / "report.json").write_text(json.dumps(  # NaN (nothing to compare) as null
         {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in report.items()},
         indent=2))
     log.info("[ai feedback] %d pairs judged (%d questions from the cache) in %.1fs: %d ties "
-             "(position bias %.3f); agreement with the input labels %.3f (%d pairs), with the "
-             "verifier %.3f (%d pairs); %d rows -> %s", len(pairs), cache.hits, seconds,
-             report["ties"], report["position_bias_rate"], given, n_given, verified, n_verified,
-             len(rows), out)
+             "(position bias %.3f); agreement with the input labels %.3f (%d pairs; averaged "
+             "over both orders %.3f), with the verifier %.3f (%d pairs; averaged %.3f); %d rows "
+             "-> %s", len(pairs), cache.hits, seconds, report["ties"],
+             report["position_bias_rate"], report["agreement_with_input_labels"],
+             report["compared_with_input_labels"],
+             report["mean_verdict_agreement_with_input_labels"],
+             report["agreement_with_verifier"], report["compared_with_verifier"],
+             report["mean_verdict_agreement_with_verifier"], len(rows), out)
     log.info("train a reward model on them: python train_rm.py reward_model.data.source=jsonl "
              "reward_model.data.path=%s", out.resolve())
-    return given
+    return report["agreement_with_input_labels"]
