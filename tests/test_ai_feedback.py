@@ -150,26 +150,48 @@ def test_a_judge_out_of_time_scores_half_flagged_as_timed_out():
 
 
 @pytest.mark.slow
-def test_ai_feedback_writes_a_file_train_rm_reads_and_resumes_from_its_cache(tmp_path):
+def test_ai_feedback_killed_resumes_from_its_cache_and_train_rm_reads_its_file(tmp_path):
+    """SIGKILL once the first batch's verdicts are on disk; the rerun asks only the rest, and
+    its file trains a reward model."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from helpers.runs import ROOT, tiny_overrides
+
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({"prompt": f"{i}+1=", "chosen": str(i + 1),
                                          "rejected": f"Maybe {i + 2}?"}) + "\n"
-                             for i in range(6)))
-    common = ["judge.model=builtin", "ai_feedback.pairs.source=jsonl",
-              f"ai_feedback.pairs.path={pairs}", "ai_feedback.ties=soft"]
-    run_entry("ai_feedback.py", tmp_path / "a", *common, "ai_feedback.max_pairs=4",
-              cache=tmp_path / "cache")
-    run_entry("ai_feedback.py", tmp_path / "b", *common, cache=tmp_path / "cache")
+                             for i in range(40)))
+    # one question a batch: 80 appends to the cache, so the kill lands in the middle
+    common = ["judge.model=builtin", "judge.batch_size=1", "ai_feedback.pairs.source=jsonl",
+              f"ai_feedback.pairs.path={pairs}"]
+    cache = tmp_path / "cache"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "ai_feedback.py"),
+                             *tiny_overrides("ai_feedback.py"), *common,
+                             f"hydra.run.dir={tmp_path / 'killed'}"], cwd=ROOT,
+                            env={**os.environ, "HYBRID_RL_CACHE": str(cache)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not any(f.stat().st_size for f in (cache / "ai_feedback").glob("*.jsonl")):
+        assert proc.poll() is None and time.monotonic() < deadline, "ended before the kill"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)  # no chance to clean up
+    proc.wait()
+    assert not (tmp_path / "killed" / "report.json").exists()  # it died before the end
+    run_entry("ai_feedback.py", tmp_path / "b", *common, cache=cache)
     report = json.loads((tmp_path / "b" / "report.json").read_text())
-    assert report["pairs"] == 6 and report["questions_from_cache"] == 8  # 4 pairs x 2 orders
+    assert report["pairs"] == 40 and 0 < report["questions_from_cache"] < 80
     assert 0 <= report["position_bias_rate"] <= 1 and report["questions_per_s"] > 0
-    rows = read_jsonl(tmp_path / "b" / "ai_preferences.jsonl")
-    assert len(rows) == 6 and {r["judge"] for r in rows} == {"builtin"}
+    rows = read_jsonl(tmp_path / "b" / "ai_preferences.jsonl")  # ties=soft: every pair kept
+    assert len(rows) == 40 and {r["judge"] for r in rows} == {"builtin"}
     assert all(0 < r["p_first_order"] < 1 and r["principle"] for r in rows)
     proc = run_entry("train_rm.py", tmp_path / "rm", "reward_model.data.source=jsonl",
                      f"reward_model.data.path={tmp_path / 'b' / 'ai_preferences.jsonl'}",
                      "reward_model.max_steps=2", "reward_model.batch_size=2",
-                     "reward_model.eval_fraction=0.3", cache=tmp_path / "cache")
+                     "reward_model.eval_fraction=0.3", cache=cache)
     assert json.loads((tmp_path / "rm" / "metrics.json").read_text())["fit"]["steps"] == 2, proc
 
 

@@ -105,10 +105,7 @@ class Judge:
 
     def question(self, prompt: str, first: str, second: str, principle: str) -> str:
         text = QUESTION.format(principle=principle, prompt=prompt, first=first, second=second)
-        if self.chat_template:
-            return self.tokenizer.apply_chat_template([{"role": "user", "content": text}],
-                                                      tokenize=False, add_generation_prompt=True)
-        return text + "\nAnswer:"
+        return self.ask(text, plain_suffix="\nAnswer:")
 
     @torch.no_grad()
     def p_first(self, questions: Sequence[str]) -> list[float]:
@@ -134,12 +131,13 @@ class Judge:
                                  for p, x, y, c in zip(prompts, a, b, principles)])
         return [Verdict(f, 1.0 - r) for f, r in zip(forward, backward)]
 
-    def ask(self, text: str) -> str:
-        """A free-form request in the judge's format (critiques and revisions)."""
+    def ask(self, text: str, plain_suffix: str = "\n") -> str:
+        """A request in the judge's format: one user turn of its chat template, or (a model
+        without one) the plain text and `plain_suffix`."""
         if self.chat_template:
             return self.tokenizer.apply_chat_template([{"role": "user", "content": text}],
                                                       tokenize=False, add_generation_prompt=True)
-        return text + "\n"
+        return text + plain_suffix
 
     @torch.no_grad()
     def generate(self, requests: Sequence[str], max_new_tokens: int) -> list[str]:
