@@ -7,6 +7,7 @@ single process they cost nothing and need no process group.
 """
 from __future__ import annotations
 
+import math
 import os
 import socket
 from contextlib import contextmanager
@@ -149,14 +150,20 @@ def gather_objects(obj: Any) -> list[Any]:
 
 
 def mean_over_ranks(metrics: dict[str, float]) -> dict[str, float]:
-    """Each metric averaged over the processes (NaN where any process had none)."""
-    if not (dist.is_initialized() and dist.get_world_size() > 1) or not metrics:
+    """Each metric averaged over the processes that have a number for it (NaN where none
+    has). The processes need not have the same metrics: in a mixture, a process that drew no
+    prompt of a task this step has no task/<name>/... figures, and a reduction over mismatched
+    tensors would fail (gloo) or mix unrelated numbers (NCCL). So the names are agreed first."""
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
         return metrics
-    keys = sorted(metrics)
-    values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64,
+    keys = sorted(set().union(*gather_objects(sorted(metrics))))
+    values = torch.tensor([float(metrics.get(k, math.nan)) for k in keys], dtype=torch.float64,
                           device=collective_device())
-    dist.all_reduce(values)
-    return dict(zip(keys, (values / dist.get_world_size()).cpu().tolist()))
+    present = ~torch.isnan(values)
+    sums = torch.stack([torch.where(present, values, torch.zeros_like(values)),
+                        present.to(values.dtype)])
+    dist.all_reduce(sums)
+    return dict(zip(keys, (sums[0] / sums[1]).cpu().tolist()))  # 0 / 0: NaN
 
 
 def sum_over_ranks(value: float) -> float:

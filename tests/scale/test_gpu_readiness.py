@@ -23,6 +23,8 @@ def two_ranks_on(monkeypatch):
         monkeypatch.setattr(dist, "get_world_size", lambda: 2)
         monkeypatch.setattr(dist, "get_backend", lambda: backend)
         monkeypatch.setattr(dist, "all_reduce", lambda t, op=None: reduced.append(t.device))
+        monkeypatch.setattr(dist, "all_gather_object",
+                            lambda box, obj: box.__setitem__(slice(None), [obj] * len(box)))
         return reduced
 
     return on
