@@ -115,3 +115,22 @@ def test_a_time_limit_counts_from_dispatch_even_while_the_caller_is_busy():
         out = pool.finish(job)
         assert "timed out after 0.5 s" in out[0].error  # the hang is killed
         assert out[1].value == 0.1  # the call that returned in time keeps its result
+
+
+def test_a_worker_ends_on_sigterm_even_when_the_trainer_ignores_it():
+    """submitit's job handler ignores SIGTERM, and a forked worker inherits it: multiprocessing's
+    exit-time terminate() must still end the worker, or the job waits for it forever."""
+    import signal
+
+    from verifiers.pool import WorkerPool
+
+    saved = signal.signal(signal.SIGTERM, lambda *_: None)  # what submitit installs
+    try:
+        pool = WorkerPool([len], num_workers=1)
+    finally:
+        signal.signal(signal.SIGTERM, saved)
+    assert pool.run([(0, ("abc",))])[0].value == 3  # the worker is in its loop
+    worker = pool._workers[0].process
+    worker.terminate()
+    worker.join(timeout=5)
+    assert not worker.is_alive() and worker.exitcode == -signal.SIGTERM

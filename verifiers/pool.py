@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import time
 import traceback
 from dataclasses import dataclass
@@ -33,6 +34,10 @@ PARENT_CHECK_S = 0.5  # how often an idle worker checks that the trainer is stil
 def _worker_loop(functions: Sequence[Callable], conn: Connection, parent_pid: int) -> None:
     global IN_WORKER
     IN_WORKER = True
+    # A forked worker inherits the trainer's signal handlers; a scheduler's (submitit's) that
+    # ignores SIGTERM would make multiprocessing's exit-time terminate() a no-op and leave the
+    # trainer waiting for this worker forever. The default handler lets it end.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     while True:
         # An EOF is not enough to notice that the trainer died (even by SIGKILL): sibling
         # workers forked later hold copies of its end of the pipe. So look up now and then.
