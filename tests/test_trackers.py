@@ -72,3 +72,26 @@ def test_an_unknown_or_missing_tracker_is_named(monkeypatch):
                         lambda name, *a: None if name == "wandb" else real(name, *a))
     [problem] = LoggingConfig(trackers=["wandb"]).problems()
     assert "wandb is not installed: pip install -e '.[wandb]'" in problem
+
+
+def test_two_sweep_jobs_racing_to_create_the_experiment_share_it(tmp_path, monkeypatch):
+    """A sweep's jobs start at once: the one whose create_experiment loses the race (MLflow:
+    'already exists') uses the winner's experiment instead of failing its job."""
+    from mlflow.tracking import MlflowClient
+
+    from hybrid_rl.runtime.trackers import MlflowTracker
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    uri = f"file:{tmp_path / 'mlruns'}"
+    winner = MlflowClient(uri).create_experiment("sweep")
+    loser = MlflowTracker.__new__(MlflowTracker)
+    loser.client = MlflowClient(uri)
+    looked = []
+    real = loser.client.get_experiment_by_name
+
+    def get(name):  # the loser's first look came before the winner created it
+        looked.append(name)
+        return real(name) if len(looked) > 1 else None
+
+    loser.client.get_experiment_by_name = get
+    assert loser._experiment("sweep") == winner and len(looked) == 2

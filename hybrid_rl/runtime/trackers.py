@@ -102,6 +102,7 @@ class WandbTracker:
 
 
 class MlflowTracker:
+
     def __init__(self, who: RunIdentity, run_dir: Path, project: str, uri: Optional[str]):
         _import("mlflow")
         from mlflow.tracking import MlflowClient
@@ -111,8 +112,7 @@ class MlflowTracker:
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         self.client = MlflowClient(uri)
         name = who.group or project
-        found = self.client.get_experiment_by_name(name)
-        experiment = found.experiment_id if found else self.client.create_experiment(name)
+        experiment = self._experiment(name)
         previous = self.client.search_runs([experiment],
                                            f"tags.`{RUN_ID_TAG}` = '{who.run_id}'")
         if previous:  # a resumed run
@@ -123,6 +123,22 @@ class MlflowTracker:
                                                      "hybrid_rl.run_dir": str(run_dir)}
             ).info.run_id
             self._params(flatten(who.config))
+
+    def _experiment(self, name: str) -> str:
+        """The experiment's id, created if missing. A sweep's jobs start at once and race to
+        create it: the loser reads the winner's."""
+        from mlflow.exceptions import MlflowException
+
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        try:
+            return self.client.create_experiment(name)
+        except MlflowException:
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
 
     def _params(self, config: dict) -> None:
         from mlflow.entities import Param
