@@ -26,10 +26,10 @@ from hybrid_rl.data.samples import DataError, Sample
 from hybrid_rl.models.loading import load_policy, publish_folder, settings_key
 from hybrid_rl.recipes import build
 from hybrid_rl.rewards.learned.ensemble import (
-    RewardEnsemble,
     is_ensemble,
     member_folder,
     standardisation,
+    standardised,
 )
 from hybrid_rl.rewards.learned.fit import FitSettings, evaluate_pairs, fit_reward_model
 from hybrid_rl.rewards.learned.loss import pairwise_metrics
@@ -219,11 +219,11 @@ def ensemble_metadata(members: list, held, batch_size: int) -> dict:
     the hacking watch compares the policy's samples with."""
     prompts = [p.prompt for p in held] * 2
     responses = [p.chosen for p in held] + [p.rejected for p in held]
-    entries = [{"folder": member_folder(k), "seed": m["seed"],
-                **standardisation(rm, prompts, responses, batch_size)}
-               for k, (rm, m) in enumerate(members)]
-    ensemble = RewardEnsemble([rm for rm, _ in members], entries)
-    scores = ensemble.member_scores(prompts, responses, batch_size)  # [K, 2P]
+    raw = [torch.tensor(rm.score(prompts, responses, batch_size), dtype=torch.float64)
+           for rm, _ in members]  # each member scored once: its statistics, then its scores
+    entries = [{"folder": member_folder(k), "seed": m["seed"], **standardisation(r)}
+               for k, (r, (_, m)) in enumerate(zip(raw, members))]
+    scores = torch.stack([standardised(r, e) for r, e in zip(raw, entries)])  # [K, 2P]
     mean, spread = scores.mean(0), scores.std(0)
     n = len(held)
     validation = pairwise_metrics(mean[:n].float(), mean[n:].float(),

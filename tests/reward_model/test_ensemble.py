@@ -30,7 +30,8 @@ def test_members_that_differ_by_offset_and_scale_agree_after_standardisation():
     """Bradley-Terry fixes only score differences: a member 10x the other plus 100 is the same
     judge, and must not read as disagreement."""
     members = [Linear(1.0, 0.0), Linear(10.0, 100.0)]
-    stats = [standardisation(m, [""] * 4, RESPONSES) for m in members]
+    stats = [standardisation(torch.tensor(m.score([""] * 4, RESPONSES), dtype=torch.float64))
+             for m in members]
     ensemble = RewardEnsemble(members, stats)
     scores = ensemble.member_scores([""] * 4, RESPONSES)
     assert torch.allclose(scores[0], scores[1])

@@ -39,12 +39,14 @@ def first_member(folder: str | Path) -> Path:
     return folder / member_folder(0) if is_ensemble(folder) else folder
 
 
-def standardisation(rm: RewardModel, prompts: Sequence[str], responses: Sequence[str],
-                    batch_size: int = 128) -> dict:
-    """{score_mean, score_std} of a member over validation responses."""
-    scores = torch.tensor(rm.score(prompts, responses, batch_size), dtype=torch.float64)
+def standardisation(scores: torch.Tensor) -> dict:
+    """{score_mean, score_std} of a member's scores on the validation responses."""
     std = scores.std().item() if len(scores) > 1 else 1.0
     return {"score_mean": scores.mean().item(), "score_std": std if std > 1e-8 else 1.0}
+
+
+def standardised(scores: torch.Tensor, stats: dict) -> torch.Tensor:
+    return (scores - stats["score_mean"]) / stats["score_std"]
 
 
 class RewardEnsemble:
@@ -70,11 +72,10 @@ class RewardEnsemble:
     def member_scores(self, prompts: Sequence[str], responses: Sequence[str],
                       batch_size: int = 128) -> torch.Tensor:
         """[K, N] standardised scores, one row per member."""
-        rows = []
-        for rm, s in zip(self.members, self.stats):
-            raw = torch.tensor(rm.score(prompts, responses, batch_size), dtype=torch.float64)
-            rows.append((raw - s["score_mean"]) / s["score_std"])
-        return torch.stack(rows)
+        return torch.stack([
+            standardised(torch.tensor(rm.score(prompts, responses, batch_size),
+                                      dtype=torch.float64), s)
+            for rm, s in zip(self.members, self.stats)])
 
     def score(self, prompts: Sequence[str], responses: Sequence[str],
               batch_size: int = 128) -> list[float]:
