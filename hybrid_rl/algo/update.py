@@ -96,6 +96,17 @@ def _sampler_agreement(logp: torch.Tensor, rollout_logp: torch.Tensor, mask: tor
     into["logprob_gap_sum"] = into.get("logprob_gap_sum", 0.0) + float(gap.sum())
 
 
+def _importance_weights(logp: torch.Tensor, behaviour: torch.Tensor, mask: torch.Tensor,
+                        into: dict) -> None:
+    """Per-token pi_current / pi_behaviour before any step on this rollout: exactly 1 when
+    the behaviour log-probs are the trainer's own, off 1 for an older policy's samples."""
+    ratio = torch.exp(logp.detach() - behaviour) * mask
+    into["is_weight_sum"] = into.get("is_weight_sum", 0.0) + float(ratio.sum())
+    into["is_weight_tokens"] = into.get("is_weight_tokens", 0.0) + float(mask.sum())
+    into["is_weight_max"] = max(into.get("is_weight_max", 0.0),
+                                float(ratio.max()) if ratio.numel() else 0.0)
+
+
 def grpo_update(
     engine, reference: Optional[torch.nn.Module], batch: RolloutBatch,
     advantages: torch.Tensor,  # [N] or [N, T]
@@ -155,6 +166,8 @@ def _one_pass(engine, batch, advantages, loss_mask, ref_logp, old_logp, mbs, sca
             _sampler_agreement(logp, rollout_logp, batch.completion_mask[mb].to(logp.device),
                                totals)
         behaviour = logp.detach() if old_logp is None else old_logp[mb]
+        if compare_with_sampler:
+            _importance_weights(logp, behaviour, loss_mask[mb].to(logp.device), totals)
         weights = (
             None
             if s.tis_cap is None
@@ -198,6 +211,8 @@ def _summary(totals: dict[str, float], batch: RolloutBatch, passes: int,
         "approx_kl": totals["approx_kl_sum"] / active,
         "rollout/logprob_gap_max": totals["logprob_gap_max"],
         "rollout/logprob_gap_mean": totals["logprob_gap_sum"] / (sampled_tokens or 1),
+        "rollout/is_weight_mean": totals["is_weight_sum"] / (totals["is_weight_tokens"] or 1),
+        "rollout/is_weight_max": totals["is_weight_max"],
         "skipped_passes": float(mu - passes),
     }
     if "kl_sum" in totals:

@@ -28,6 +28,13 @@ class RolloutConfig:
     verify_sync: bool = True
     # verify_sync: largest allowed mean log-prob gap over the probe (fp32; bf16 engines: 0.1)
     sync_tolerance: float = 1e-3
+    # README "Asynchronous rollouts": a worker process samples the batches of the next N steps
+    # while the trainer updates on this one, from weights exactly N updates old (0: synchronous)
+    async_steps: int = 0
+    worker_threads: int = 1  # async_steps > 0: the rollout worker's torch CPU threads
+    # async_steps > 0: a worker silent this long on a batch is killed and restarted
+    worker_timeout_s: float = 1800.0
+    max_worker_restarts: int = 3  # async_steps > 0: restarts before the run stops with an error
 
     def problems(self) -> Iterator[str]:
         if not 0.0 < self.gpu_memory_utilization <= 1.0:
@@ -38,5 +45,9 @@ class RolloutConfig:
         yield from positive("temperature", self.temperature)
         yield from positive("top_k", self.top_k, allow_zero=True)
         yield from positive("max_batch_sequences", self.max_batch_sequences)
+        yield from positive("async_steps", self.async_steps, allow_zero=True)
+        yield from positive("worker_threads", self.worker_threads)
+        yield from positive("worker_timeout_s", self.worker_timeout_s)
+        yield from positive("max_worker_restarts", self.max_worker_restarts, allow_zero=True)
         if not 0.0 < self.top_p <= 1.0:
             yield f"top_p: must be in (0, 1], got {self.top_p}"

@@ -107,6 +107,10 @@ class Config(RecipeConfig):
         if self.deepspeed.stage == 0 and self.deepspeed.bf16:
             yield ("deepspeed.bf16: deepspeed=ddp (stage 0) keeps no fp32 master weights and "
                    "accumulates gradients in bf16; use deepspeed=zero2 for bf16 training")
+        if self.rollout.async_steps and self.trainer.dynamic_sampling == "fill":
+            # a refill round needs completions now, from the current weights
+            yield ("rollout.async_steps: dynamic_sampling=fill samples again within a step; "
+                   "use dynamic_sampling=drop (or off) with asynchronous rollouts")
 
 
 @dataclass
@@ -115,6 +119,12 @@ class DPORecipeConfig(Config):
     completions a step, learning rate) plus the preference loss and its pairs."""
 
     dpo: DPOConfig = field(default_factory=DPOConfig)
+
+    def cross_section_problems(self) -> Iterator[str]:
+        yield from super().cross_section_problems()
+        if self.rollout.async_steps and self.dpo.pairs != "on_policy":
+            yield (f"rollout.async_steps: dpo.pairs={self.dpo.pairs} samples nothing to "
+                   "overlap; asynchronous rollouts need dpo.pairs=on_policy")
 
 
 @dataclass

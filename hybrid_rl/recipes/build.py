@@ -345,15 +345,13 @@ def vllm_context(policy, tokenizer, prompts: Sequence[str], max_new_tokens: int)
     return min(context, longest + max_new_tokens)
 
 
-def build_rollout(cfg: RecipeConfig, policy, tokenizer, gather=None, prompts: Sequence[str] = ()):
-    """The rollout backend. `gather` (ZeRO-3) makes the full weights present while the hf
-    backend samples from the training module and while vLLM takes its first weights; vLLM
-    sizes its context (and so its KV cache) to the longest of `prompts` plus
-    rollout.max_new_tokens rather than the model's whole context."""
+def rollout_settings(cfg: RecipeConfig, policy, tokenizer, prompts: Sequence[str] = (),
+                     backend: Optional[str] = None) -> dict:
+    """The keyword arguments of rollout backend `backend` (default rollout.backend)."""
     r = cfg.rollout
     settings = dict(max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
                     top_k=r.top_k, max_batch_sequences=r.max_batch_sequences)
-    if r.backend == "vllm":
+    if (backend or r.backend) == "vllm":
         settings.update(gpu_memory_utilization=r.gpu_memory_utilization,
                         kv_cache_gib=r.kv_cache_gib,
                         enforce_eager=r.enforce_eager, verify_sync=r.verify_sync,
@@ -361,9 +359,21 @@ def build_rollout(cfg: RecipeConfig, policy, tokenizer, gather=None, prompts: Se
                         dtype=cfg.model.dtype,
                         max_model_len=vllm_context(policy, tokenizer, prompts, max(
                             completion_tokens(cfg, t) for t in cfg.tasks().values())))
+    return settings
+
+
+def build_rollout(cfg: RecipeConfig, policy, tokenizer, gather=None, prompts: Sequence[str] = ()):
+    """The rollout backend. `gather` (ZeRO-3) makes the full weights present while the hf
+    backend samples from the training module and while vLLM takes its first weights; vLLM
+    sizes its context (and so its KV cache) to the longest of `prompts` plus
+    rollout.max_new_tokens rather than the model's whole context. With asynchronous rollouts
+    the worker runs rollout.backend, and the trainer's own backend (held-out evaluation) is hf:
+    one engine of each kind, not two vLLM engines."""
+    backend = "hf" if getattr(cfg.rollout, "async_steps", 0) else cfg.rollout.backend
+    settings = rollout_settings(cfg, policy, tokenizer, prompts, backend)
     if gather is not None and cfg.deepspeed.stage == 3:
         settings["gather"] = gather
     try:
-        return build_backend(r.backend, policy, tokenizer, **settings)
+        return build_backend(backend, policy, tokenizer, **settings)
     except PluginError as exc:  # raised by the look-up, before any backend starts
         raise ConfigError(f"rollout.backend: {exc}") from exc

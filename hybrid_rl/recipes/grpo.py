@@ -21,12 +21,11 @@ from hybrid_rl.config.schema import Config
 from hybrid_rl.data.mixture import MixedPromptStream
 from hybrid_rl.data.samples import PromptStream
 from hybrid_rl.evaluation.heldout import heldout_accuracy, sampled_pass_at_k, wilson_interval
-from hybrid_rl.recipes import build, watches
+from hybrid_rl.recipes import async_rollout, build, watches
 from hybrid_rl.recipes.advantages import batch_advantages, update_settings
 from hybrid_rl.recipes.reward_model import prepare_reward_model
 from hybrid_rl.recipes.run_report import closing_summary, eval_metrics, pooled, summary
 from hybrid_rl.rewards.composition import RewardComposer
-from hybrid_rl.rewards.hacking import restore_watches
 from hybrid_rl.rollout import completion_limit
 from hybrid_rl.rollout.scored_groups import (
     rollout_metrics,
@@ -98,6 +97,9 @@ class Run:
     eval_problems: int = 0  # held-out problems the accuracy signal scored, last evaluation
     loop: Loop | None = None  # the recipe's step and data (None: GRPO)
     extras: dict = field(default_factory=dict)  # what loop.setup built (PPO: the critic)
+    # rollout.async_steps > 0: the rollout worker's trainer end (hybrid_rl/recipes/async_rollout.py)
+    async_rollouts: object = None
+    async_stats: dict = field(default_factory=dict)  # the worker's figures for this step
 
 
 def setup(cfg: Config, run_dir: Path, loop: Loop | None = None) -> Run:
@@ -145,10 +147,10 @@ def setup(cfg: Config, run_dir: Path, loop: Loop | None = None) -> Run:
         )
         run.composer.load_state_dict(state.get("composer", {}))
         run.best = state.get("best")
-        restore_watches(run.watches, state)
-        for name, watch in run.disagreement_watches.items():
-            watch.load_state_dict(state.get("disagreement_watches", {}).get(name, {}))
+        watches.restore(run, state)
         log.info("resumed from %s at step %d", ckpt, run.step)
+    run.async_rollouts = async_rollout.start(run, location, state,
+                                             [s.prompt for s in train + held])
     build.report_isolation(run.scorer, run.metrics, run.step)
     # ZeRO-3 shards hold ds_numel
     n_params = sum(getattr(p, "ds_numel", p.numel()) for p in run.policy.parameters())
@@ -219,12 +221,10 @@ def keep_if_best(run: Run, accuracy: float, num_problems: int) -> None:
 def save(run: Run) -> None:
     extra = {"data": run.stream.state_dict(), "elapsed_s": run.elapsed,
              "start_accuracy": run.start_accuracy, "composer": run.composer.state_dict(),
-             "hacking_watches": {name: w.state_dict() for name, w in run.watches.items()},
-             "disagreement_watches": {name: w.state_dict()
-                                      for name, w in run.disagreement_watches.items()},
-             "best": run.best,
+             **watches.watches_state(run), "best": run.best,
              "world_size": distributed.world_size(),
-             **(run.loop.state(run) if run.loop and run.loop.state else {})}
+             **(run.loop.state(run) if run.loop and run.loop.state else {}),
+             **async_rollout.checkpoint_state(run)}  # collective
     # Full weights and optimizer state in one portable layout (collective under DeepSpeed):
     # a checkpoint from N processes resumes in one, and back.
     weights, optimizer_state = run.engine.full_state_dict(), run.engine.optimizer_state()
@@ -276,7 +276,7 @@ def scored_rollout(run: Run, **sampling) -> tuple:
         run.stream, run.rollout, run.scorer, run.composer, prompts_per_step=t.prompts_per_step,
         group_size=t.num_generations, pad_token_id=run.tokenizer.pad_token_id,
         completion_limits={name: task.max_new_tokens for name, task in tasks.items()},
-        **sampling)
+        produce=async_rollout.producer(run), **sampling)
     for name, recorded in scored.recorded.items():
         if recorded:  # loud: the console says so every step it happens, the file has the samples
             log.warning("step %d: verifier %r: %d checks failed, %d timed out (%d recorded in %s)",
@@ -287,13 +287,17 @@ def scored_rollout(run: Run, **sampling) -> tuple:
     if cfg.mixed:
         m.update(task_metrics(scored, {n: task.accuracy_signal for n, task in tasks.items()},
                               t.num_generations))
+    m.update(async_rollout.step_metrics(run))
     return scored, m
 
 
 def sync_rollout_weights(run: Run) -> dict[str, float]:
     """Push the new weights into a rollout engine that keeps its own copy (vLLM); it raises on
     a failed or partial sync, so training never goes on sampling from stale weights. Returns
-    the sync's cost in seconds (time/weight_sync_s), nothing for engines without a copy."""
+    the sync's cost in seconds (time/weight_sync_s), nothing for engines without a copy.
+    Asynchronous rollouts: the weights go to the rollout worker as the next version."""
+    if run.async_rollouts is not None:
+        return async_rollout.publish(run)
     if not getattr(run.rollout, "copies_weights", False):
         return {}
     start = time.time()
@@ -308,8 +312,9 @@ class NonFiniteTraining(RuntimeError):
 
 def guarded_update(run: Run, batch, adv) -> dict[str, float]:
     """The GRPO update, skipped (and counted) when its loss or gradient is not finite."""
-    return skip_nonfinite(run, lambda: grpo_update(run.engine, run.reference, batch, adv,
-                                                   run.settings))
+    return skip_nonfinite(run, lambda: grpo_update(
+        run.engine, run.reference, batch, adv, run.settings,
+        old_logprobs=async_rollout.behaviour_logprobs(run, batch)))
 
 
 def skip_nonfinite(run: Run, update: Callable[[], dict]) -> dict[str, float]:
@@ -375,6 +380,7 @@ def main(dcfg: DictConfig, loop: Loop | None = None) -> float:
     bar.close()
 
     final = evaluate(run)
+    async_rollout.close(run)
     run.scorer.close()
     plot = plot_training(run_dir) if distributed.is_main() else None
     run.metrics.close(plot, closing_summary(run, final))

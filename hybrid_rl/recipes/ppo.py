@@ -38,7 +38,7 @@ from hybrid_rl.models.value import (
     critic_from_policy,
     start_from_reward_model,
 )
-from hybrid_rl.recipes import build, grpo
+from hybrid_rl.recipes import async_rollout, build, grpo
 from hybrid_rl.recipes.run_report import closing_figures
 from hybrid_rl.rollout import RolloutBatch
 from hybrid_rl.runtime import distributed
@@ -171,7 +171,9 @@ def ppo_update(run: grpo.Run, batch: RolloutBatch, reward: torch.Tensor) -> dict
     taken stand and the rest are skipped."""
     t = run.cfg.trainer
     values = batch_values(run.extras["critic"].model, batch, t.micro_batch_size)
-    old = sampled_logprobs(run.engine.model, batch, run.settings)  # the sampler's distribution
+    old = async_rollout.behaviour_logprobs(run, batch)  # an older policy's (asynchronous)
+    if old is None:  # the sampling distribution under the current weights
+        old = sampled_logprobs(run.engine.model, batch, run.settings)
     adv, returns, m = advantages_and_returns(run, batch, reward, values, old)
     taken: list[dict] = []  # each minibatch step's statistics
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 
-from hybrid_rl.rewards.hacking import DisagreementWatch, HackingWatch
+from hybrid_rl.rewards.hacking import DisagreementWatch, HackingWatch, restore_watches
 from hybrid_rl.rewards.learned.signal import DISAGREEMENT, PreferenceSignal
 
 log = logging.getLogger("hybrid_rl")
@@ -36,6 +36,20 @@ def disagreement_watches(cfg, scorer) -> dict[str, DisagreementWatch]:
                     out[task] = DisagreementWatch(baseline, w.disagreement_ratio,
                                                   w.disagreement_steps)
     return out
+
+
+def watches_state(run) -> dict:
+    """The watches' part of a checkpoint's trainer state."""
+    return {"hacking_watches": {name: w.state_dict() for name, w in run.watches.items()},
+            "disagreement_watches": {name: w.state_dict()
+                                     for name, w in run.disagreement_watches.items()}}
+
+
+def restore(run, state: dict) -> None:
+    """The watches as a checkpoint's trainer state left them."""
+    restore_watches(run.watches, state)
+    for name, watch in run.disagreement_watches.items():
+        watch.load_state_dict(state.get("disagreement_watches", {}).get(name, {}))
 
 
 def alarm(run, task: str, warning: str, kind: str) -> None:

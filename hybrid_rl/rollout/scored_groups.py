@@ -75,12 +75,15 @@ def sample_groups(
     max_fill_rounds: int = 0,
     reference_logprobs: Optional[Callable[[RolloutBatch], torch.Tensor]] = None,
     completion_limits: Optional[dict[str, Optional[int]]] = None,
+    produce: Optional[Callable[[int], tuple[list, RolloutBatch]]] = None,
 ) -> ScoredRollout:
     """With dynamic_sampling='drop', groups whose rewards are all equal (zero advantage) are
     removed; with 'fill', fresh prompts are sampled, up to max_fill_rounds more times, until
     prompts_per_step groups with signal are collected. `reference_logprobs(batch)`, when
     given, runs while the verifier pool scores, and its result rides on the batch.
-    `completion_limits[task]`: a task's own max_new_tokens (a mixture's tasks may differ)."""
+    `completion_limits[task]`: a task's own max_new_tokens (a mixture's tasks may differ).
+    `produce(prompts_per_step)`, when given, supplies (prompts, completions) sampled
+    elsewhere (asynchronous rollouts) instead of `stream` and `rollout`."""
     if dynamic_sampling not in DYNAMIC_SAMPLING:
         raise ValueError("dynamic_sampling must be one of "
                          f"{DYNAMIC_SAMPLING}, got {dynamic_sampling!r}")
@@ -91,8 +94,9 @@ def sample_groups(
     seen = seen_equal = 0
     sampled = _empty_sampled()
     for _ in range(1 + (max_fill_rounds if dynamic_sampling == "fill" else 0)):
-        prompts, batch = generate_by_limit(rollout, stream.next(prompts_per_step), group_size,
-                                           completion_limits or {}, pad_token_id)
+        prompts, batch = produce(prompts_per_step) if produce else generate_by_limit(
+            rollout, stream.next(prompts_per_step), group_size, completion_limits or {},
+            pad_token_id)
         group_samples = [s for s in prompts for _ in range(group_size)]
 
         def compute_reference(batch=batch):
