@@ -115,6 +115,20 @@ def test_synchronous_runs_have_staleness_zero_and_a_ratio_of_exactly_one(tmp_pat
     assert not (tmp_path / "run" / "rollout_worker.rank0.pid").exists()
 
 
+@pytest.mark.parametrize("script, extra", [
+    ("train.py", ["trainer=ppo", "trainer.critic.warmup_steps=0"]),  # old log-probs: the sampler's
+    ("train.py", ["model.lora.enabled=true"]),  # only the adapters travel
+    ("dpo.py", []),  # online pairs
+    ("rejection_sampling.py", ["rejection.rounds=2"]),
+])
+def test_the_recipes_that_share_the_loop_train_asynchronously(tmp_path, script, extra):
+    run_entry(script, tmp_path / "run", *HALF_THE_TIME, *extra, "rollout.async_steps=1",
+              "trainer.max_steps=2", "checkpoint.save_final=false", cache=tmp_path / "cache",
+              env=HELPERS_ON_PATH)
+    rows = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "rollout/staleness" in r]
+    assert [r["rollout/staleness"] for r in rows] == [0, 1]
+
+
 def wait_for(path: Path, proc, timeout_s=120) -> int:
     deadline = time.time() + timeout_s
     while not path.exists() or not path.read_text():

@@ -3,7 +3,8 @@ rejection sampling): the rollout worker's start, each step's batch, the weights 
 each update, and what a checkpoint keeps of the batches in flight. README "Asynchronous
 rollouts"; the worker itself is hybrid_rl/rollout/async_worker.py.
 
-Every function is a no-op (or returns None / {}) when the run is synchronous."""
+Every function is a no-op (or returns None / {}) when the run is synchronous, and takes any
+object with the Run's fields (tests drive the loop's parts with stand-ins)."""
 from __future__ import annotations
 
 import logging
@@ -20,6 +21,14 @@ from hybrid_rl.rollout.async_worker import AsyncRollouts, WeightSlots, WorkerSpe
 from hybrid_rl.runtime import distributed
 
 log = logging.getLogger("hybrid_rl")
+
+
+def running(run) -> bool:
+    return _of(run) is not None
+
+
+def _of(run) -> Optional[AsyncRollouts]:
+    return getattr(run, "async_rollouts", None)
 
 
 def trained(module: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
@@ -68,7 +77,7 @@ def start(run, location: str, state: dict, prompts: Sequence[str]) -> Optional[A
 
 def producer(run) -> Optional[Callable[[int], tuple[list, object]]]:
     """sample_groups' source of (prompts, batch) for the coming step, or None (it samples)."""
-    rollouts = run.async_rollouts
+    rollouts = _of(run)
     if rollouts is None:
         return None
 
@@ -88,7 +97,7 @@ def producer(run) -> Optional[Callable[[int], tuple[list, object]]]:
 def step_metrics(run) -> dict[str, float]:
     """The step's staleness (updates between the sampling weights and the updated ones: 0 when
     synchronous), and, when asynchronous, the worker's figures."""
-    if run.async_rollouts is None:
+    if _of(run) is None:
         return {"rollout/staleness": 0.0}
     return dict(run.async_stats)
 
@@ -96,7 +105,7 @@ def step_metrics(run) -> dict[str, float]:
 def behaviour_logprobs(run, batch) -> Optional[torch.Tensor]:
     """The log-probs the update's ratio is taken against: the sampler's own when the batch
     is older than the weights (None: the trainer's, as when synchronous)."""
-    return None if run.async_rollouts is None else batch.rollout_logprobs
+    return None if _of(run) is None else batch.rollout_logprobs
 
 
 def publish(run) -> dict[str, float]:
@@ -111,7 +120,7 @@ def checkpoint_state(run) -> dict:
     """What a checkpoint keeps (collective: every process calls it): each process's batches
     already sampled for the steps after it, the stream's position after them (`data_after`),
     and as `data` its position before them, where a resume that cannot use them samples again."""
-    rollouts = run.async_rollouts
+    rollouts = _of(run)
     if rollouts is None:
         return {}
     in_flight = rollouts.finish_in_flight()
@@ -122,5 +131,5 @@ def checkpoint_state(run) -> dict:
 
 
 def close(run) -> None:
-    if run.async_rollouts is not None:
+    if _of(run) is not None:
         run.async_rollouts.close()

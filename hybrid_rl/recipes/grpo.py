@@ -296,7 +296,7 @@ def sync_rollout_weights(run: Run) -> dict[str, float]:
     a failed or partial sync, so training never goes on sampling from stale weights. Returns
     the sync's cost in seconds (time/weight_sync_s), nothing for engines without a copy.
     Asynchronous rollouts: the weights go to the rollout worker as the next version."""
-    if run.async_rollouts is not None:
+    if async_rollout.running(run):
         return async_rollout.publish(run)
     if not getattr(run.rollout, "copies_weights", False):
         return {}
