@@ -103,3 +103,25 @@ def test_under_torchrun_each_rank_gets_its_own_engine_on_its_own_device(tmp_path
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
     assert "RANK 0 OK" in proc.stdout and "RANK 1 OK" in proc.stdout, out[-3000:]
+
+
+def test_asynchronous_rollouts_run_vllm_in_the_worker(tmp_path):
+    """rollout.async_steps=1 with rollout=vllm: the worker's engine takes each published
+    version by the verified sync; step 1 samples from the starting weights (the trainer's
+    log-probs agree), step 2 from the weights one update old (the ratio moves off 1)."""
+    run_dir = tmp_path / "run"
+    proc = run_vllm_python(
+        "train.py", *OVERRIDES, f"hydra.run.dir={run_dir}", "rollout=vllm",
+        "rollout.async_steps=1", "trainer.max_steps=2", "trainer.num_generations=4",
+        "trainer.learning_rate=0.05", "eval.every_steps=0", "eval.at_start=false",
+        "task.rewards.correctness.verifier={_target_:watch_helpers.starts_with_letter}", env={
+            "HYBRID_RL_CACHE": str(tmp_path / "cache"),
+            "PYTHONPATH": str(ROOT / "tests" / "helpers"),
+        },
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "loss" in r]
+    assert [r["rollout/staleness"] for r in steps] == [0, 1]
+    assert steps[0]["rollout/logprob_gap_max"] < 1e-3  # vLLM in the worker, same weights
+    assert abs(steps[1]["rollout/is_weight_mean"] - 1) > 1e-4
