@@ -7,12 +7,13 @@ evaluated on the same held-out problems.
 
 On a 2-core CPU the synchronous run uses both cores for everything (num_threads=2, the
 default); an asynchronous run gives one core to the trainer (num_threads=1) and one to the
-rollout worker (rollout.worker_threads=1), as the issue asks. A third synchronous variant on
-one thread shows what the trainer alone gets from its core. Per variant: the median step (the
-first excluded: it includes the worker's start), the steps done in the time, the share of a
-step spent waiting for samples (synchronous: sampling and scoring; asynchronous: the
-wait for the worker's batch), and the held-out accuracy at the end. The first use of
-a model trains its warm-up (cached for the next runs).
+rollout worker (rollout.worker_threads=1), as the issue asks. A synchronous variant on one
+thread shows what the trainer alone gets from its core, and a last one keeps the defaults (the
+trainer on num_threads=2 and the worker on one more thread: three on two cores). Per variant:
+the mean and median step (the first excluded: it includes the worker's start), the steps done
+in the time, the share of a step spent waiting for samples (synchronous: sampling and scoring;
+asynchronous: the wait for the worker's batch), and the held-out accuracy at the end. The
+first use of a model trains its warm-up (cached for the next runs).
 """
 from __future__ import annotations
 
@@ -45,6 +46,9 @@ def variants(steps: list[int]) -> dict[str, list[str]]:
         if n:
             out[f"async_steps={n}, 1+1 threads"] = [f"rollout.async_steps={n}", "num_threads=1",
                                                      "rollout.worker_threads=1"]
+    if 1 in steps:  # the defaults: the trainer keeps num_threads=2, the worker gets 1 more
+        out["async_steps=1, 2+1 threads"] = ["rollout.async_steps=1", "num_threads=2",
+                                             "rollout.worker_threads=1"]
     return out
 
 
@@ -60,6 +64,7 @@ def run(model: str, overrides: list[str], seconds: float, run_dir: Path) -> dict
     final = [r for r in rows if "eval/accuracy" in r][-1]
     later = steps[1:] or steps
     return {"steps": len(steps),
+            "mean_step_s": sum(r["time/step_s"] for r in later) / len(later),
             "median_step_s": statistics.median(r["time/step_s"] for r in later),
             "wait_share": statistics.median(r.get("time/rollout_wait_s", r["time/rollout_s"])
                                             / r["time/step_s"] for r in later),
@@ -80,20 +85,20 @@ def main() -> None:
     results: dict[str, list[dict]] = {name: [] for name in chosen}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
-            for name, overrides in chosen.items():
-                out = run(args.model, overrides, args.seconds,
-                          Path(tmp) / f"{r}-{len(results[name])}-{name.split(',')[0]}")
+            for i, (name, overrides) in enumerate(chosen.items()):
+                out = run(args.model, overrides, args.seconds, Path(tmp) / f"round{r}-variant{i}")
                 results[name].append(out)
                 print(f"round {r + 1} {name}: {out}", flush=True)
-    base = statistics.median(x["median_step_s"] for x in results["sync, 2 threads"])
+    base = statistics.median(x["mean_step_s"] for x in results["sync, 2 threads"])
     print(f"\n{args.model}, {args.seconds:.0f} s of training per run, median of "
           f"{args.rounds} round(s)\n")
-    print("| variant | median step (s) | vs sync, 2 threads | steps done | waiting for samples "
-          "| max staleness | held-out accuracy |")
-    print("|---|---|---|---|---|---|---|")
+    print("| variant | mean step (s) | speed vs sync, 2 threads | median step (s) | steps done "
+          "| waiting for samples | max staleness | held-out accuracy |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, runs in results.items():
-        step = statistics.median(x["median_step_s"] for x in runs)
-        print(f"| {name} | {step:.3f} | {base / step:.2f}x | "
+        step = statistics.median(x["mean_step_s"] for x in runs)
+        median = statistics.median(x["median_step_s"] for x in runs)
+        print(f"| {name} | {step:.3f} | {base / step:.2f}x | {median:.3f} | "
               f"{statistics.median(x['steps'] for x in runs):.0f} | "
               f"{statistics.median(x['wait_share'] for x in runs):.0%} | "
               f"{max(x['staleness'] for x in runs):.0f} | "

@@ -167,6 +167,20 @@ def test_a_worker_killed_mid_run_is_restarted_and_the_run_is_unchanged(one_step_
                     for r in without_timing(steps(one_step_ahead / "run"))]
 
 
+def test_a_silent_worker_is_killed_and_too_many_restarts_stop_the_run(one_step_ahead, tmp_path):
+    """A worker silent past rollout.worker_timeout_s is killed and restarted; more restarts
+    than rollout.max_worker_restarts stop the run with the reason (here every worker is
+    'silent': none can start in 10 ms)."""
+    proc = train(tmp_path / "run", "rollout.async_steps=1", "trainer.max_steps=2",
+                 "rollout.worker_timeout_s=0.01", "rollout.max_worker_restarts=1",
+                 cache=one_step_ahead / "cache", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "sent nothing for 0.01 s (rollout.worker_timeout_s); killed; restarting it (restart 1" \
+        in out
+    assert "it has died 2 times, more than rollout.max_worker_restarts=1" in out
+
+
 def test_a_killed_trainer_takes_its_worker_with_it(one_step_ahead, tmp_path):
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(train_command(run_dir, "rollout.async_steps=1",

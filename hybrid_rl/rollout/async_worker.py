@@ -246,6 +246,7 @@ class AsyncRollouts:
         self.next_step = self.base_version + 1
         self._context = torch.multiprocessing.get_context("spawn")
         self.process = None
+        self._heard = time.time()
         self._start()
 
     def version_for(self, step: int) -> int:
@@ -262,9 +263,9 @@ class AsyncRollouts:
             self.outstanding[s] = request
             self.requests.put(request)
             self.next_step += 1
-        start = time.time()
+        start = self._heard = time.time()
         while step not in self.ready:
-            self._receive(waiting_since=start)
+            self._receive()
         self.data_before.pop(step, None)
         return self.ready.pop(step), time.time() - start
 
@@ -279,9 +280,9 @@ class AsyncRollouts:
     def finish_in_flight(self) -> list[tuple[int, dict, Produced]]:
         """Wait for every request sent; (step, stream state before its draw, batch) of each
         batch not yet taken, in step order (what a checkpoint keeps)."""
-        start = time.time()
+        self._heard = time.time()
         while self.outstanding:
-            self._receive(waiting_since=start)
+            self._receive()
         return [(s, self.data_before[s], self.ready[s]) for s in sorted(self.ready)]
 
     def restore(self, in_flight: list[tuple[int, dict, Produced]]) -> None:
@@ -323,26 +324,30 @@ class AsyncRollouts:
             q.cancel_join_thread()  # a dead reader must not hold up this process's exit
             q.close()
 
-    def _receive(self, waiting_since: float) -> None:
+    def _receive(self) -> None:
+        """Take one message from the worker, or notice within half a second that it died or
+        has been silent (since the wait began or its last batch) for rollout.worker_timeout_s."""
         try:
             item = pickle.loads(self.results.get(timeout=0.5))
         except queue.Empty:
             if not self.process.is_alive():
                 self._restart(f"died (exit code {self.process.exitcode})")
-            elif time.time() - waiting_since > self.timeout_s:
-                self._restart(f"sent nothing for {self.timeout_s:.0f} s "
+            elif time.time() - self._heard > self.timeout_s:
+                self._restart(f"sent nothing for {self.timeout_s:g} s "
                               "(rollout.worker_timeout_s); killed")
             return
         if isinstance(item, WorkerFailed):
             self.process.join(10)
             self._restart(f"failed:\n{item.error}")
         elif item.step in self.outstanding:  # a restarted worker may send a step twice
+            self._heard = time.time()
             del self.outstanding[item.step]
             self.ready[item.step] = item
 
     def _restart(self, what: str) -> None:
         pid = self.process.pid
         self._kill()
+        self._heard = time.time()  # the new worker's silence counts from its start
         self.restarts += 1
         if self.restarts > self.max_restarts:
             raise RolloutWorkerDied(
