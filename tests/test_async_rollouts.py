@@ -21,7 +21,12 @@ from helpers.runs import (
     run_entry,
 )
 
-from hybrid_rl.rollout.async_worker import WeightSlots, request_seed
+from hybrid_rl.rollout.async_worker import (
+    WeightSlots,
+    request_seed,
+    standalone_environment,
+    trainer_gpu,
+)
 
 # A reward about half of the random tiny model's completions earn: every step takes a real
 # gradient step, so the weights move and a stale batch's ratio leaves 1.
@@ -69,6 +74,19 @@ def test_weight_slots_keep_each_version_in_its_slot_and_refuse_the_wrong_one():
 def test_a_request_seed_depends_on_the_process_seed_and_the_step_only():
     assert request_seed(0, 5) == request_seed(0, 5) == 5
     assert len({request_seed(s, t) for s in (0, 1) for t in (1, 2)}) == 4
+
+
+def test_the_worker_is_a_single_process_on_its_trainers_gpu(monkeypatch):
+    """Under torchrun the worker must not look like a rank (vLLM would join the trainers'
+    process group), and it sees only its trainer's GPU."""
+    torchrun = {"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": "29500", "PATH": "/bin", "CUDA_VISIBLE_DEVICES": "2,3"}
+    assert standalone_environment(torchrun, "3") == {"PATH": "/bin", "CUDA_VISIBLE_DEVICES": "3"}
+    assert standalone_environment(torchrun, None)["CUDA_VISIBLE_DEVICES"] == "2,3"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert trainer_gpu(1) == "3" and trainer_gpu(None) is None
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert trainer_gpu(1) == "1"
 
 
 @pytest.mark.parametrize("override, named", [

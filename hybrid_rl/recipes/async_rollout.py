@@ -17,7 +17,7 @@ import torch
 
 from hybrid_rl.config.checks import ConfigError
 from hybrid_rl.recipes import build
-from hybrid_rl.rollout.async_worker import AsyncRollouts, WeightSlots, WorkerSpec
+from hybrid_rl.rollout.async_worker import AsyncRollouts, WeightSlots, WorkerSpec, trainer_gpu
 from hybrid_rl.runtime import distributed
 
 log = logging.getLogger("hybrid_rl")
@@ -41,6 +41,9 @@ def start(run, location: str, state: dict, prompts: Sequence[str]) -> Optional[A
     same async_steps and process count, the batches the checkpoint kept come first."""
     cfg, r = run.cfg, run.cfg.rollout
     if not r.async_steps:
+        if state.get("async_rollouts"):
+            log.warning("the checkpoint's in-flight batches are not used by a synchronous run; "
+                        "it samples those steps' prompts again")
         return None
     from hybrid_rl.plugins import ROLLOUT_BACKENDS, PluginError
 
@@ -58,7 +61,9 @@ def start(run, location: str, state: dict, prompts: Sequence[str]) -> Optional[A
         cfg.model.lora if cfg.model.lora.enabled else None, run.tokenizer, r.backend, settings,
         cfg.trainer.num_generations,
         {name: task.max_new_tokens for name, task in cfg.tasks().items()},
-        run.tokenizer.pad_token_id, str(distributed.device()), r.worker_threads,
+        run.tokenizer.pad_token_id,
+        trainer_gpu(distributed.local_gpu() if torch.cuda.is_available() else None),
+        r.worker_threads,
         cfg.seed + rank, os.getpid())
     rollouts = AsyncRollouts(spec, slots, r.async_steps, run.stream, cfg.trainer.prompts_per_step,
                              run.step, r.worker_timeout_s, r.max_worker_restarts,

@@ -50,7 +50,7 @@ class WorkerSpec:
     group_size: int
     completion_limits: dict  # task -> its max_new_tokens (None: the backend's own)
     pad_token_id: int
-    device: str
+    gpu: Optional[str]  # the trainer process's GPU as CUDA_VISIBLE_DEVICES names it (None: CPU)
     threads: int  # torch CPU threads
     seed: int  # this process's seed (cfg.seed + rank); each request mixes in its step
     parent_pid: int
@@ -181,6 +181,29 @@ def _next_request(requests, parent_pid: int) -> Optional[Request]:
                 return None
 
 
+# what torchrun and SLURM set for a rank: the worker is no rank of the trainers' process group
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK",
+                  "ROLE_RANK", "ROLE_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+                  "TORCHELASTIC_RUN_ID", "SLURM_PROCID", "SLURM_LOCALID", "SLURM_NTASKS")
+
+
+def standalone_environment(env: dict, gpu: Optional[str]) -> dict:
+    """The worker's environment: a single process (so vLLM runs its in-process executor rather
+    than joining the trainers' group), seeing only its trainer's GPU, as device 0."""
+    out = {k: v for k, v in env.items() if k not in RANK_VARIABLES}
+    if gpu is not None:
+        out["CUDA_VISIBLE_DEVICES"] = gpu
+    return out
+
+
+def trainer_gpu(local_index: Optional[int]) -> Optional[str]:
+    """The physical id of the trainer's GPU (`local_index` among those it sees; None: CPU)."""
+    if local_index is None:
+        return None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return visible.split(",")[local_index] if visible else str(local_index)
+
+
 def _load_model(spec: WorkerSpec) -> torch.nn.Module:
     from hybrid_rl.models.loading import load_policy
 
@@ -189,13 +212,16 @@ def _load_model(spec: WorkerSpec) -> torch.nn.Module:
         from hybrid_rl.models import lora
 
         model = lora.add_adapters(model, spec.lora)
-    return model.to(spec.device).eval().requires_grad_(False)
+    return model.to("cpu" if spec.gpu is None else "cuda:0").eval().requires_grad_(False)
 
 
 def worker_main(spec: WorkerSpec, slots: WeightSlots, requests, results) -> None:
     """Sample each request's batch from the weight version it names, in order, until told to
     stop (None) or the trainer is gone. Any error goes back to the trainer as its traceback."""
     _die_with_parent(spec.parent_pid)
+    env = standalone_environment(dict(os.environ), spec.gpu)  # before anything touches CUDA
+    os.environ.clear()
+    os.environ.update(env)
     torch.set_num_threads(spec.threads)
     try:
         from hybrid_rl.rollout import build_backend, generate_by_limit
