@@ -63,7 +63,7 @@ def test_weight_slots_keep_each_version_in_its_slot_and_refuse_the_wrong_one():
     assert torch.equal(target.weight, torch.ones(2, 3)) and torch.equal(target.bias, torch.ones(2))
     slots.load_into(target, 1)
     assert torch.equal(target.weight, torch.full((2, 3), 2.0))
-    assert slots.newest_overwritten_by(2) == 0
+    assert slots.overwritten_by(2) == 0
     slots.publish(2, [(n, torch.full_like(p, 3.0)) for n, p in params])  # into version 0's slot
     with pytest.raises(RuntimeError, match="weight version 0 is not in its slot"):
         slots.load_into(target, 0)

@@ -52,8 +52,9 @@ def start(run, location: str, state: dict, prompts: Sequence[str]) -> Optional[A
     except PluginError as exc:
         raise ConfigError(f"rollout.backend: {exc}") from exc
     with run.engine.gathered() as module:
-        slots = WeightSlots.create(trained(module), r.async_steps + 1)
-        slots.publish(run.step, trained(module))
+        params = trained(module)
+        slots = WeightSlots.create(params, r.async_steps + 1)
+        slots.publish(run.step, params)
         settings = build.rollout_settings(cfg, module, run.tokenizer, prompts)
     rank = distributed.rank()
     spec = WorkerSpec(
@@ -74,9 +75,9 @@ def start(run, location: str, state: dict, prompts: Sequence[str]) -> Optional[A
         rollouts.restore(pickle.loads(saved["in_flight"][rank]))
         run.stream.load_state_dict(saved["data_after"])
     elif saved:
-        log.warning("the checkpoint's %d in-flight batches were sampled for async_steps=%d "
+        log.warning("the checkpoint's in-flight batches were sampled with async_steps=%d "
                     "on %d processes; this run samples those steps' prompts again",
-                    saved["async_steps"], saved["async_steps"], len(saved["in_flight"]))
+                    saved["async_steps"], len(saved["in_flight"]))
     return rollouts
 
 

@@ -369,7 +369,7 @@ def build_rollout(cfg: RecipeConfig, policy, tokenizer, gather=None, prompts: Se
     rollout.max_new_tokens rather than the model's whole context. With asynchronous rollouts
     the worker runs rollout.backend, and the trainer's own backend (held-out evaluation) is hf:
     one engine of each kind, not two vLLM engines."""
-    backend = "hf" if getattr(cfg.rollout, "async_steps", 0) else cfg.rollout.backend
+    backend = "hf" if cfg.rollout.async_steps else cfg.rollout.backend
     settings = rollout_settings(cfg, policy, tokenizer, prompts, backend)
     if gather is not None and cfg.deepspeed.stage == 3:
         settings["gather"] = gather

@@ -123,7 +123,7 @@ class WeightSlots:
             raise RuntimeError(f"published {given} tensors, the slots hold {len(views)}")
         self.versions[slot] = version
 
-    def newest_overwritten_by(self, version: int) -> int:
+    def overwritten_by(self, version: int) -> int:
         """The version whose slot publishing `version` overwrites."""
         return version - len(self.versions)
 
@@ -296,7 +296,7 @@ class AsyncRollouts:
         return self.ready.pop(step), time.time() - start
 
     def publish(self, version: int, params: Iterable[tuple[str, torch.Tensor]]) -> None:
-        overwritten = self.slots.newest_overwritten_by(version)
+        overwritten = self.slots.overwritten_by(version)
         needed = [r.step for r in self.outstanding.values() if r.version <= overwritten]
         if needed:  # the pipeline's invariant: never true unless this module has a bug
             raise RuntimeError(f"publishing weight version {version} would overwrite version "
@@ -362,8 +362,7 @@ class AsyncRollouts:
                 self._restart(f"sent nothing for {self.timeout_s:g} s "
                               "(rollout.worker_timeout_s); killed")
             return
-        if isinstance(item, WorkerFailed):
-            self.process.join(10)
+        if isinstance(item, WorkerFailed):  # it exits next: _restart waits for it
             self._restart(f"failed:\n{item.error}")
         elif item.step in self.outstanding:  # a restarted worker may send a step twice
             self._heard = time.time()

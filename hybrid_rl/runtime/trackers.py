@@ -102,7 +102,6 @@ class WandbTracker:
 
 
 class MlflowTracker:
-
     def __init__(self, who: RunIdentity, run_dir: Path, project: str, uri: Optional[str]):
         _import("mlflow")
         from mlflow.tracking import MlflowClient
